@@ -1,0 +1,75 @@
+"""botbridge: messaging channels to chatbot backends, through plugins."""
+
+from botbridge.bot import BotBackend, BotSession
+from botbridge.channel import (
+    Capabilities,
+    Channel,
+    ProvisionResult,
+    SenderContext,
+    WebhookRequest,
+    WebhookResult,
+)
+from botbridge.clock import Clock, FakeClock, SystemClock
+from botbridge.errors import (
+    BotCredentialsInvalid,
+    BotError,
+    ConfigInvalid,
+    CredentialsInvalid,
+    InvalidSignature,
+    MalformedWebhook,
+    ProviderError,
+    SendError,
+)
+from botbridge.hookspecs import hookimpl
+from botbridge.models import (
+    Connector,
+    Conversation,
+    DeliveryReport,
+    Event,
+    InboundMessage,
+    Media,
+    Option,
+    OutboundMessage,
+    Reply,
+    Sender,
+    SendResult,
+)
+from botbridge.store import Store
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BotBackend",
+    "BotCredentialsInvalid",
+    "BotError",
+    "BotSession",
+    "Capabilities",
+    "Channel",
+    "Clock",
+    "ConfigInvalid",
+    "Connector",
+    "Conversation",
+    "CredentialsInvalid",
+    "DeliveryReport",
+    "Event",
+    "FakeClock",
+    "InboundMessage",
+    "InvalidSignature",
+    "MalformedWebhook",
+    "Media",
+    "Option",
+    "OutboundMessage",
+    "ProviderError",
+    "ProvisionResult",
+    "Reply",
+    "SendError",
+    "SendResult",
+    "Sender",
+    "SenderContext",
+    "Store",
+    "SystemClock",
+    "WebhookRequest",
+    "WebhookResult",
+    "__version__",
+    "hookimpl",
+]

@@ -1,0 +1,110 @@
+"""What every route needs: the runtime, the caller's account, a JSON body."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from botbridge.crypto import hash_api_key
+from botbridge.errors import APIError, NotFound, Unauthorized
+from botbridge.runtime import Runtime
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def runtime(request: Request) -> Runtime:
+    return request.app.state.runtime  # type: ignore[no-any-return]
+
+
+async def account(request: Request) -> str:
+    scheme, _, key = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise Unauthorized("missing bearer API key", headers={"www-authenticate": "Bearer"})
+    account_id = await runtime(request).store.account_for_key(hash_api_key(key.strip()))
+    if account_id is None:
+        raise Unauthorized("invalid API key", headers={"www-authenticate": "Bearer"})
+    return account_id
+
+
+async def read_body(request: Request) -> bytes:
+    limit = runtime(request).settings.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            too_big = int(declared) > limit
+        except ValueError:
+            raise APIError("invalid Content-Length header") from None
+        if too_big:
+            raise APIError(f"body larger than {limit} bytes", status_code=413, code="payload_too_large")
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise APIError(f"body larger than {limit} bytes", status_code=413, code="payload_too_large")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _is_json(content_type: str) -> bool:
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    return media_type == "application/json" or media_type.endswith("+json")
+
+
+async def json_body(request: Request, model: type[M]) -> M:
+    if not _is_json(request.headers.get("content-type", "")):
+        raise APIError("Content-Type must be application/json", status_code=415, code="unsupported_media_type")
+    raw = await read_body(request)
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise APIError("body is not valid JSON", code="invalid_json") from None
+    if not isinstance(data, dict):
+        raise APIError("body must be a JSON object", status_code=422, code="validation_error")
+    return validate(model, data)
+
+
+def validate(model: type[M], data: Any) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise validation_error(exc) from None
+
+
+def validation_error(exc: ValidationError) -> APIError:
+    # Only locations and messages: pydantic's `input` could echo a credential.
+    details = [
+        {"field": ".".join(str(part) for part in error["loc"]) or "body", "message": error["msg"]}
+        for error in exc.errors(include_url=False, include_input=False, include_context=False)
+    ]
+    first = details[0] if details else {"field": "body", "message": "invalid"}
+    return APIError(f"{first['field']}: {first['message']}", status_code=422, code="validation_error", details=details)
+
+
+def page_params(request: Request) -> tuple[int, str | None]:
+    raw_limit = request.query_params.get("limit", "50")
+    try:
+        limit = int(raw_limit)
+    except ValueError:
+        raise APIError("limit must be an integer", status_code=422, code="validation_error") from None
+    if not 1 <= limit <= 200:
+        raise APIError("limit must be between 1 and 200", status_code=422, code="validation_error")
+    cursor = request.query_params.get("cursor") or None
+    return limit, cursor
+
+
+def page(items: list[dict[str, Any]], limit: int) -> JSONResponse:
+    next_cursor = items[-1]["id"] if len(items) == limit else None
+    return JSONResponse({"items": items, "next_cursor": next_cursor})
+
+
+def not_found(kind: str, item_id: str) -> NotFound:
+    return NotFound(f"{kind} {item_id!r} not found")
+
+
+def no_content() -> Response:
+    return Response(status_code=204)

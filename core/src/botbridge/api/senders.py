@@ -1,0 +1,135 @@
+"""`/v1/senders`: the channel addresses an account owns."""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from botbridge.api.common import (
+    account,
+    json_body,
+    no_content,
+    not_found,
+    page,
+    page_params,
+    runtime,
+)
+from botbridge.errors import APIError, ConfigInvalid, Conflict, CredentialsInvalid, ProviderError
+from botbridge.models import Sender, SenderCreate, SenderUpdate, utcnow
+from botbridge.runtime import Runtime, api_error_from_config
+
+logger = logging.getLogger("botbridge.api")
+
+
+async def owned_sender(rt: Runtime, account_id: str, sender_id: str) -> Sender:
+    sender = await rt.store.get_sender(sender_id)
+    if sender is None or sender.account_id != account_id:
+        raise not_found("sender", sender_id)
+    return sender
+
+
+def _validated_config(rt: Runtime, channel: str, address: str, credentials: str, secret: str, config: dict) -> dict:  # type: ignore[type-arg]
+    plugin = rt.channel(channel)
+    try:
+        return plugin.validate_sender(address, credentials, secret, dict(config))
+    except ConfigInvalid as exc:
+        field = exc.field.split(".", 1)[0]
+        raise (
+            exc
+            if field in ("address", "credentials", "webhook_secret", "config")
+            else api_error_from_config(exc, "config")
+        ) from None
+
+
+async def create_sender(request: Request) -> Response:
+    account_id = await account(request)
+    rt = runtime(request)
+    body = await json_body(request, SenderCreate)
+    config = _validated_config(rt, body.channel, body.address, body.credentials, body.webhook_secret, body.config)
+    sender = Sender(
+        account_id=account_id,
+        channel=body.channel,
+        address=body.address,
+        config=config,
+        credentials_enc=rt.box.encrypt(body.credentials),
+        webhook_secret_enc=rt.box.encrypt(body.webhook_secret),
+    )
+    await rt.store.create_sender(sender)
+    if config.get("provision"):
+        sender = await _provision(rt, sender)
+    logger.info("sender %s created (channel %s)", sender.id, sender.channel)
+    return JSONResponse(sender.public(rt.webhook_url(sender)), status_code=201)
+
+
+async def _provision(rt: Runtime, sender: Sender) -> Sender:
+    try:
+        result = await rt.channel(sender.channel).provision(rt.sender_context(sender))
+    except CredentialsInvalid as exc:
+        await rt.store.delete_sender(sender.id)
+        raise ConfigInvalid("credentials", f"the provider refused them: {exc}") from None
+    except ProviderError as exc:
+        await rt.store.delete_sender(sender.id)
+        raise APIError(
+            f"provisioning at the provider failed: {exc}", status_code=502, code="provision_failed"
+        ) from None
+    if result is None:
+        return sender
+    if result.webhook_secret is not None:
+        sender.webhook_secret_enc = rt.box.encrypt(result.webhook_secret)
+    sender.config = {**sender.config, **result.config}
+    sender.state = result.state
+    sender.state_reason = result.state_reason
+    sender.updated_at = utcnow()
+    await rt.store.update_sender(sender)
+    return sender
+
+
+async def list_senders(request: Request) -> Response:
+    account_id = await account(request)
+    limit, cursor = page_params(request)
+    rt = runtime(request)
+    senders = await rt.store.list_senders(account_id, limit=limit, after=cursor)
+    return page([s.public(rt.webhook_url(s)) for s in senders], limit)
+
+
+async def get_sender(request: Request) -> Response:
+    account_id = await account(request)
+    rt = runtime(request)
+    sender = await owned_sender(rt, account_id, request.path_params["sender_id"])
+    return JSONResponse(sender.public(rt.webhook_url(sender)))
+
+
+async def update_sender(request: Request) -> Response:
+    account_id = await account(request)
+    rt = runtime(request)
+    sender = await owned_sender(rt, account_id, request.path_params["sender_id"])
+    body = await json_body(request, SenderUpdate)
+    credentials = body.credentials if body.credentials is not None else rt.box.decrypt(sender.credentials_enc)
+    secret = body.webhook_secret if body.webhook_secret is not None else rt.box.decrypt(sender.webhook_secret_enc)
+    address = body.address or sender.address
+    config = body.config if body.config is not None else sender.config
+    sender.config = _validated_config(rt, sender.channel, address, credentials, secret, config)
+    sender.address = address
+    sender.credentials_enc = rt.box.encrypt(credentials)
+    sender.webhook_secret_enc = rt.box.encrypt(secret)
+    sender.updated_at = utcnow()
+    await rt.store.update_sender(sender)
+    return JSONResponse(sender.public(rt.webhook_url(sender)))
+
+
+async def delete_sender(request: Request) -> Response:
+    account_id = await account(request)
+    rt = runtime(request)
+    sender = await owned_sender(rt, account_id, request.path_params["sender_id"])
+    connector = await rt.store.connector_for_sender(sender.id)
+    if connector is not None:
+        raise Conflict(f"sender is bound to connector {connector.id!r}; delete the connector first")
+    if sender.config.get("provision"):
+        try:
+            await rt.channel(sender.channel).deprovision(rt.sender_context(sender))
+        except ProviderError as exc:
+            raise APIError(f"undoing provisioning failed: {exc}", status_code=502, code="deprovision_failed") from None
+    await rt.store.delete_sender(sender.id)
+    return no_content()

@@ -1,0 +1,28 @@
+"""Health, readiness, plugin listing and the OpenAPI document."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from botbridge.api.common import account, runtime
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    ready = await runtime(request).store.ping()
+    return JSONResponse({"status": "ready" if ready else "store unreachable"}, status_code=200 if ready else 503)
+
+
+async def list_plugins(request: Request) -> Response:
+    await account(request)
+    return JSONResponse({"plugins": runtime(request).plugins.describe()})
+
+
+async def openapi(request: Request) -> Response:
+    from botbridge.openapi import document
+
+    return JSONResponse(document(request.app))

@@ -1,0 +1,88 @@
+"""What a bot backend plugin implements: open, send into, close a conversation.
+
+A bot plugin registers a `BotBackend` subclass through the
+`register_bot_backends` hook, under its connector type (e.g. `AMAZON_LEX`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import httpx
+
+from botbridge.clock import Clock
+from botbridge.models import Connector, Conversation, InboundMessage, Reply
+
+LateReplies = Callable[[list[Reply]], Awaitable[None]]
+
+
+async def _drop_late(replies: list[Reply]) -> None:
+    return None
+
+
+@dataclass
+class BotSession:
+    """One conversation as a bot backend sees it.
+
+    `state` is the backend's own per-conversation state (ids, tokens,
+    watermarks, session attributes): core persists it after every call and
+    never reads it. `deliver_late` hands replies that arrive after `send`
+    returned (a bot that thinks, a proactive message) back to core.
+    """
+
+    connector: Connector
+    credentials: str
+    conversation: Conversation
+    deliver_late: LateReplies = _drop_late
+
+    @property
+    def state(self) -> dict[str, Any]:
+        return self.conversation.backend_state
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.connector.config
+
+    @property
+    def conversation_id(self) -> str:
+        return self.conversation.id
+
+    @property
+    def contact(self) -> str:
+        return self.conversation.contact
+
+
+class BotBackend:
+    """Base class of bot backend plugins."""
+
+    type: ClassVar[str]
+    description: ClassVar[str] = ""
+
+    def __init__(self, http: httpx.AsyncClient, clock: Clock) -> None:
+        self.http = http
+        self.clock = clock
+
+    def validate_credentials(self, credentials: str, config: dict[str, Any]) -> None:
+        """Check a connector's credentials and config at create/update.
+
+        Raise `ConfigInvalid(field, message)`, e.g. `ConfigInvalid("credentials.region", ...)`.
+        Never include the secret itself in the message.
+        """
+
+    async def open(self, session: BotSession) -> None:
+        """Start a backend session for a new conversation (fill `session.state`)."""
+
+    async def send(self, session: BotSession, message: InboundMessage) -> list[Reply]:
+        """Send the user's message; return the replies available now.
+
+        Raise `BotCredentialsInvalid` on 401/403, `BotError(retryable=...)` otherwise.
+        """
+        raise NotImplementedError
+
+    async def close(self, session: BotSession) -> None:
+        """End the backend session (the conversation timed out)."""
+
+    async def aclose(self) -> None:
+        """Release what the instance holds (tasks, token caches)."""

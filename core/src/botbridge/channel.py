@@ -1,0 +1,158 @@
+"""What a channel plugin implements: verify/parse webhooks, send, describe senders.
+
+A channel plugin registers a `Channel` subclass through the
+`register_channels` hook. The host builds one instance per channel name,
+handing it the shared HTTP client and the clock; it never builds its own.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import httpx
+from pydantic import BaseModel, Field
+
+from botbridge.clock import Clock
+from botbridge.errors import ConfigInvalid, MalformedWebhook
+from botbridge.models import DeliveryReport, InboundMessage, OutboundMessage, Sender, SendResult
+
+
+@dataclass(frozen=True)
+class WebhookRequest:
+    """An incoming provider webhook, exactly as received.
+
+    `url` is the public URL the provider called (built from
+    BOTBRIDGE_PUBLIC_URL when set, because behind a proxy the request's own
+    URL is not what the provider signed). Header names are lower-case.
+    """
+
+    method: str
+    url: str
+    headers: Mapping[str, str]
+    body: bytes
+    query: Mapping[str, str] = field(default_factory=dict)
+
+    def json(self) -> Any:
+        try:
+            return json.loads(self.body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise MalformedWebhook(f"body is not valid JSON: {exc.msg if hasattr(exc, 'msg') else exc}") from None
+
+    def json_object(self) -> dict[str, Any]:
+        data = self.json()
+        if not isinstance(data, dict):
+            raise MalformedWebhook("body must be a JSON object")
+        return data
+
+
+Claim = Callable[[str, float], Awaitable[bool]]
+
+
+@dataclass
+class SenderContext:
+    """A sender with its secrets decrypted, for the plugin's use only.
+
+    `claim(key, ttl)` atomically records a key (e.g. a webhook nonce) and
+    answers False when it was already recorded: the replay guard.
+    """
+
+    sender: Sender
+    credentials: str
+    webhook_secret: str
+    webhook_url: str
+    claim: Claim
+
+    @property
+    def id(self) -> str:
+        return self.sender.id
+
+    @property
+    def address(self) -> str:
+        return self.sender.address
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.sender.config
+
+
+class WebhookResult(BaseModel):
+    """What a verified webhook carried."""
+
+    messages: list[InboundMessage] = Field(default_factory=list)
+    reports: list[DeliveryReport] = Field(default_factory=list)
+    # Provisioning news, e.g. Bird's channel.updated: the sender's new state.
+    sender_state: str | None = None
+    sender_state_reason: str | None = None
+
+
+class ProvisionResult(BaseModel):
+    """What setting up the provider side changed on the sender."""
+
+    webhook_secret: str | None = None
+    config: dict[str, Any] = Field(default_factory=dict)
+    state: str = "active"
+    state_reason: str | None = None
+
+
+class Capabilities(BaseModel):
+    options: bool = False  # native buttons / quick replies
+    media: bool = False
+    max_text_length: int = 1600
+    sms: bool = True  # fragments are counted for SMS
+
+
+class Channel:
+    """Base class of channel plugins. Override what your provider needs."""
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    # Names of keys this channel reads, for `GET /v1/plugins` and errors.
+    credential_keys: ClassVar[tuple[str, ...]] = ()
+    config_keys: ClassVar[tuple[str, ...]] = ("base_url",)
+    requires_webhook_secret: ClassVar[bool] = True
+
+    def __init__(self, http: httpx.AsyncClient, clock: Clock) -> None:
+        self.http = http
+        self.clock = clock
+
+    def validate_sender(
+        self, address: str, credentials: str, webhook_secret: str, config: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Check a sender's settings at create/update; return the config to store.
+
+        Raise `ConfigInvalid(field, message)` naming the wrong field.
+        """
+        if self.requires_webhook_secret and not webhook_secret and not config.get("provision"):
+            raise ConfigInvalid("webhook_secret", "is required for this channel")
+        return config
+
+    def capabilities(self, sender: SenderContext) -> Capabilities:
+        return Capabilities()
+
+    async def parse_webhook(self, request: WebhookRequest, sender: SenderContext) -> WebhookResult:
+        """Verify the request's authenticity, then parse it.
+
+        Raise `InvalidSignature` (401) or `MalformedWebhook` (400); never
+        anything else for bad input.
+        """
+        raise NotImplementedError
+
+    async def send(self, sender: SenderContext, message: OutboundMessage) -> SendResult:
+        """Send one message; return the provider's message id.
+
+        Raise `SendError` (retryable or not) or `CredentialsInvalid`.
+        """
+        raise NotImplementedError
+
+    async def provision(self, sender: SenderContext) -> ProvisionResult | None:
+        """Set up the provider side for a sender created with config.provision."""
+        return None
+
+    async def deprovision(self, sender: SenderContext) -> None:
+        """Undo `provision` when the sender is deleted."""
+
+    async def aclose(self) -> None:
+        """Release what the instance holds (tasks, caches)."""

@@ -1,0 +1,69 @@
+"""The `botbridge` command: serve, plugins."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from botbridge.plugins import Plugins
+from botbridge.settings import Settings
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from botbridge.host import create_app
+
+    settings = Settings()
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    app = create_app(settings)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        loop="uvloop",
+        http="httptools",
+        log_level=settings.log_level.lower(),
+        access_log=args.access_log,
+    )
+    return 0
+
+
+def _plugins(args: argparse.Namespace) -> int:
+    plugins = Plugins.discover(Settings())
+    described = plugins.describe()
+    if args.json:
+        print(json.dumps(described, indent=2))
+        return 0
+    for info in described:
+        provides = ", ".join(
+            [f"channel {n}" for n in info["channels"]]
+            + [f"connector type {n}" for n in info["connector_types"]]
+            + [f"store {n}://" for n in info["store_schemes"]]
+        )
+        version = f" {info['version']}" if info["version"] else ""
+        print(f"{info['name']:<20} {info['distribution'] or '-'}{version}  {provides or '-'}")
+        for error in info["errors"]:
+            print(f"{'':<20} ERROR: {error}")
+    return 1 if any(info["errors"] for info in described) else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="botbridge", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the host under uvicorn")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--access-log", action="store_true")
+    serve.set_defaults(func=_serve)
+    listing = commands.add_parser("plugins", help="list installed plugins and load errors")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(func=_plugins)
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""Errors with an HTTP meaning, and the errors plugins raise.
+
+Every 4xx/5xx the host answers has one JSON shape:
+``{"error": {"code": "...", "message": "...", "details": ...}}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class APIError(Exception):
+    status_code = 400
+    code = "bad_request"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        code: str | None = None,
+        details: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if status_code is not None:
+            self.status_code = status_code
+        if code is not None:
+            self.code = code
+        self.details = details
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"code": self.code, "message": self.message, "details": self.details}}
+
+
+class NotFound(APIError):
+    status_code = 404
+    code = "not_found"
+
+
+class Conflict(APIError):
+    status_code = 409
+    code = "conflict"
+
+
+class Unauthorized(APIError):
+    status_code = 401
+    code = "unauthorized"
+
+
+class ConfigInvalid(APIError):
+    """A plugin rejects credentials or config; `field` names what is wrong."""
+
+    status_code = 422
+    code = "validation_error"
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}", details=[{"field": field, "message": message}])
+        self.field = field
+        self.reason = message
+
+
+# --- webhooks -----------------------------------------------------------
+
+
+class WebhookRejected(APIError):
+    """A channel plugin refuses an incoming webhook."""
+
+
+class InvalidSignature(WebhookRejected):
+    """Missing, forged or replayed: the provider gets a 401.
+
+    The message must never contain the expected signature.
+    """
+
+    status_code = 401
+    code = "invalid_signature"
+
+
+class MalformedWebhook(WebhookRejected):
+    status_code = 400
+    code = "malformed_webhook"
+
+
+# --- store --------------------------------------------------------------
+
+
+class StoreError(Exception):
+    """Base of the errors a store raises for the host to map."""
+
+
+class VersionConflict(StoreError):
+    pass
+
+
+class SenderTaken(StoreError):
+    """The sender is already bound to another connector."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached; the host answers 503 so providers retry."""
+
+
+# --- outbound calls -----------------------------------------------------
+
+
+class ProviderError(Exception):
+    """A provider API call failed.
+
+    `retryable` says whether the same call may succeed later (429, 5xx,
+    timeouts); `retry_after` is the provider's hint in seconds, if any.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool = False,
+        status_code: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.status_code = status_code
+        self.retry_after = retry_after
+
+
+class CredentialsInvalid(ProviderError):
+    """The provider refused our credentials (401/403): a person must fix them."""
+
+
+class BotError(ProviderError):
+    pass
+
+
+class BotCredentialsInvalid(CredentialsInvalid, BotError):
+    pass
+
+
+class SendError(ProviderError):
+    pass

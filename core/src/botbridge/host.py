@@ -1,0 +1,100 @@
+"""The Starlette host: `create_app(settings)` wires installed plugins to the REST API."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from botbridge.api import connectors, senders, system, webhooks
+from botbridge.clock import Clock
+from botbridge.errors import APIError, StoreUnavailable
+from botbridge.plugins import Plugins
+from botbridge.runtime import Runtime
+from botbridge.settings import Settings
+from botbridge.store import Store
+
+logger = logging.getLogger("botbridge.host")
+
+ROUTES = [
+    Route("/healthz", system.healthz, methods=["GET"]),
+    Route("/readyz", system.readyz, methods=["GET"]),
+    Route("/openapi.json", system.openapi, methods=["GET"]),
+    Route("/v1/plugins", system.list_plugins, methods=["GET"]),
+    Route("/v1/senders", senders.create_sender, methods=["POST"]),
+    Route("/v1/senders", senders.list_senders, methods=["GET"]),
+    Route("/v1/senders/{sender_id}", senders.get_sender, methods=["GET"]),
+    Route("/v1/senders/{sender_id}", senders.update_sender, methods=["PATCH"]),
+    Route("/v1/senders/{sender_id}", senders.delete_sender, methods=["DELETE"]),
+    Route("/v1/connectors", connectors.create_connector, methods=["POST"]),
+    Route("/v1/connectors", connectors.list_connectors, methods=["GET"]),
+    Route("/v1/connectors/{connector_id}", connectors.get_connector, methods=["GET"]),
+    Route("/v1/connectors/{connector_id}", connectors.update_connector, methods=["POST", "PATCH"]),
+    Route("/v1/connectors/{connector_id}", connectors.delete_connector, methods=["DELETE"]),
+    Route("/v1/webhooks/{channel}/{sender_id}", webhooks.receive_webhook, methods=["POST"]),
+]
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, APIError)
+    return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    body = {"error": {"code": code, "message": str(exc.detail), "details": None}}
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _store_unavailable(request: Request, exc: Exception) -> Response:
+    logger.error("store unavailable: %s", exc)
+    body = {"error": {"code": "store_unavailable", "message": "storage is unavailable; retry later", "details": None}}
+    return JSONResponse(body, status_code=503, headers={"retry-after": "5"})
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    logger.exception("unhandled error on %s %s", request.method, request.url.path)
+    body = {"error": {"code": "internal_error", "message": "internal error", "details": None}}
+    return JSONResponse(body, status_code=500)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    plugins: Plugins | None = None,
+    store: Store | None = None,
+    http: httpx.AsyncClient | None = None,
+    clock: Clock | None = None,
+) -> Starlette:
+    """Build the host. Everything may be injected; what is not comes from settings."""
+    rt = Runtime.build(settings, plugins=plugins, store=store, http=http, clock=clock)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        await rt.start()
+        try:
+            yield {}
+        finally:
+            await rt.stop()
+
+    app = Starlette(
+        routes=ROUTES,
+        lifespan=lifespan,
+        exception_handlers={
+            APIError: _api_error,
+            HTTPException: _http_error,
+            StoreUnavailable: _store_unavailable,
+            Exception: _unexpected,
+        },
+    )
+    app.state.runtime = rt
+    return app

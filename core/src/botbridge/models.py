@@ -1,0 +1,382 @@
+"""The nouns of botbridge as pydantic models.
+
+Stored records carry secrets only in encrypted form (`*_enc` fields); the
+API views (`public()`) leave them out entirely. Plugins get decrypted
+secrets through `SenderContext` / `BotSession`, never through these records.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_serializer,
+    field_validator,
+)
+
+from botbridge.ids import new_id
+
+DEFAULT_CONVERSATION_TIMEOUT = 1800.0
+DEFAULT_RATE_LIMIT = 30.0
+EVENT_BODY_LIMIT = 1530
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def from_epoch(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def iso_millis(moment: datetime) -> str:
+    """`2017-11-30T17:17:46.615Z`, the timestamp format of SCG events."""
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _credentials_as_string(value: Any) -> Any:
+    # The seeds send credentials as a string holding JSON; a JSON object is
+    # accepted too and kept as its compact string form.
+    if isinstance(value, dict):
+        return json.dumps(value, separators=(",", ":"))
+    return value
+
+
+Credentials = Annotated[str, BeforeValidator(_credentials_as_string)]
+VersionNumber = Annotated[int, Field(ge=1, strict=False)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- senders ------------------------------------------------------------
+
+
+class SenderCreate(_Model):
+    channel: str = Field(min_length=1, max_length=64)
+    address: str = Field(min_length=1, max_length=256)
+    credentials: Credentials = Field(default="", max_length=65536)
+    webhook_secret: str = Field(default="", max_length=4096)
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class SenderUpdate(_Model):
+    address: str | None = Field(default=None, min_length=1, max_length=256)
+    credentials: Credentials | None = Field(default=None, max_length=65536)
+    webhook_secret: str | None = Field(default=None, max_length=4096)
+    config: dict[str, Any] | None = None
+
+
+class Sender(BaseModel):
+    id: str = Field(default_factory=new_id)
+    account_id: str
+    channel: str
+    address: str
+    config: dict[str, Any] = Field(default_factory=dict)
+    state: str = "active"
+    state_reason: str | None = None
+    credentials_enc: str = ""
+    webhook_secret_enc: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+    def public(self, webhook_url: str) -> dict[str, Any]:
+        view = SenderView.model_validate({**self.model_dump(), "webhook_url": webhook_url})
+        return view.model_dump(mode="json")
+
+
+class SenderView(BaseModel):
+    """A sender as the API shows it: secrets are never part of it."""
+
+    id: str
+    channel: str
+    address: str
+    config: dict[str, Any]
+    state: str
+    state_reason: str | None
+    webhook_url: str
+    created_at: datetime
+    updated_at: datetime
+
+
+# --- connectors ---------------------------------------------------------
+
+
+class ConnectorConfig(BaseModel):
+    """Non-secret connector settings; backend-specific keys pass through."""
+
+    model_config = ConfigDict(extra="allow")
+
+    base_url: str | None = None
+    conversation_timeout: float = Field(default=DEFAULT_CONVERSATION_TIMEOUT, gt=0, le=30 * 86400)
+    rate_limit: float = Field(default=DEFAULT_RATE_LIMIT, gt=0, le=10_000)
+    fallback_text: str | None = Field(default=None, max_length=1600)
+
+
+class ConnectorCreate(_Model):
+    type: str = Field(min_length=1, max_length=64)
+    sender_id: str = Field(min_length=1, max_length=128)
+    credentials: Credentials = Field(max_length=65536)
+    external_id: str | None = Field(default=None, max_length=256)
+    config: ConnectorConfig = Field(default_factory=ConnectorConfig)
+
+
+class ConnectorUpdate(_Model):
+    version_number: VersionNumber
+    type: str | None = None
+    sender_id: str | None = Field(default=None, min_length=1, max_length=128)
+    credentials: Credentials | None = Field(default=None, max_length=65536)
+    external_id: str | None = Field(default=None, max_length=256)
+    config: ConnectorConfig | None = None
+
+
+ConnectorState = Literal["active", "credentials_invalid", "error"]
+
+
+class Connector(BaseModel):
+    id: str = Field(default_factory=new_id)
+    account_id: str
+    type: str
+    sender_id: str
+    external_id: str | None = None
+    config: dict[str, Any] = Field(default_factory=dict)
+    version_number: int = 1
+    state: str = "active"
+    state_reason: str | None = None
+    credentials_enc: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def settings(self) -> ConnectorConfig:
+        return ConnectorConfig.model_validate(self.config)
+
+    def public(self) -> dict[str, Any]:
+        return ConnectorView.model_validate(self.model_dump()).model_dump(mode="json")
+
+
+class ConnectorView(BaseModel):
+    """A connector as the API shows it: credentials are never part of it."""
+
+    id: str
+    type: str
+    sender_id: str
+    external_id: str | None
+    config: dict[str, Any]
+    version_number: int
+    state: str
+    state_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+# --- messages -----------------------------------------------------------
+
+
+class Media(BaseModel):
+    url: str
+    content_type: str | None = None
+    caption: str | None = None
+
+
+class Option(BaseModel):
+    """One choice the bot offers: shown as `label`, answered with `value`."""
+
+    label: str
+    value: str
+
+
+class InboundMessage(BaseModel):
+    """A message from an end user (MO), normalized from any channel."""
+
+    id: str = Field(default_factory=new_id)
+    channel: str
+    sender_id: str
+    provider_message_id: str
+    contact: str
+    to_address: str = ""
+    text: str = ""
+    media: list[Media] = Field(default_factory=list)
+    postback: str | None = None
+    received_at: datetime = Field(default_factory=utcnow)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def dedupe_key(self) -> str:
+        return f"mo:{self.channel}:{self.sender_id}:{self.provider_message_id}"
+
+
+class Reply(BaseModel):
+    """What a bot backend answers: text, media and options, channel-neutral."""
+
+    text: str = ""
+    media: list[Media] = Field(default_factory=list)
+    options: list[Option] = Field(default_factory=list)
+
+
+MessageState = Literal["CREATED", "QUEUED", "SENT", "DELIVERED", "READ", "FAILED"]
+
+# Later states never go back to earlier ones: reports may arrive out of order.
+STATE_RANK: dict[str, int] = {
+    "CREATED": 0,
+    "QUEUED": 1,
+    "SENT": 2,
+    "DELIVERED": 3,
+    "READ": 4,
+    "FAILED": 4,
+}
+
+
+class OutboundMessage(BaseModel):
+    """A message to an end user (MT)."""
+
+    id: str = Field(default_factory=new_id)
+    sender_id: str
+    contact: str
+    text: str = ""
+    media: list[Media] = Field(default_factory=list)
+    options: list[Option] = Field(default_factory=list)
+    connector_id: str | None = None
+    conversation_id: str | None = None
+    external_id: str | None = None
+    state: str = "CREATED"
+    provider_message_id: str | None = None
+    reason_code: str | None = None
+    reason_description: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class SendResult(BaseModel):
+    provider_message_id: str
+    state: str = "SENT"
+    fragments_count: int | None = None
+
+
+class DeliveryReport(BaseModel):
+    """A channel's word on an outbound message's fate."""
+
+    channel: str
+    sender_id: str
+    provider_message_id: str
+    state: str
+    reason_code: str | None = None
+    reason_description: str | None = None
+    contact: str | None = None
+    occurred_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def dedupe_key(self) -> str:
+        return f"dr:{self.channel}:{self.provider_message_id}:{self.state}"
+
+
+# --- conversations ------------------------------------------------------
+
+
+class Conversation(BaseModel):
+    """The emulated session between one contact and one connector."""
+
+    id: str = Field(default_factory=new_id)
+    sender_id: str
+    contact: str
+    connector_id: str
+    state: Literal["open", "closed"] = "open"
+    backend_state: dict[str, Any] = Field(default_factory=dict)
+    options: list[Option] = Field(default_factory=list)
+    opened_at: float
+    last_mo_at: float
+    closed_at: float | None = None
+
+    def expired(self, now: float, timeout: float) -> bool:
+        return self.state == "closed" or now - self.last_mo_at >= timeout
+
+
+# --- events -------------------------------------------------------------
+
+
+class EventBody(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+
+    fld_val_list: dict[str, Any] = Field(alias="fld-val-list")
+    evt_tp: str = Field(alias="evt-tp")
+    timestamp: datetime
+
+    @field_serializer("timestamp")
+    def _timestamp(self, value: datetime) -> str:
+        return iso_millis(value)
+
+
+class Event(BaseModel):
+    """An event in the exact format of SCG's Event Subscription Service.
+
+    Input accepts `event_id` (as the guide writes it) and `event-id` (as real
+    payloads carry it) and `attempt` as a number or a numeric string; output
+    always uses `event-id`.
+    """
+
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+
+    topic: str = "SCG-Message"
+    attempt: int = 1
+    event: EventBody
+    event_id: str = Field(default_factory=new_id, alias="event-id")
+
+    @field_validator("attempt", mode="before")
+    @classmethod
+    def _attempt(cls, value: Any) -> Any:
+        return int(value) if isinstance(value, str) and value.strip().isdigit() else value
+
+    @classmethod
+    def model_validate_payload(cls, payload: dict[str, Any]) -> Event:
+        if "event-id" not in payload and "event_id" in payload:
+            payload = {**payload, "event-id": payload["event_id"]}
+            payload.pop("event_id")
+        return cls.model_validate(payload)
+
+    def payload(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
+
+    @property
+    def type(self) -> str:
+        return self.event.evt_tp
+
+
+class SubscriptionCreate(_Model):
+    url: str = Field(min_length=1, max_length=2048)
+    topic: str = Field(default="SCG-Message", min_length=1, max_length=128)
+    secret: str | None = Field(default=None, min_length=8, max_length=512)
+
+
+class Subscription(BaseModel):
+    id: str = Field(default_factory=new_id)
+    account_id: str
+    url: str
+    topic: str = "SCG-Message"
+    secret_enc: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
+
+    def public(self) -> dict[str, Any]:
+        return SubscriptionView.model_validate(self.model_dump()).model_dump(mode="json")
+
+
+class SubscriptionView(BaseModel):
+    id: str
+    url: str
+    topic: str
+    created_at: datetime
+
+
+# --- pagination ---------------------------------------------------------
+
+
+class Page(BaseModel):
+    items: list[dict[str, Any]]
+    next_cursor: str | None = None

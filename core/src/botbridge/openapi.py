@@ -1,0 +1,182 @@
+"""The OpenAPI document, built from the routes and the pydantic models.
+
+Every route of the host must have an entry in OPERATIONS; a test fails
+when one is missing, so the document cannot drift from the routes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+from starlette.applications import Starlette
+from starlette.routing import Route
+
+from botbridge import __version__
+from botbridge.models import (
+    ConnectorCreate,
+    ConnectorUpdate,
+    ConnectorView,
+    SenderCreate,
+    SenderUpdate,
+    SenderView,
+)
+
+MODELS: list[type[BaseModel]] = [
+    SenderCreate,
+    SenderUpdate,
+    SenderView,
+    ConnectorCreate,
+    ConnectorUpdate,
+    ConnectorView,
+]
+
+ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "details": {}},
+        }
+    },
+}
+
+
+def _page_of(name: str) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {
+            "items": {"type": "array", "items": {"$ref": f"#/components/schemas/{name}"}},
+            "next_cursor": {"type": ["string", "null"]},
+        },
+    }
+
+
+PAGE_PARAMS = [
+    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}},
+    {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+]
+FREE_OBJECT = {"type": "object", "additionalProperties": True}
+
+
+def _op(
+    summary: str,
+    *,
+    request: str | None = None,
+    response: str | dict[str, Any] | None = None,
+    status: int = 200,
+    auth: bool = True,
+    params: list[dict[str, Any]] | None = None,
+    errors: tuple[int, ...] = (),
+) -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary, "responses": {}}
+    if params:
+        op["parameters"] = params
+    if request:
+        op["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{request}"}}},
+        }
+    if status == 204:
+        op["responses"]["204"] = {"description": "deleted"}
+    else:
+        schema = {"$ref": f"#/components/schemas/{response}"} if isinstance(response, str) else response or FREE_OBJECT
+        op["responses"][str(status)] = {"description": "OK", "content": {"application/json": {"schema": schema}}}
+    codes = set(errors)
+    if auth:
+        codes.add(401)
+        op["security"] = [{"bearer": []}]
+    if request:
+        codes.update({400, 413, 415, 422})
+    for code in sorted(codes):
+        op["responses"][str(code)] = {
+            "description": "error",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        }
+    return op
+
+
+CONNECTOR_FILTERS = [
+    *PAGE_PARAMS,
+    {"name": "type", "in": "query", "schema": {"type": "string"}},
+    {"name": "sender_id", "in": "query", "schema": {"type": "string"}},
+    {"name": "external_id", "in": "query", "schema": {"type": "string"}},
+]
+
+OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
+    ("/healthz", "get"): _op("Liveness", auth=False),
+    ("/readyz", "get"): _op("Readiness: the store answers", auth=False, errors=(503,)),
+    ("/openapi.json", "get"): _op("This document", auth=False),
+    ("/v1/plugins", "get"): _op("Installed plugins, what they provide, and load errors"),
+    ("/v1/senders", "post"): _op(
+        "Create a sender", request="SenderCreate", response="SenderView", status=201, errors=(502,)
+    ),
+    ("/v1/senders", "get"): _op("List senders", response=_page_of("SenderView"), params=PAGE_PARAMS),
+    ("/v1/senders/{sender_id}", "get"): _op("Get a sender", response="SenderView", errors=(404,)),
+    ("/v1/senders/{sender_id}", "patch"): _op(
+        "Update a sender", request="SenderUpdate", response="SenderView", errors=(404,)
+    ),
+    ("/v1/senders/{sender_id}", "delete"): _op("Delete a sender", status=204, errors=(404, 409, 502)),
+    ("/v1/connectors", "post"): _op(
+        "Create a connector", request="ConnectorCreate", response="ConnectorView", status=201, errors=(409,)
+    ),
+    ("/v1/connectors", "get"): _op("List connectors", response=_page_of("ConnectorView"), params=CONNECTOR_FILTERS),
+    ("/v1/connectors/{connector_id}", "get"): _op("Get a connector", response="ConnectorView", errors=(404,)),
+    ("/v1/connectors/{connector_id}", "post"): _op(
+        "Update a connector (needs the current version_number)",
+        request="ConnectorUpdate",
+        response="ConnectorView",
+        errors=(404, 409),
+    ),
+    ("/v1/connectors/{connector_id}", "patch"): _op(
+        "Update a connector (needs the current version_number)",
+        request="ConnectorUpdate",
+        response="ConnectorView",
+        errors=(404, 409),
+    ),
+    ("/v1/connectors/{connector_id}", "delete"): _op("Delete a connector", status=204, errors=(404,)),
+    ("/v1/webhooks/{channel}/{sender_id}", "post"): {
+        **_op("Provider webhook; verified by the channel plugin", auth=False, errors=(400, 401, 404, 413, 503)),
+        "requestBody": {"required": True, "content": {"*/*": {"schema": {}}}},
+    },
+}
+
+
+def route_operations(app: Starlette) -> set[tuple[str, str]]:
+    found = set()
+    for route in app.routes:
+        if isinstance(route, Route):
+            for method in route.methods or ():
+                if method != "HEAD":
+                    found.add((route.path, method.lower()))
+    return found
+
+
+def document(app: Starlette) -> dict[str, Any]:
+    paths: dict[str, dict[str, Any]] = {}
+    for path, method in sorted(route_operations(app)):
+        operation = dict(OPERATIONS[(path, method)])
+        path_params = [
+            {"name": part[1:-1], "in": "path", "required": True, "schema": {"type": "string"}}
+            for part in path.split("/")
+            if part.startswith("{")
+        ]
+        if path_params:
+            operation["parameters"] = path_params + operation.get("parameters", [])
+        paths.setdefault(path, {})[method] = operation
+    schemas: dict[str, Any] = {"Error": ERROR_SCHEMA}
+    for model in MODELS:
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "botbridge", "version": __version__},
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }

@@ -1,0 +1,44 @@
+"""Rich content as text, and answers mapped back to the option chosen.
+
+Buttons, quick replies, suggested actions and cards reach a text-only
+channel as numbered lines; a reply of "2" (or the exact label, in any case)
+is mapped back to the second option's value.
+"""
+
+from __future__ import annotations
+
+import re
+
+from botbridge.models import Option, Reply
+
+_NUMBER = re.compile(r"^\s*#?\s*(\d{1,3})\s*[.)]?\s*$")
+
+
+def numbered(options: list[Option]) -> str:
+    return "\n".join(f"{i}. {option.label}" for i, option in enumerate(options, start=1))
+
+
+def as_text(reply: Reply, *, media_as_links: bool = True) -> str:
+    """The reply as plain text: its text, numbered options, media links."""
+    parts = [reply.text.strip()] if reply.text.strip() else []
+    if reply.options:
+        parts.append(numbered(reply.options))
+        parts.append("Reply with a number.")
+    if media_as_links:
+        parts.extend(m.url if not m.caption else f"{m.caption}: {m.url}" for m in reply.media)
+    return "\n".join(parts)
+
+
+def match_option(text: str, options: list[Option]) -> Option | None:
+    """The option a user's answer picks: its number, or its exact label."""
+    if not options:
+        return None
+    number = _NUMBER.match(text)
+    if number:
+        index = int(number.group(1))
+        return options[index - 1] if 1 <= index <= len(options) else None
+    folded = text.strip().casefold()
+    for option in options:
+        if option.label.strip().casefold() == folded:
+            return option
+    return None

@@ -1,0 +1,196 @@
+"""Everything the host holds while it runs, built once at start-up.
+
+The runtime owns the store, the one shared HTTP client, the clock, the
+secret box and one instance of each channel and bot plugin.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from botbridge.bot import BotBackend, BotSession, LateReplies
+from botbridge.channel import Channel, SenderContext, WebhookResult
+from botbridge.clock import Clock, SystemClock
+from botbridge.crypto import SecretBox, generate_secret, hash_api_key, key_file_secret
+from botbridge.errors import APIError, ConfigInvalid
+from botbridge.http import create_http_client
+from botbridge.models import Connector, Conversation, Sender, utcnow
+from botbridge.plugins import Plugins
+from botbridge.settings import Settings
+from botbridge.store import Store
+
+logger = logging.getLogger("botbridge")
+
+# Providers retry for hours (Bird keeps retrying for a day): remember ids longer.
+DEDUPE_TTL = 7 * 86400.0
+
+
+def open_store(settings: Settings, plugins: Plugins, clock: Clock) -> Store:
+    scheme = urlsplit(settings.store).scheme
+    factory = plugins.stores.get(scheme)
+    if factory is None:
+        known = ", ".join(sorted(plugins.stores)) or "none"
+        raise ValueError(f"no store for BOTBRIDGE_STORE scheme {scheme!r} (installed: {known})")
+    return factory(settings.store, clock)
+
+
+def secret_key_for(settings: Settings) -> str:
+    """BOTBRIDGE_SECRET_KEY, or for local stores a key kept beside the data."""
+    if settings.secret_key is not None:
+        return settings.secret_key.get_secret_value()
+    parts = urlsplit(settings.store)
+    if parts.scheme == "memory":
+        return generate_secret()
+    if parts.scheme == "sqlite":
+        from botbridge.stores.sqlite import path_from_url
+
+        path = path_from_url(settings.store)
+        if path == ":memory:":
+            return generate_secret()
+        logger.warning("BOTBRIDGE_SECRET_KEY is not set; using a key file beside the database")
+        return key_file_secret(Path(path + ".key"))
+    raise ValueError("BOTBRIDGE_SECRET_KEY must be set for a shared store")
+
+
+class Runtime:
+    def __init__(
+        self,
+        settings: Settings,
+        plugins: Plugins,
+        store: Store,
+        http: httpx.AsyncClient,
+        clock: Clock,
+        box: SecretBox,
+    ) -> None:
+        self.settings = settings
+        self.plugins = plugins
+        self.store = store
+        self.http = http
+        self.clock = clock
+        self.box = box
+        self._channels: dict[str, Channel] = {}
+        self._bots: dict[str, BotBackend] = {}
+
+    @classmethod
+    def build(
+        cls,
+        settings: Settings | None = None,
+        *,
+        plugins: Plugins | None = None,
+        store: Store | None = None,
+        http: httpx.AsyncClient | None = None,
+        clock: Clock | None = None,
+    ) -> Runtime:
+        settings = settings or Settings()
+        plugins = plugins or Plugins.discover(settings)
+        clock = clock or SystemClock()
+        store = store or open_store(settings, plugins, clock)
+        http = http or create_http_client(settings)
+        return cls(settings, plugins, store, http, clock, SecretBox(secret_key_for(settings)))
+
+    async def start(self) -> None:
+        await self.store.open()
+        for account, key in self.settings.bootstrap_keys():
+            await self.store.put_api_key(hash_api_key(key), account)
+
+    async def stop(self) -> None:
+        for plugin in [*self._channels.values(), *self._bots.values()]:
+            try:
+                await plugin.aclose()
+            except Exception:
+                logger.exception("closing plugin %s failed", type(plugin).__name__)
+        await self.http.aclose()
+        await self.store.close()
+
+    # --- plugins ---
+
+    def channel(self, name: str) -> Channel:
+        instance = self._channels.get(name)
+        if instance is None:
+            channel_class = self.plugins.channels.get(name)
+            if channel_class is None:
+                installed = ", ".join(sorted(self.plugins.channels)) or "none"
+                raise ConfigInvalid("channel", f"unknown channel {name!r}; installed: {installed}")
+            instance = self._channels[name] = channel_class(self.http, self.clock)
+        return instance
+
+    def bot(self, type_name: str) -> BotBackend:
+        instance = self._bots.get(type_name)
+        if instance is None:
+            bot_class = self.plugins.bot_backends.get(type_name)
+            if bot_class is None:
+                installed = ", ".join(sorted(self.plugins.bot_backends)) or "none"
+                raise ConfigInvalid("type", f"unknown connector type {type_name!r}; installed: {installed}")
+            instance = self._bots[type_name] = bot_class(self.http, self.clock)
+        return instance
+
+    # --- contexts handed to plugins ---
+
+    def webhook_path(self, sender: Sender) -> str:
+        return f"/v1/webhooks/{sender.channel}/{sender.id}"
+
+    def webhook_url(self, sender: Sender) -> str:
+        return (self.settings.public_url or "") + self.webhook_path(sender)
+
+    def sender_context(self, sender: Sender) -> SenderContext:
+        return SenderContext(
+            sender=sender,
+            credentials=self.box.decrypt(sender.credentials_enc),
+            webhook_secret=self.box.decrypt(sender.webhook_secret_enc),
+            webhook_url=self.webhook_url(sender),
+            claim=self.store.claim,
+        )
+
+    def bot_session(
+        self, connector: Connector, conversation: Conversation, deliver_late: LateReplies | None = None
+    ) -> BotSession:
+        session = BotSession(
+            connector=connector,
+            credentials=self.box.decrypt(connector.credentials_enc),
+            conversation=conversation,
+        )
+        if deliver_late is not None:
+            session.deliver_late = deliver_late
+        return session
+
+    def notify(self, hook: str, **kwargs: Any) -> None:
+        self.plugins.notify(hook, **kwargs)
+
+    # --- accepting what a webhook carried ---
+
+    async def accept(self, sender: Sender, result: WebhookResult) -> dict[str, int]:
+        """Dedupe and hand on everything a verified webhook carried.
+
+        A duplicate is counted, not refused: the provider still gets its 2xx
+        and stops retrying.
+        """
+        accepted = duplicates = 0
+        for message in result.messages:
+            if await self.store.claim(message.dedupe_key, DEDUPE_TTL):
+                accepted += 1
+                self.notify("on_inbound_message", message=message, sender=sender)
+            else:
+                duplicates += 1
+        for report in result.reports:
+            if await self.store.claim(report.dedupe_key, DEDUPE_TTL):
+                accepted += 1
+                self.notify("on_delivery_report", report=report, sender=sender)
+            else:
+                duplicates += 1
+        if result.sender_state and result.sender_state != sender.state:
+            sender.state = result.sender_state
+            sender.state_reason = result.sender_state_reason
+            sender.updated_at = utcnow()
+            await self.store.update_sender(sender)
+        return {"accepted": accepted, "duplicates": duplicates}
+
+
+def api_error_from_config(exc: ConfigInvalid, prefix: str) -> APIError:
+    """Re-root a plugin's field name under the request field it came from."""
+    field = exc.field if exc.field.startswith(prefix) else f"{prefix}.{exc.field}"
+    return ConfigInvalid(field, exc.reason)

@@ -1,0 +1,57 @@
+"""Settings from the environment (`BOTBRIDGE_*`)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BOTBRIDGE_", extra="ignore")
+
+    store: str = "sqlite:///botbridge.db"
+    api_keys: SecretStr = SecretStr("")
+    secret_key: SecretStr | None = None
+    public_url: str | None = None
+    allow_private_webhook_urls: bool = False
+    load_plugins: str | None = None
+    block_plugins: str | None = None
+    trace_hooks: bool = False
+    workers: int = Field(default=4, ge=1, le=256)
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    http_transport: Literal["aiohttp", "httpx"] = "aiohttp"
+    http_timeout: float = Field(default=20.0, gt=0)
+    http_max_connections: int = Field(default=200, ge=1)
+    log_level: str = "INFO"
+
+    @field_validator("public_url")
+    @classmethod
+    def _strip_slash(cls, value: str | None) -> str | None:
+        return value.rstrip("/") if value else value
+
+    def bootstrap_keys(self) -> list[tuple[str, str]]:
+        """`acct1:key1,acct2:key2` as (account, key) pairs."""
+        pairs = []
+        for item in self.api_keys.get_secret_value().split(","):
+            item = item.strip()
+            if not item:
+                continue
+            account, sep, key = item.partition(":")
+            if not sep or not account.strip() or len(key.strip()) < 8:
+                raise ValueError("BOTBRIDGE_API_KEYS entries must be 'account:key' with a key of 8+ characters")
+            pairs.append((account.strip(), key.strip()))
+        return pairs
+
+    def plugin_allow_list(self) -> set[str] | None:
+        return _names(self.load_plugins)
+
+    def plugin_block_list(self) -> set[str]:
+        return _names(self.block_plugins) or set()
+
+
+def _names(value: str | None) -> set[str] | None:
+    if value is None or not value.strip():
+        return None
+    return {name.strip() for name in value.split(",") if name.strip()}
