@@ -6,6 +6,7 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import BaseModel, Field
 
 from botbridge import (
     BotBackend,
@@ -20,6 +21,7 @@ from botbridge import (
     WebhookResult,
     hookimpl,
 )
+from botbridge.channel import parse_payload
 from botbridge.clock import FakeClock
 from botbridge.host import create_app
 from botbridge.models import OutboundMessage
@@ -31,6 +33,12 @@ from botbridge.testing import api_client
 
 KEY_A = "key-for-account-a"
 KEY_B = "key-for-account-b"
+
+
+class LoopPayload(BaseModel):
+    id: str
+    from_: str = Field(alias="from")
+    text: str = ""
 
 
 class LoopChannel(Channel):
@@ -48,15 +56,15 @@ class LoopChannel(Channel):
         verify_digest(
             request.headers.get("x-signature"), hmac_digest(sender.webhook_secret, request.body), encoding="hex"
         )
-        data = request.json_object()
+        data = parse_payload(LoopPayload, request.json_object())
         return WebhookResult(
             messages=[
                 InboundMessage(
                     channel=self.name,
                     sender_id=sender.id,
-                    provider_message_id=str(data["id"]),
-                    contact=str(data["from"]),
-                    text=str(data.get("text", "")),
+                    provider_message_id=data.id,
+                    contact=data.from_,
+                    text=data.text,
                 )
             ]
         )

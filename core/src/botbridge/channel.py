@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import httpx
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from botbridge.clock import Clock
 from botbridge.errors import ConfigInvalid, MalformedWebhook
@@ -46,6 +46,19 @@ class WebhookRequest:
         if not isinstance(data, dict):
             raise MalformedWebhook("body must be a JSON object")
         return data
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_payload(model: type[M], data: Any) -> M:
+    """Validate a webhook payload; a mismatch is the provider's 400, not our 500."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False, include_input=False)[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise MalformedWebhook(f"unexpected payload: {where}: {first['msg']}") from None
 
 
 Claim = Callable[[str, float], Awaitable[bool]]
