@@ -37,8 +37,7 @@ def from_epoch(seconds: float) -> datetime:
 
 def iso_millis(moment: datetime) -> str:
     """`2017-11-30T17:17:46.615Z`, the timestamp format of SCG events."""
-    moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
 def _credentials_as_string(value: Any) -> Any:

@@ -172,7 +172,9 @@ class Plugins:
 
     def _collect(self, hook_name: str, register: Callable[[PluginInfo, Any], Callable[..., None]]) -> None:
         hook = getattr(self.pm.hook, hook_name)
-        for impl in hook.get_hookimpls():
+        # Built-ins first: a third-party plugin cannot take a core name.
+        impls = sorted(hook.get_hookimpls(), key=lambda i: not self._is_builtin(i.plugin_name))
+        for impl in impls:
             info = self.infos.setdefault(impl.plugin_name, PluginInfo(name=impl.plugin_name))
             kwargs = {"register": register(info, None)} if "register" in impl.argnames else {}
             try:
@@ -180,6 +182,10 @@ class Plugins:
             except Exception as exc:  # a broken plugin is reported, not fatal
                 info.errors.append(f"{hook_name} failed: {type(exc).__name__}: {exc}")
                 logger.exception("plugin %s: %s failed", impl.plugin_name, hook_name)
+
+    def _is_builtin(self, name: str) -> bool:
+        info = self.infos.get(name)
+        return info is not None and info.builtin
 
     def _register_channel(self, info: PluginInfo, _: Any) -> Callable[..., None]:
         def register(channel_class: type[Channel]) -> None:

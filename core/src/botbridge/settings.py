@@ -9,7 +9,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="BOTBRIDGE_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="BOTBRIDGE_", extra="ignore", validate_assignment=True)
 
     store: str = "sqlite:///botbridge.db"
     api_keys: SecretStr = SecretStr("")
