@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from botbridge.api import connectors, senders, system, webhooks
+from botbridge.api import connectors, messages, senders, subscriptions, system, webhooks
 from botbridge.clock import Clock
 from botbridge.errors import APIError, StoreUnavailable
 from botbridge.plugins import Plugins
@@ -39,7 +39,15 @@ ROUTES = [
     Route("/v1/connectors/{connector_id}", connectors.get_connector, methods=["GET"]),
     Route("/v1/connectors/{connector_id}", connectors.update_connector, methods=["POST", "PATCH"]),
     Route("/v1/connectors/{connector_id}", connectors.delete_connector, methods=["DELETE"]),
+    Route("/v1/subscriptions", subscriptions.create_subscription, methods=["POST"]),
+    Route("/v1/subscriptions", subscriptions.list_subscriptions, methods=["GET"]),
+    Route("/v1/subscriptions/{subscription_id}", subscriptions.get_subscription, methods=["GET"]),
+    Route("/v1/subscriptions/{subscription_id}", subscriptions.delete_subscription, methods=["DELETE"]),
+    Route("/v1/subscriptions/{subscription_id}/failures", subscriptions.list_failures, methods=["GET"]),
+    Route("/v1/messages", messages.send_message, methods=["POST"]),
+    Route("/v1/messages/{message_id}", messages.get_message, methods=["GET"]),
     Route("/v1/webhooks/{channel}/{sender_id}", webhooks.receive_webhook, methods=["POST"]),
+    Route("/metrics", system.metrics, methods=["GET"]),
 ]
 
 

@@ -351,7 +351,36 @@ class Event(BaseModel):
 class SubscriptionCreate(_Model):
     url: str = Field(min_length=1, max_length=2048)
     topic: str = Field(default="SCG-Message", min_length=1, max_length=128)
-    secret: str | None = Field(default=None, min_length=8, max_length=512)
+    secret: str = Field(min_length=8, max_length=512)
+
+
+class MessageCreate(_Model):
+    """An outbound message a customer sends through a sender (not from a bot)."""
+
+    sender_id: str = Field(min_length=1, max_length=128)
+    to: str = Field(min_length=1, max_length=256)
+    text: str = Field(default="", max_length=8000)
+    media: list[Media] = Field(default_factory=list, max_length=10)
+    options: list[Option] = Field(default_factory=list, max_length=10)
+    external_id: str | None = Field(default=None, max_length=256)
+
+
+class MessageView(BaseModel):
+    id: str
+    sender_id: str
+    contact: str
+    text: str
+    media: list[Media]
+    options: list[Option]
+    connector_id: str | None
+    conversation_id: str | None
+    external_id: str | None
+    state: str
+    provider_message_id: str | None
+    reason_code: str | None
+    reason_description: str | None
+    created_at: datetime
+    updated_at: datetime
 
 
 class Subscription(BaseModel):
@@ -371,6 +400,37 @@ class SubscriptionView(BaseModel):
     url: str
     topic: str
     created_at: datetime
+
+
+# --- durable work --------------------------------------------------------
+
+
+class Job(BaseModel):
+    """One unit of accepted work in the durable queue.
+
+    Jobs that share a `key` run one at a time in enqueue order (the key of a
+    conversation serializes its turns and its replies); jobs with different
+    keys run in parallel. `not_before` delays a job (retries with backoff).
+    """
+
+    id: str = Field(default_factory=new_id)
+    kind: Literal["mo", "mt", "dr", "event"]
+    key: str
+    payload: dict[str, Any] = Field(default_factory=dict)
+    attempts: int = 0
+    not_before: float = 0.0
+    last_error: str | None = None
+
+
+class EventFailure(BaseModel):
+    """An event a subscriber never accepted, kept for `GET .../failures`."""
+
+    id: str = Field(default_factory=new_id)
+    subscription_id: str
+    event: dict[str, Any]
+    attempts: int
+    last_error: str
+    failed_at: datetime = Field(default_factory=utcnow)
 
 
 # --- pagination ---------------------------------------------------------

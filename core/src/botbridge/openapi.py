@@ -17,9 +17,13 @@ from botbridge.models import (
     ConnectorCreate,
     ConnectorUpdate,
     ConnectorView,
+    MessageCreate,
+    MessageView,
     SenderCreate,
     SenderUpdate,
     SenderView,
+    SubscriptionCreate,
+    SubscriptionView,
 )
 
 MODELS: list[type[BaseModel]] = [
@@ -29,6 +33,10 @@ MODELS: list[type[BaseModel]] = [
     ConnectorCreate,
     ConnectorUpdate,
     ConnectorView,
+    SubscriptionCreate,
+    SubscriptionView,
+    MessageCreate,
+    MessageView,
 ]
 
 ERROR_SCHEMA = {
@@ -137,6 +145,27 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         errors=(404, 409),
     ),
     ("/v1/connectors/{connector_id}", "delete"): _op("Delete a connector", status=204, errors=(404,)),
+    ("/v1/subscriptions", "post"): _op(
+        "Subscribe a webhook to events", request="SubscriptionCreate", response="SubscriptionView", status=201
+    ),
+    ("/v1/subscriptions", "get"): _op("List subscriptions", response=_page_of("SubscriptionView"), params=PAGE_PARAMS),
+    ("/v1/subscriptions/{subscription_id}", "get"): _op(
+        "Get a subscription", response="SubscriptionView", errors=(404,)
+    ),
+    ("/v1/subscriptions/{subscription_id}", "delete"): _op("Delete a subscription", status=204, errors=(404,)),
+    ("/v1/subscriptions/{subscription_id}/failures", "get"): _op(
+        "Events that were dead-lettered after the last retry", params=PAGE_PARAMS, errors=(404,)
+    ),
+    ("/v1/messages", "post"): _op(
+        "Send an outbound message", request="MessageCreate", response="MessageView", status=202
+    ),
+    ("/v1/messages/{message_id}", "get"): _op(
+        "An outbound message and its state", response="MessageView", errors=(404,)
+    ),
+    ("/metrics", "get"): {
+        "summary": "Prometheus metrics",
+        "responses": {"200": {"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}}},
+    },
     ("/v1/webhooks/{channel}/{sender_id}", "post"): {
         **_op("Provider webhook; verified by the channel plugin", auth=False, errors=(400, 401, 404, 413, 503)),
         "requestBody": {"required": True, "content": {"*/*": {"schema": {}}}},

@@ -14,20 +14,19 @@ from urllib.parse import urlsplit
 import httpx
 
 from botbridge.bot import BotBackend, BotSession, LateReplies
-from botbridge.channel import Channel, SenderContext, WebhookResult
+from botbridge.channel import Channel, SenderContext
 from botbridge.clock import Clock, SystemClock
 from botbridge.crypto import SecretBox, generate_secret, hash_api_key, key_file_secret
+from botbridge.engine import Engine, EngineSettings
 from botbridge.errors import APIError, ConfigInvalid
 from botbridge.http import create_http_client
-from botbridge.models import Connector, Conversation, Sender, utcnow
+from botbridge.metrics import Metrics
+from botbridge.models import Connector, Conversation, Sender
 from botbridge.plugins import Plugins
 from botbridge.settings import Settings
 from botbridge.store import Store
 
 logger = logging.getLogger("botbridge")
-
-# Providers retry for hours (Bird keeps retrying for a day): remember ids longer.
-DEDUPE_TTL = 7 * 86400.0
 
 
 def open_store(settings: Settings, plugins: Plugins, clock: Clock) -> Store:
@@ -75,6 +74,8 @@ class Runtime:
         self.box = box
         self._channels: dict[str, Channel] = {}
         self._bots: dict[str, BotBackend] = {}
+        self.metrics = Metrics()
+        self.engine = Engine(self, EngineSettings(workers=settings.workers))
 
     @classmethod
     def build(
@@ -97,8 +98,10 @@ class Runtime:
         await self.store.open()
         for account, key in self.settings.bootstrap_keys():
             await self.store.put_api_key(hash_api_key(key), account)
+        await self.engine.start()
 
     async def stop(self) -> None:
+        await self.engine.stop()
         for plugin in [*self._channels.values(), *self._bots.values()]:
             try:
                 await plugin.aclose()
@@ -160,34 +163,6 @@ class Runtime:
 
     def notify(self, hook: str, **kwargs: Any) -> None:
         self.plugins.notify(hook, **kwargs)
-
-    # --- accepting what a webhook carried ---
-
-    async def accept(self, sender: Sender, result: WebhookResult) -> dict[str, int]:
-        """Dedupe and hand on everything a verified webhook carried.
-
-        A duplicate is counted, not refused: the provider still gets its 2xx
-        and stops retrying.
-        """
-        accepted = duplicates = 0
-        for message in result.messages:
-            if await self.store.claim(message.dedupe_key, DEDUPE_TTL):
-                accepted += 1
-                self.notify("on_inbound_message", message=message, sender=sender)
-            else:
-                duplicates += 1
-        for report in result.reports:
-            if await self.store.claim(report.dedupe_key, DEDUPE_TTL):
-                accepted += 1
-                self.notify("on_delivery_report", report=report, sender=sender)
-            else:
-                duplicates += 1
-        if result.sender_state and result.sender_state != sender.state:
-            sender.state = result.sender_state
-            sender.state_reason = result.sender_state_reason
-            sender.updated_at = utcnow()
-            await self.store.update_sender(sender)
-        return {"accepted": accepted, "duplicates": duplicates}
 
 
 def api_error_from_config(exc: ConfigInvalid, prefix: str) -> APIError:

@@ -11,12 +11,13 @@ enforced by the host (records carry `account_id`; list calls filter on it).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from botbridge.clock import Clock
-from botbridge.models import Connector, Conversation, Sender
+from botbridge.models import Connector, Conversation, EventFailure, Job, OutboundMessage, Sender, Subscription
 
 StoreFactory = Callable[[str, Clock], "Store"]
+SLOT_MARGIN = 1.05
 
 
 class Store(ABC):
@@ -105,3 +106,87 @@ class Store(ABC):
 
         Atomic insert-if-absent: of two concurrent claims exactly one wins.
         """
+
+    # --- the durable work queue ---
+    @abstractmethod
+    async def enqueue(self, jobs: Sequence[Job], *, dedupe_key: str | None = None, dedupe_ttl: float = 0.0) -> bool:
+        """Add jobs in one atomic step; with `dedupe_key`, claim it in that same step.
+
+        Returns False (and adds nothing) when the dedupe key is already
+        claimed. What this returns True for must survive a crash.
+        """
+
+    @abstractmethod
+    async def claim_jobs(self, kinds: Sequence[str], *, limit: int, lease: float) -> list[Job]:
+        """Lease up to `limit` runnable jobs of these kinds for `lease` seconds.
+
+        Runnable: `not_before` has passed, not leased by anyone, and the
+        oldest unfinished job of its key (so one key runs one job at a time,
+        in enqueue order). An expired lease makes the job runnable again.
+        """
+
+    @abstractmethod
+    async def complete_job(self, job: Job, *, then: Sequence[Job] = ()) -> None:
+        """Remove a finished job and add its follow-up jobs, atomically."""
+
+    @abstractmethod
+    async def retry_job(self, job: Job, *, not_before: float, error: str) -> None:
+        """Release the lease; the job runs again at `not_before` with attempts+1."""
+
+    @abstractmethod
+    async def release_leases(self) -> int:
+        """Make every leased job runnable now (an embedded store's restart)."""
+
+    @abstractmethod
+    async def queue_depth(self) -> dict[str, int]:
+        """Unfinished jobs per kind."""
+
+    # --- outbound messages ---
+    @abstractmethod
+    async def put_outbound(self, message: OutboundMessage, channel: str) -> None:
+        """Insert or replace; indexed by (channel, provider_message_id) when set."""
+
+    @abstractmethod
+    async def get_outbound(self, message_id: str) -> OutboundMessage | None: ...
+
+    @abstractmethod
+    async def outbound_by_provider_id(self, channel: str, provider_message_id: str) -> OutboundMessage | None: ...
+
+    # --- subscriptions ---
+    @abstractmethod
+    async def create_subscription(self, subscription: Subscription) -> None: ...
+
+    @abstractmethod
+    async def get_subscription(self, subscription_id: str) -> Subscription | None: ...
+
+    @abstractmethod
+    async def list_subscriptions(
+        self, account_id: str, *, topic: str | None = None, limit: int = 50, after: str | None = None
+    ) -> list[Subscription]: ...
+
+    @abstractmethod
+    async def delete_subscription(self, subscription_id: str) -> bool: ...
+
+    @abstractmethod
+    async def add_event_failure(self, failure: EventFailure) -> None: ...
+
+    @abstractmethod
+    async def list_event_failures(
+        self, subscription_id: str, *, limit: int = 50, after: str | None = None
+    ) -> list[EventFailure]: ...
+
+    # --- rate limits ---
+    async def reserve_send_slot(self, key: str, rate: float, now: float) -> float:
+        """Reserve the next send slot of `key` at `rate` per second; return the wait.
+
+        Slots are spaced evenly (no bursts) with a 5% margin for network
+        jitter, so no window of one second holds more than `rate` sends. This
+        default keeps its state in the process; a store shared by several
+        hosts must override it.
+        """
+        if not hasattr(self, "_slots"):
+            self._slots: dict[str, float] = {}
+        interval = SLOT_MARGIN / rate
+        slot = max(now, self._slots.get(key, 0.0))
+        self._slots[key] = slot + interval
+        return slot - now

@@ -26,3 +26,9 @@ async def openapi(request: Request) -> Response:
     from botbridge.openapi import document
 
     return JSONResponse(document(request.app))
+
+
+async def metrics(request: Request) -> Response:
+    rt = runtime(request)
+    depth = await rt.store.queue_depth()
+    return Response(rt.metrics.render(depth), media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -31,7 +31,7 @@ async def receive_webhook(request: Request) -> Response:
         query=dict(request.query_params),
     )
     result = await rt.channel(channel_name).parse_webhook(incoming, rt.sender_context(sender))
-    accepted = await rt.accept(sender, result)
+    accepted = await rt.engine.accept(sender, result)
     return JSONResponse({"status": "accepted", **accepted})
 
 

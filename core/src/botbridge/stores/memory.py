@@ -6,15 +6,32 @@ one event loop every operation is atomic.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 from botbridge.clock import Clock
 from botbridge.errors import SenderTaken, VersionConflict
 from botbridge.hookspecs import hookimpl
-from botbridge.models import Connector, Conversation, Sender
+from botbridge.models import Connector, Conversation, EventFailure, Job, OutboundMessage, Sender, Subscription
 from botbridge.store import Store
+
+
+@dataclass
+class _Queued:
+    job: Job
+    seq: int
+    lease_until: float = 0.0
 
 
 class MemoryStore(Store):
     def __init__(self, clock: Clock) -> None:
+        self.jobs: dict[str, _Queued] = {}
+        self._seq = itertools.count()
+        self.outbound: dict[str, tuple[str, OutboundMessage]] = {}
+        self.outbound_index: dict[tuple[str, str], str] = {}
+        self.subscriptions: dict[str, Subscription] = {}
+        self.failures: dict[str, EventFailure] = {}
         self.clock = clock
         self.api_keys: dict[str, str] = {}
         self.senders: dict[str, Sender] = {}
@@ -122,6 +139,114 @@ class MemoryStore(Store):
         if len(self.claims) > 100_000:
             self.claims = {k: v for k, v in self.claims.items() if v > now}
         return True
+
+    # --- the durable work queue ---
+
+    async def enqueue(self, jobs: Sequence[Job], *, dedupe_key: str | None = None, dedupe_ttl: float = 0.0) -> bool:
+        if dedupe_key is not None and not await self.claim(dedupe_key, dedupe_ttl):
+            return False
+        for job in jobs:
+            self.jobs[job.id] = _Queued(job.model_copy(deep=True), next(self._seq))
+        return True
+
+    async def claim_jobs(self, kinds: Sequence[str], *, limit: int, lease: float) -> list[Job]:
+        now = self.clock.now()
+        heads: set[str] = set()
+        claimed = []
+        for queued in sorted(self.jobs.values(), key=lambda q: q.seq):
+            job = queued.job
+            if job.key in heads:
+                continue
+            heads.add(job.key)
+            if job.kind in kinds and job.not_before <= now and queued.lease_until <= now:
+                queued.lease_until = now + lease
+                claimed.append(job.model_copy(deep=True))
+                if len(claimed) >= limit:
+                    break
+        return claimed
+
+    async def complete_job(self, job: Job, *, then: Sequence[Job] = ()) -> None:
+        self.jobs.pop(job.id, None)
+        for follow_up in then:
+            self.jobs[follow_up.id] = _Queued(follow_up.model_copy(deep=True), next(self._seq))
+
+    async def retry_job(self, job: Job, *, not_before: float, error: str) -> None:
+        queued = self.jobs.get(job.id)
+        if queued is not None:
+            queued.job = job.model_copy(
+                update={"attempts": job.attempts + 1, "not_before": not_before, "last_error": error}
+            )
+            queued.lease_until = 0.0
+
+    async def release_leases(self) -> int:
+        leased = [q for q in self.jobs.values() if q.lease_until > 0]
+        for queued in leased:
+            queued.lease_until = 0.0
+        return len(leased)
+
+    async def queue_depth(self) -> dict[str, int]:
+        depth: dict[str, int] = {}
+        for queued in self.jobs.values():
+            depth[queued.job.kind] = depth.get(queued.job.kind, 0) + 1
+        return depth
+
+    # --- outbound messages ---
+
+    async def put_outbound(self, message: OutboundMessage, channel: str) -> None:
+        self.outbound[message.id] = (channel, message.model_copy(deep=True))
+        if message.provider_message_id:
+            self.outbound_index[(channel, message.provider_message_id)] = message.id
+
+    async def get_outbound(self, message_id: str) -> OutboundMessage | None:
+        found = self.outbound.get(message_id)
+        return found[1].model_copy(deep=True) if found else None
+
+    async def outbound_by_provider_id(self, channel: str, provider_message_id: str) -> OutboundMessage | None:
+        message_id = self.outbound_index.get((channel, provider_message_id))
+        return await self.get_outbound(message_id) if message_id else None
+
+    # --- subscriptions ---
+
+    async def create_subscription(self, subscription: Subscription) -> None:
+        self.subscriptions[subscription.id] = subscription.model_copy(deep=True)
+
+    async def get_subscription(self, subscription_id: str) -> Subscription | None:
+        found = self.subscriptions.get(subscription_id)
+        return found.model_copy(deep=True) if found else None
+
+    async def list_subscriptions(
+        self, account_id: str, *, topic: str | None = None, limit: int = 50, after: str | None = None
+    ) -> list[Subscription]:
+        found = sorted(
+            (
+                s
+                for s in self.subscriptions.values()
+                if s.account_id == account_id
+                and (topic is None or s.topic == topic)
+                and (after is None or s.id > after)
+            ),
+            key=lambda s: s.id,
+        )
+        return [s.model_copy(deep=True) for s in found[:limit]]
+
+    async def delete_subscription(self, subscription_id: str) -> bool:
+        return self.subscriptions.pop(subscription_id, None) is not None
+
+    async def add_event_failure(self, failure: EventFailure) -> None:
+        self.failures[failure.id] = failure.model_copy(deep=True)
+
+    async def list_event_failures(
+        self, subscription_id: str, *, limit: int = 50, after: str | None = None
+    ) -> list[EventFailure]:
+        found = sorted(
+            (
+                f
+                for f in self.failures.values()
+                if f.subscription_id == subscription_id and (after is None or f.id > after)
+            ),
+            key=lambda f: f.id,
+        )
+        return [f.model_copy(deep=True) for f in found[:limit]]
 
 
 @hookimpl

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
 
 import pytest
 
 from botbridge.clock import FakeClock
 from botbridge.errors import SenderTaken, VersionConflict
-from botbridge.models import Connector, Conversation, Sender
+from botbridge.models import Connector, Conversation, EventFailure, Job, OutboundMessage, Sender, Subscription
 from botbridge.store import Store
 
 
@@ -217,3 +218,115 @@ class StoreContract:
             assert not await reopened.claim("k", 60)
         finally:
             await reopened.close()
+
+    # --- the durable work queue ---
+
+    async def test_enqueue_and_claim(self, store: Store) -> None:
+        jobs = [Job(kind="mo", key=f"k{i}", payload={"n": i}) for i in range(3)]
+        assert await store.enqueue(jobs)
+        claimed = await store.claim_jobs(["mo"], limit=10, lease=30)
+        assert [j.payload["n"] for j in claimed] == [0, 1, 2]
+        assert await store.claim_jobs(["mo"], limit=10, lease=30) == []  # leased
+        for job in claimed:
+            await store.complete_job(job)
+        assert await store.queue_depth() == {}
+
+    async def test_claim_filters_kinds_and_limit(self, store: Store) -> None:
+        await store.enqueue([Job(kind="mo", key="a"), Job(kind="event", key="b"), Job(kind="event", key="c")])
+        assert [j.kind for j in await store.claim_jobs(["event"], limit=1, lease=30)] == ["event"]
+        assert await store.queue_depth() == {"mo": 1, "event": 2}
+        assert [j.kind for j in await store.claim_jobs(["mo", "dr"], limit=5, lease=30)] == ["mo"]
+
+    async def test_one_key_runs_one_job_at_a_time_in_order(self, store: Store) -> None:
+        await store.enqueue([Job(kind="mo", key="conv", payload={"n": i}) for i in range(3)])
+        await store.enqueue([Job(kind="mt", key="other")])
+        first = await store.claim_jobs(["mo", "mt"], limit=10, lease=30)
+        assert [(j.key, j.payload.get("n")) for j in first] == [("conv", 0), ("other", None)]
+        await store.complete_job(first[0], then=[Job(kind="mt", key="conv", payload={"reply": 0})])
+        # the follow-up queues behind the turns already accepted
+        order = []
+        while True:
+            batch = await store.claim_jobs(["mo", "mt"], limit=10, lease=30)
+            batch = [j for j in batch if j.key == "conv"]
+            if not batch:
+                break
+            assert len(batch) == 1
+            order.append(batch[0].payload)
+            await store.complete_job(batch[0])
+        assert order == [{"n": 1}, {"n": 2}, {"reply": 0}]
+
+    async def test_expired_lease_makes_a_job_runnable_again(self, store: Store, clock: FakeClock) -> None:
+        await store.enqueue([Job(kind="mo", key="a")])
+        assert len(await store.claim_jobs(["mo"], limit=1, lease=10)) == 1
+        clock.advance(5)
+        assert await store.claim_jobs(["mo"], limit=1, lease=10) == []
+        clock.advance(6)
+        assert len(await store.claim_jobs(["mo"], limit=1, lease=10)) == 1
+
+    async def test_release_leases(self, store: Store) -> None:
+        await store.enqueue([Job(kind="mo", key="a"), Job(kind="mo", key="b")])
+        assert len(await store.claim_jobs(["mo"], limit=5, lease=300)) == 2
+        assert await store.release_leases() == 2
+        assert len(await store.claim_jobs(["mo"], limit=5, lease=300)) == 2
+
+    async def test_retry_delays_and_counts(self, store: Store, clock: FakeClock) -> None:
+        await store.enqueue([Job(kind="event", key="e")])
+        [job] = await store.claim_jobs(["event"], limit=1, lease=30)
+        await store.retry_job(job, not_before=clock.now() + 20, error="subscriber said 500")
+        assert await store.claim_jobs(["event"], limit=1, lease=30) == []
+        clock.advance(21)
+        [again] = await store.claim_jobs(["event"], limit=1, lease=30)
+        assert again.attempts == 1 and again.last_error == "subscriber said 500"
+
+    async def test_enqueue_with_dedupe_is_atomic(self, store: Store) -> None:
+        results = await asyncio.gather(
+            *(
+                store.enqueue([Job(kind="mo", key="c", payload={"i": i})], dedupe_key="mo:x", dedupe_ttl=60)
+                for i in range(10)
+            )
+        )
+        assert results.count(True) == 1
+        assert await store.queue_depth() == {"mo": 1}
+
+    async def test_concurrent_claims_never_share_a_job(self, store: Store) -> None:
+        await store.enqueue([Job(kind="mo", key=f"k{i}") for i in range(20)])
+        batches = await asyncio.gather(*(store.claim_jobs(["mo"], limit=3, lease=30) for _ in range(10)))
+        ids = [j.id for batch in batches for j in batch]
+        assert len(ids) == len(set(ids)) == 20
+
+    # --- outbound, subscriptions, failures ---
+
+    async def test_outbound_messages(self, store: Store) -> None:
+        message = OutboundMessage(sender_id="s", contact="+1", text="hi")
+        await store.put_outbound(message, "sinch")
+        assert await store.get_outbound(message.id) == message
+        message.provider_message_id, message.state = "prov-1", "SENT"
+        await store.put_outbound(message, "sinch")
+        assert (await store.outbound_by_provider_id("sinch", "prov-1")) == message
+        assert await store.outbound_by_provider_id("bird", "prov-1") is None
+        assert await store.get_outbound("missing") is None
+
+    async def test_subscriptions_and_failures(self, store: Store) -> None:
+        mine = Subscription(account_id="a", url="https://x.example/hook", secret_enc="enc")
+        other_topic = Subscription(account_id="a", url="https://y.example/hook", topic="Other")
+        theirs = Subscription(account_id="b", url="https://z.example/hook")
+        for subscription in (mine, other_topic, theirs):
+            await store.create_subscription(subscription)
+        assert await store.get_subscription(mine.id) == mine
+        assert {s.id for s in await store.list_subscriptions("a")} == {mine.id, other_topic.id}
+        assert [s.id for s in await store.list_subscriptions("a", topic="SCG-Message")] == [mine.id]
+        failure = EventFailure(subscription_id=mine.id, event={"event-id": "e1"}, attempts=5, last_error="500")
+        await store.add_event_failure(failure)
+        assert await store.list_event_failures(mine.id) == [failure]
+        assert await store.list_event_failures(theirs.id) == []
+        assert await store.delete_subscription(mine.id)
+        assert await store.get_subscription(mine.id) is None
+
+    async def test_send_slots_are_spaced(self, store: Store) -> None:
+        waits = [await store.reserve_send_slot("conn", 10, now=100.0) for _ in range(25)]
+        assert waits[0] == 0
+        assert all(b > a for a, b in itertools.pairwise(waits))
+        # never more than 10 slots in any one second
+        slots = [100.0 + w for w in waits]
+        assert max(sum(1 for s in slots if t <= s < t + 1) for t in slots) <= 10
+        assert await store.reserve_send_slot("other", 10, now=100.0) == 0

@@ -1,0 +1,47 @@
+"""`/v1/messages`: send an outbound message through a sender, and follow its state."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from botbridge.api.common import account, json_body, not_found, runtime
+from botbridge.api.senders import owned_sender
+from botbridge.errors import ConfigInvalid, NotFound
+from botbridge.models import MessageCreate, MessageView, OutboundMessage
+
+
+def view(message: OutboundMessage) -> dict[str, object]:
+    return MessageView.model_validate(message.model_dump()).model_dump(mode="json")
+
+
+async def send_message(request: Request) -> Response:
+    account_id = await account(request)
+    rt = runtime(request)
+    body = await json_body(request, MessageCreate)
+    try:
+        sender = await owned_sender(rt, account_id, body.sender_id)
+    except NotFound:
+        raise ConfigInvalid("sender_id", f"no sender {body.sender_id!r} in this account") from None
+    if not (body.text or body.media):
+        raise ConfigInvalid("text", "a message needs text or media")
+    message = OutboundMessage(
+        sender_id=sender.id,
+        contact=body.to,
+        text=body.text,
+        media=body.media,
+        options=body.options,
+        external_id=body.external_id,
+    )
+    await rt.engine.send_message(sender, message)
+    return JSONResponse(view(message), status_code=202)
+
+
+async def get_message(request: Request) -> Response:
+    account_id = await account(request)
+    rt = runtime(request)
+    message = await rt.store.get_outbound(request.path_params["message_id"])
+    sender = await rt.store.get_sender(message.sender_id) if message else None
+    if message is None or sender is None or sender.account_id != account_id:
+        raise not_found("message", request.path_params["message_id"])
+    return JSONResponse(view(message))

@@ -1,0 +1,64 @@
+"""`/v1/subscriptions`: where an account's events are delivered."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from botbridge.api.common import account, json_body, no_content, not_found, page, page_params, runtime
+from botbridge.errors import ConfigInvalid
+from botbridge.models import Subscription, SubscriptionCreate
+from botbridge.runtime import Runtime
+from botbridge.ssrf import UnsafeURL, check_url
+
+
+async def owned_subscription(rt: Runtime, account_id: str, subscription_id: str) -> Subscription:
+    subscription = await rt.store.get_subscription(subscription_id)
+    if subscription is None or subscription.account_id != account_id:
+        raise not_found("subscription", subscription_id)
+    return subscription
+
+
+async def create_subscription(request: Request) -> Response:
+    account_id = await account(request)
+    rt = runtime(request)
+    body = await json_body(request, SubscriptionCreate)
+    try:
+        await check_url(body.url, allow_private=rt.settings.allow_private_webhook_urls)
+    except UnsafeURL as exc:
+        raise ConfigInvalid("url", str(exc)) from None
+    subscription = Subscription(
+        account_id=account_id, url=body.url, topic=body.topic, secret_enc=rt.box.encrypt(body.secret)
+    )
+    await rt.store.create_subscription(subscription)
+    return JSONResponse(subscription.public(), status_code=201)
+
+
+async def list_subscriptions(request: Request) -> Response:
+    account_id = await account(request)
+    limit, cursor = page_params(request)
+    found = await runtime(request).store.list_subscriptions(account_id, limit=limit, after=cursor)
+    return page([s.public() for s in found], limit)
+
+
+async def get_subscription(request: Request) -> Response:
+    account_id = await account(request)
+    subscription = await owned_subscription(runtime(request), account_id, request.path_params["subscription_id"])
+    return JSONResponse(subscription.public())
+
+
+async def delete_subscription(request: Request) -> Response:
+    account_id = await account(request)
+    rt = runtime(request)
+    subscription = await owned_subscription(rt, account_id, request.path_params["subscription_id"])
+    await rt.store.delete_subscription(subscription.id)
+    return no_content()
+
+
+async def list_failures(request: Request) -> Response:
+    account_id = await account(request)
+    rt = runtime(request)
+    subscription = await owned_subscription(rt, account_id, request.path_params["subscription_id"])
+    limit, cursor = page_params(request)
+    failures = await rt.store.list_event_failures(subscription.id, limit=limit, after=cursor)
+    return page([f.model_dump(mode="json") for f in failures], limit)

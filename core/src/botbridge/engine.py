@@ -1,0 +1,506 @@
+"""The conversation engine: durable accept, workers, MO → bot → MT, events.
+
+Everything a webhook carried is written to the store's job queue before the
+provider gets its 2xx. Workers lease jobs; a job's `key` serializes the
+work of one conversation (its turns and replies run one at a time, in
+arrival order) while different conversations run in parallel. Follow-up
+work (replies to send, events to deliver) is added in the same atomic step
+that completes a job, so a crash at any point loses nothing: unfinished jobs
+run again after a restart (at-least-once; see the README for where a
+duplicate can still happen).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from botbridge.bot import BotBackend
+from botbridge.channel import WebhookResult
+from botbridge.errors import BotCredentialsInvalid, BotError, CredentialsInvalid, ProviderError, StoreError
+from botbridge.events import delivery_body, make_event, mo_fields, state_fields
+from botbridge.ids import new_id
+from botbridge.logs import correlation_id, mask
+from botbridge.models import (
+    STATE_RANK,
+    Connector,
+    Conversation,
+    DeliveryReport,
+    EventFailure,
+    InboundMessage,
+    Job,
+    OutboundMessage,
+    Reply,
+    Sender,
+    utcnow,
+)
+from botbridge.render import as_text, match_option
+from botbridge.signing import standard_webhook_headers
+from botbridge.ssrf import UnsafeURL, check_url
+
+logger = logging.getLogger("botbridge.engine")
+
+DEDUPE_TTL = 7 * 86400.0  # providers retry for hours; remember ids for a week
+MESSAGE_KINDS = ("mo", "mt", "dr")
+EVENT_KINDS = ("event",)
+
+
+@dataclass
+class EngineSettings:
+    workers: int = 4
+    event_workers: int = 4
+    lease: float = 120.0
+    poll_interval: float = 0.25
+    bot_timeout: float = 30.0
+    bot_attempts: int = 3
+    send_attempts: int = 5
+    report_attempts: int = 4  # a report may outrun the send result it reports on
+    event_attempts: int = 8
+    event_timeout: float = 5.0
+    backoff_base: float = 1.0
+    backoff_cap: float = 300.0
+
+    def backoff(self, attempt: int) -> float:
+        ceiling = min(self.backoff_cap, self.backoff_base * 2**attempt)
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+class Retry(Exception):
+    def __init__(self, reason: str, delay: float) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.delay = delay
+
+
+def conversation_key(sender_id: str, contact: str) -> str:
+    return f"conv:{sender_id}:{contact}"
+
+
+class Engine:
+    def __init__(self, runtime: Any, settings: EngineSettings | None = None) -> None:
+        from botbridge.runtime import Runtime
+
+        self.rt: Runtime = runtime
+        self.settings = settings or EngineSettings()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._wake = asyncio.Event()
+        self._stopping = False
+
+    @property
+    def store(self):  # type: ignore[no-untyped-def]
+        return self.rt.store
+
+    @property
+    def clock(self):  # type: ignore[no-untyped-def]
+        return self.rt.clock
+
+    # --- lifecycle ---
+
+    async def start(self) -> None:
+        if not getattr(self.store, "shared", False):
+            released = await self.store.release_leases()
+            if released:
+                logger.info("resuming %d jobs left unfinished by the last run", released)
+        self._stopping = False
+        self._tasks = [
+            *(asyncio.create_task(self._work(MESSAGE_KINDS), name=f"worker-{i}") for i in range(self.settings.workers)),
+            *(
+                asyncio.create_task(self._work(EVENT_KINDS), name=f"events-{i}")
+                for i in range(self.settings.event_workers)
+            ),
+        ]
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def idle(self) -> None:
+        """Return when the queue is empty (tests and the demo wrap it in a timeout)."""
+        while await self.store.queue_depth():  # noqa: ASYNC110 - the queue may live in another process
+            await asyncio.sleep(0.01)
+
+    # --- accept (the webhook's side) ---
+
+    async def accept(self, sender: Sender, result: WebhookResult) -> dict[str, int]:
+        """Durably queue what a verified webhook carried; duplicates are counted, not refused."""
+        accepted = duplicates = 0
+        metrics = self.rt.metrics
+        for message in result.messages:
+            job = Job(
+                kind="mo",
+                key=conversation_key(sender.id, message.contact),
+                payload={"message": message.model_dump(mode="json"), "event_id": new_id()},
+            )
+            if await self.store.enqueue([job], dedupe_key=message.dedupe_key, dedupe_ttl=DEDUPE_TTL):
+                accepted += 1
+                metrics.mo_accepted.labels(sender.channel).inc()
+                self.rt.notify("on_inbound_message", message=message, sender=sender)
+            else:
+                duplicates += 1
+                metrics.mo_duplicates.labels(sender.channel).inc()
+        for report in result.reports:
+            job = Job(
+                kind="dr",
+                key=f"dr:{report.channel}:{report.provider_message_id}",
+                payload=report.model_dump(mode="json"),
+            )
+            if await self.store.enqueue([job], dedupe_key=report.dedupe_key, dedupe_ttl=DEDUPE_TTL):
+                accepted += 1
+                self.rt.notify("on_delivery_report", report=report, sender=sender)
+            else:
+                duplicates += 1
+        if result.sender_state and result.sender_state != sender.state:
+            sender.state, sender.state_reason, sender.updated_at = (
+                result.sender_state,
+                result.sender_state_reason,
+                utcnow(),
+            )
+            await self.store.update_sender(sender)
+        if accepted:
+            self.wake()
+        return {"accepted": accepted, "duplicates": duplicates}
+
+    async def send_message(self, sender: Sender, message: OutboundMessage) -> OutboundMessage:
+        """Queue an outbound message that did not come from a bot (the REST API)."""
+        await self.store.put_outbound(message, sender.channel)
+        await self.store.enqueue([self._mt_job(sender, message)])
+        self.wake()
+        return message
+
+    # --- workers ---
+
+    async def _work(self, kinds: tuple[str, ...]) -> None:
+        while not self._stopping:
+            try:
+                jobs = await self.store.claim_jobs(kinds, limit=1, lease=self.settings.lease)
+            except Exception:
+                logger.exception("claiming work failed; retrying")
+                await asyncio.sleep(1.0)
+                continue
+            if not jobs:
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
+                except TimeoutError:
+                    pass
+                continue
+            for job in jobs:
+                await self._run(job)
+
+    async def _run(self, job: Job) -> None:
+        handler = {"mo": self._mo, "mt": self._mt, "dr": self._dr, "event": self._event}[job.kind]
+        token = correlation_id.set(job.payload.get("correlation_id") or job.id)
+        try:
+            follow_ups = await handler(job)
+            await self.store.complete_job(job, then=follow_ups)
+            if follow_ups:
+                self.wake()
+        except Retry as retry:
+            logger.info("%s job %s will retry in %.1fs: %s", job.kind, job.id, retry.delay, retry.reason)
+            await self.store.retry_job(job, not_before=self.clock.now() + retry.delay, error=retry.reason)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # A bug or a corrupt record: retry a few times, then set it aside.
+            logger.exception("%s job %s failed", job.kind, job.id)
+            if job.attempts + 1 < 3:
+                await self.store.retry_job(
+                    job, not_before=self.clock.now() + self.settings.backoff(job.attempts), error=repr(exc)
+                )
+            else:
+                await self.store.complete_job(job)
+        finally:
+            correlation_id.reset(token)
+
+    # --- MO: one turn of a conversation ---
+
+    async def _mo(self, job: Job) -> list[Job]:
+        message = InboundMessage.model_validate(job.payload["message"])
+        correlation_id.set(message.id)
+        sender = await self.store.get_sender(message.sender_id)
+        if sender is None:
+            logger.warning("MO %s for a deleted sender dropped", message.id)
+            return []
+        mo_event = make_event(
+            "mo_message_received", mo_fields(message, sender), self.clock.now(), job.payload.get("event_id")
+        )
+        events = await self._event_jobs(sender.account_id, mo_event, first_attempt=job.attempts == 0)
+        connector = await self.store.connector_for_sender(sender.id)
+        if connector is None:
+            dropped = make_event(
+                "mo_message_dropped",
+                {**mo_fields(message, sender), "reason_description": "no connector is bound to this sender"},
+                self.clock.now(),
+            )
+            logger.info("MO %s from %s dropped: no connector", message.id, mask(message.contact))
+            return events + await self._event_jobs(sender.account_id, dropped)
+        bot = self.rt.bot(connector.type)
+        conversation = await self._resolve(sender, connector, message, bot)
+        choice = match_option(message.text, conversation.options) if not message.postback else None
+        bot_message = message
+        if message.postback:
+            bot_message = message.model_copy(update={"text": message.postback})
+        elif choice is not None:
+            bot_message = message.model_copy(update={"text": choice.value, "postback": choice.value})
+        session = self.rt.bot_session(connector, conversation, self._late_replies(sender, connector, conversation))
+        started = time.perf_counter()
+        try:
+            if connector.state == "credentials_invalid":
+                raise BotCredentialsInvalid(connector.state_reason or "the bot refused the connector's credentials")
+            replies = await asyncio.wait_for(bot.send(session, bot_message), self.settings.bot_timeout)
+        except (BotError, ProviderError, TimeoutError) as exc:
+            self.rt.metrics.bot_errors.labels(connector.type).inc()
+            return events + await self._bot_failed(job, exc, sender, connector, conversation, message)
+        finally:
+            self.rt.metrics.bot_latency.labels(connector.type).observe(time.perf_counter() - started)
+        conversation.last_mo_at = self.clock.now()
+        with_options = [r for r in replies if r.options]
+        conversation.options = with_options[-1].options if with_options else []
+        await self.store.put_conversation(conversation)
+        return events + await self._replies(sender, connector, conversation, replies)
+
+    async def _resolve(
+        self, sender: Sender, connector: Connector, message: InboundMessage, bot: BotBackend
+    ) -> Conversation:
+        now = self.clock.now()
+        conversation = await self.store.get_conversation(sender.id, message.contact)
+        timeout = connector.settings.conversation_timeout
+        if (
+            conversation is not None
+            and conversation.connector_id == connector.id
+            and not conversation.expired(now, timeout)
+        ):
+            return conversation
+        if conversation is not None and conversation.state == "open":
+            conversation.state, conversation.closed_at = "closed", now
+            await self.store.put_conversation(conversation)
+            self.rt.metrics.conversations_expired.labels(connector.type).inc()
+            try:
+                await bot.close(self.rt.bot_session(connector, conversation))
+            except Exception:
+                logger.warning("closing conversation %s at the bot failed", conversation.id, exc_info=True)
+        fresh = Conversation(
+            sender_id=sender.id, contact=message.contact, connector_id=connector.id, opened_at=now, last_mo_at=now
+        )
+        await bot.open(self.rt.bot_session(connector, fresh))
+        await self.store.put_conversation(fresh)
+        self.rt.metrics.conversations_opened.labels(connector.type).inc()
+        logger.info("conversation %s opened with %s", fresh.id, mask(message.contact))
+        return fresh
+
+    async def _bot_failed(
+        self,
+        job: Job,
+        exc: BaseException,
+        sender: Sender,
+        connector: Connector,
+        conversation: Conversation,
+        message: InboundMessage,
+    ) -> list[Job]:
+        reason = str(exc) or type(exc).__name__
+        if isinstance(exc, BotCredentialsInvalid):
+            await self._mark_connector(connector, "credentials_invalid", reason)
+        else:
+            retryable = isinstance(exc, TimeoutError) or getattr(exc, "retryable", False)
+            if retryable and job.attempts + 1 < self.settings.bot_attempts:
+                delay = getattr(exc, "retry_after", None) or self.settings.backoff(job.attempts)
+                raise Retry(f"bot: {reason}", delay)
+        logger.warning("bot %s failed for MO %s: %s", connector.type, message.id, reason)
+        await self.store.put_conversation(conversation)
+        failure = make_event(
+            "bot_error",
+            {**mo_fields(message, sender), "connector_id": connector.id, "reason_description": reason[:300]},
+            self.clock.now(),
+        )
+        jobs = await self._event_jobs(sender.account_id, failure)
+        fallback = connector.settings.fallback_text
+        if fallback:
+            jobs += await self._replies(sender, connector, conversation, [Reply(text=fallback)])
+        return jobs
+
+    async def _mark_connector(self, connector: Connector, state: str, reason: str) -> None:
+        for _ in range(3):
+            current = await self.store.get_connector(connector.id)
+            if current is None or (current.state, current.state_reason) == (state, reason):
+                return
+            current.state, current.state_reason, current.updated_at = state, reason[:300], utcnow()
+            try:
+                await self.store.update_connector(current, expected_version=current.version_number)
+                connector.state = state
+                return
+            except StoreError:
+                logger.info("connector %s changed while marking it %s; reading it again", connector.id, state)
+
+    # --- replies become MT jobs ---
+
+    def _mt_job(self, sender: Sender, message: OutboundMessage) -> Job:
+        return Job(
+            kind="mt",
+            key=conversation_key(sender.id, message.contact),
+            payload={"message_id": message.id, "sender_id": sender.id, "correlation_id": correlation_id.get()},
+        )
+
+    async def _replies(
+        self, sender: Sender, connector: Connector, conversation: Conversation, replies: list[Reply]
+    ) -> list[Job]:
+        jobs = []
+        for reply in replies:
+            if not (reply.text or reply.media or reply.options):
+                continue
+            message = OutboundMessage(
+                sender_id=sender.id,
+                contact=conversation.contact,
+                text=reply.text,
+                media=reply.media,
+                options=reply.options,
+                connector_id=connector.id,
+                conversation_id=conversation.id,
+            )
+            await self.store.put_outbound(message, sender.channel)
+            jobs.append(self._mt_job(sender, message))
+        return jobs
+
+    def _late_replies(self, sender: Sender, connector: Connector, conversation: Conversation):  # type: ignore[no-untyped-def]
+        async def deliver(replies: list[Reply]) -> None:
+            jobs = await self._replies(sender, connector, conversation, replies)
+            if jobs:
+                await self.store.enqueue(jobs)
+                self.wake()
+
+        return deliver
+
+    # --- MT: send one message ---
+
+    async def _mt(self, job: Job) -> list[Job]:
+        message = await self.store.get_outbound(job.payload["message_id"])
+        sender = await self.store.get_sender(job.payload["sender_id"])
+        if message is None or sender is None or message.state != "CREATED":
+            return []
+        channel = self.rt.channel(sender.channel)
+        context = self.rt.sender_context(sender)
+        capabilities = channel.capabilities(context)
+        outgoing = message
+        if (message.options and not capabilities.options) or (message.media and not capabilities.media):
+            text = as_text(
+                Reply(text=message.text, options=message.options, media=message.media),
+                media_as_links=not capabilities.media,
+            )
+            outgoing = message.model_copy(
+                update={"text": text, "options": [], "media": message.media if capabilities.media else []}
+            )
+        connector = await self.store.get_connector(message.connector_id) if message.connector_id else None
+        if connector is not None:
+            wait = await self.store.reserve_send_slot(connector.id, connector.settings.rate_limit, self.clock.now())
+            if wait > 0:
+                await self.clock.sleep(wait)
+        started = time.perf_counter()
+        try:
+            result = await channel.send(context, outgoing)
+        except ProviderError as exc:
+            final = isinstance(exc, CredentialsInvalid) or not exc.retryable
+            if not final and job.attempts + 1 < self.settings.send_attempts:
+                raise Retry(f"send: {exc}", exc.retry_after or self.settings.backoff(job.attempts)) from None
+            self.rt.metrics.mt_failed.labels(sender.channel).inc()
+            code = str(exc.status_code) if exc.status_code else "send_failed"
+            return await self._transition(sender, message, "FAILED", code, str(exc)[:300], request_level=True)
+        finally:
+            self.rt.metrics.send_latency.labels(sender.channel).observe(time.perf_counter() - started)
+        self.rt.metrics.mt_sent.labels(sender.channel).inc()
+        message.provider_message_id = result.provider_message_id
+        return await self._transition(sender, message, result.state or "SENT", None, None, request_level=True)
+
+    async def _transition(
+        self,
+        sender: Sender,
+        message: OutboundMessage,
+        state: str,
+        reason_code: str | None,
+        reason: str | None,
+        *,
+        request_level: bool,
+    ) -> list[Job]:
+        previous = message.state
+        message.state, message.reason_code, message.reason_description = state, reason_code, reason
+        message.updated_at = utcnow()
+        await self.store.put_outbound(message, sender.channel)
+        self.rt.notify("on_outbound_message", message=message, sender=sender)
+        evt_tp = "message_request_state_change" if request_level else "message_state_change"
+        event = make_event(evt_tp, state_fields(message, sender, previous, reason_code, reason), self.clock.now())
+        return await self._event_jobs(sender.account_id, event)
+
+    # --- delivery reports ---
+
+    async def _dr(self, job: Job) -> list[Job]:
+        report = DeliveryReport.model_validate(job.payload)
+        message = await self.store.outbound_by_provider_id(report.channel, report.provider_message_id)
+        if message is None:
+            if job.attempts + 1 < self.settings.report_attempts:
+                raise Retry("report for a message not yet recorded", self.settings.backoff(job.attempts))
+            logger.info("delivery report for unknown message %s dropped", report.provider_message_id)
+            return []
+        if STATE_RANK.get(report.state, 0) <= STATE_RANK.get(message.state, 0):
+            return []  # stale or repeated: states only move forward
+        sender = await self.store.get_sender(message.sender_id)
+        if sender is None:
+            return []
+        return await self._transition(
+            sender, message, report.state, report.reason_code, report.reason_description, request_level=False
+        )
+
+    # --- events ---
+
+    async def _event_jobs(self, account_id: str, event: Any, *, first_attempt: bool = True) -> list[Job]:
+        if first_attempt:
+            self.rt.notify("on_event", event=event, account_id=account_id)
+        subscriptions = await self.store.list_subscriptions(account_id, topic=event.topic, limit=1000)
+        payload = event.payload()
+        return [
+            Job(kind="event", key=f"event:{s.id}:{event.event_id}", payload={"subscription_id": s.id, "event": payload})
+            for s in subscriptions
+        ]
+
+    async def _event(self, job: Job) -> list[Job]:
+        subscription = await self.store.get_subscription(job.payload["subscription_id"])
+        if subscription is None:
+            return []
+        event = job.payload["event"]
+        attempt = job.attempts + 1
+        body = delivery_body(event, attempt)
+        headers = standard_webhook_headers(
+            self.rt.box.decrypt(subscription.secret_enc), event["event-id"], int(self.clock.now()), body
+        )
+        headers["content-type"] = "application/json"
+        try:
+            await check_url(subscription.url, allow_private=self.rt.settings.allow_private_webhook_urls)
+            response = await self.rt.http.post(
+                subscription.url, content=body, headers=headers, timeout=self.settings.event_timeout
+            )
+            error = None if response.is_success else f"subscriber answered {response.status_code}"
+        except UnsafeURL as exc:
+            error = f"refused url: {exc}"
+        except Exception as exc:  # any transport failure is the subscriber's, not ours
+            error = f"delivery failed: {type(exc).__name__}"
+        if error is None:
+            self.rt.metrics.events_delivered.inc()
+            return []
+        if attempt < self.settings.event_attempts and not error.startswith("refused"):
+            raise Retry(error, self.settings.backoff(job.attempts))
+        self.rt.metrics.events_failed.inc()
+        await self.store.add_event_failure(
+            EventFailure(subscription_id=subscription.id, event=event, attempts=attempt, last_error=error)
+        )
+        logger.warning("event %s dead-lettered for subscription %s: %s", event["event-id"], subscription.id, error)
+        return []
+
+
+__all__ = ["Engine", "EngineSettings", "conversation_key"]

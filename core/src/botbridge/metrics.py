@@ -1,0 +1,42 @@
+"""Prometheus metrics of one host, labelled by channel and bot type (never by contact)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.mo_accepted = Counter("botbridge_mo_accepted", "Inbound messages accepted", ["channel"], registry=r)
+        self.mo_duplicates = Counter(
+            "botbridge_mo_duplicates", "Inbound messages dropped as duplicates", ["channel"], registry=r
+        )
+        self.mt_sent = Counter("botbridge_mt_sent", "Outbound messages the channel accepted", ["channel"], registry=r)
+        self.mt_failed = Counter(
+            "botbridge_mt_failed", "Outbound messages that failed for good", ["channel"], registry=r
+        )
+        self.events_delivered = Counter("botbridge_events_delivered", "Events a subscriber accepted", registry=r)
+        self.events_failed = Counter("botbridge_events_failed", "Events dead-lettered", registry=r)
+        self.conversations_opened = Counter(
+            "botbridge_conversations_opened", "Conversations opened", ["bot"], registry=r
+        )
+        self.conversations_expired = Counter(
+            "botbridge_conversations_expired", "Conversations closed by timeout", ["bot"], registry=r
+        )
+        self.bot_errors = Counter("botbridge_bot_errors", "Bot calls that failed", ["bot"], registry=r)
+        self.bot_latency = Histogram(
+            "botbridge_bot_call_seconds", "Bot call latency", ["bot"], buckets=LATENCY_BUCKETS, registry=r
+        )
+        self.send_latency = Histogram(
+            "botbridge_send_seconds", "Channel send latency", ["channel"], buckets=LATENCY_BUCKETS, registry=r
+        )
+        self.queue_depth = Gauge("botbridge_queue_depth", "Unfinished jobs", ["kind"], registry=r)
+
+    def render(self, depth: dict[str, int]) -> bytes:
+        for kind in ("mo", "mt", "dr", "event"):
+            self.queue_depth.labels(kind).set(depth.get(kind, 0))
+        return generate_latest(self.registry)
