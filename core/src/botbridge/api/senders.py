@@ -74,6 +74,9 @@ async def _provision(rt: Runtime, sender: Sender) -> Sender:
         raise APIError(
             f"provisioning at the provider failed: {exc}", status_code=502, code="provision_failed"
         ) from None
+    except APIError:
+        await rt.store.delete_sender(sender.id)
+        raise
     if result is None:
         return sender
     if result.webhook_secret is not None:

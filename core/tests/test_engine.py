@@ -1,0 +1,446 @@
+"""The conversation engine end to end in-process: webhook → bot → MT → events."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import pytest
+
+from botbridge import BotBackend, BotCredentialsInvalid, BotError, BotSession, InboundMessage, Option, Reply, hookimpl
+from botbridge.clock import FakeClock, SystemClock
+from botbridge.errors import SendError
+from botbridge.events import TOPIC
+from botbridge.host import create_app
+from botbridge.models import DeliveryReport
+from botbridge.plugins import Plugins
+from botbridge.settings import Settings
+from botbridge.signing import verify_standard_webhook
+from botbridge.stores import memory, sqlite
+from botbridge.testing import api_client
+
+from .conftest import KEY_A, LoopChannel, sign_loop
+
+pytestmark = pytest.mark.anyio
+SUBSCRIBER = "http://subscriber.test/events"
+SUB_SECRET = "subscriber-secret-1"
+
+
+class ScriptBot(BotBackend):
+    """Echoes, offers options on "menu", fails on demand, and remembers what it saw."""
+
+    type = "SCRIPT"
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.seen: list[tuple[str, str]] = []  # (conversation id, text)
+        self.opened: list[str] = []
+        self.closed: list[str] = []
+        self.failures: list[Exception] = []
+        self.sessions: dict[str, BotSession] = {}
+        self.delay = 0.0
+
+    def validate_credentials(self, credentials: str, config: dict[str, Any]) -> None:
+        pass
+
+    async def open(self, session: BotSession) -> None:
+        self.opened.append(session.conversation_id)
+        session.state["turns"] = 0
+
+    async def close(self, session: BotSession) -> None:
+        self.closed.append(session.conversation_id)
+
+    async def send(self, session: BotSession, message: InboundMessage) -> list[Reply]:
+        if self.failures:
+            raise self.failures.pop(0)
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        self.seen.append((session.conversation_id, message.text))
+        self.sessions[session.conversation_id] = session
+        session.state["turns"] += 1
+        if message.text == "menu":
+            return [
+                Reply(
+                    text="Pick one",
+                    options=[Option(label="Billing", value="billing"), Option(label="Sales", value="sales")],
+                )
+            ]
+        return [Reply(text=f"echo: {message.text}")]
+
+
+class SendingLoop(LoopChannel):
+    """The loop channel with an outbox, send failures on demand and delivery reports."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.outbox: list[dict[str, Any]] = []
+        self.failures: list[Exception] = []
+
+    async def send(self, sender, message):  # type: ignore[no-untyped-def]
+        if self.failures:
+            raise self.failures.pop(0)
+        self.outbox.append({"to": message.contact, "text": message.text, "at": time.monotonic(), "id": message.id})
+        return await super().send(sender, message)
+
+    async def parse_webhook(self, request, sender):  # type: ignore[no-untyped-def]
+        data = json.loads(request.body or b"{}")
+        if isinstance(data, dict) and "status" in data:
+            await super().parse_webhook(request, sender)
+            from botbridge.channel import WebhookResult
+
+            return WebhookResult(
+                reports=[
+                    DeliveryReport(
+                        channel=self.name, sender_id=sender.id, provider_message_id=data["id"], state=data["status"]
+                    )
+                ]
+            )
+        return await super().parse_webhook(request, sender)
+
+
+class Plugin:
+    @hookimpl
+    def register_channels(self, register):  # type: ignore[no-untyped-def]
+        register(SendingLoop)
+
+    @hookimpl
+    def register_bot_backends(self, register):  # type: ignore[no-untyped-def]
+        register(ScriptBot)
+
+
+class Subscriber:
+    def __init__(self) -> None:
+        self.received: list[dict[str, Any]] = []
+        self.answers: dict[str, list[int]] = {}  # evt-tp → statuses to answer, in order
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        verify_standard_webhook(SUB_SECRET, request.headers, request.content, now=time.time(), window=10**10)
+        event = json.loads(request.content)
+        self.received.append(event)
+        planned = self.answers.get(event["event"]["evt-tp"])
+        return httpx.Response(planned.pop(0) if planned else 200)
+
+    def of_type(self, evt_tp: str) -> list[dict[str, Any]]:
+        return [e for e in self.received if e["event"]["evt-tp"] == evt_tp]
+
+
+class World:
+    def __init__(self, app: Any, client: httpx.AsyncClient, clock: Any, subscriber: Subscriber) -> None:
+        self.app, self.client, self.clock, self.subscriber = app, client, clock, subscriber
+        self.rt = app.state.runtime
+        self.sender_id = ""
+        self.connector_id = ""
+
+    @property
+    def bot(self) -> ScriptBot:
+        return self.rt.bot("SCRIPT")  # type: ignore[no-any-return]
+
+    @property
+    def channel(self) -> SendingLoop:
+        return self.rt.channel("loop")  # type: ignore[no-any-return]
+
+    async def mo(self, text: str, contact: str = "+15550100", message_id: str | None = None) -> httpx.Response:
+        body, headers = sign_loop(
+            "loop-secret", {"id": message_id or f"mo-{time.monotonic_ns()}", "from": contact, "text": text}
+        )
+        return await self.client.post(f"/v1/webhooks/loop/{self.sender_id}", content=body, headers=headers)
+
+    async def report(self, provider_id: str, status: str) -> httpx.Response:
+        body, headers = sign_loop("loop-secret", {"id": provider_id, "from": "x", "status": status})
+        return await self.client.post(f"/v1/webhooks/loop/{self.sender_id}", content=body, headers=headers)
+
+    async def until(self, condition: Callable[[], bool], within: float = 10.0, step: float = 0.05) -> None:
+        deadline = time.monotonic() + within
+        while not condition():
+            if time.monotonic() > deadline:
+                raise AssertionError("condition not reached in time")
+            if step and isinstance(self.clock, FakeClock):
+                self.clock.advance(step)
+            await asyncio.sleep(0.005)
+
+
+@asynccontextmanager
+async def make_world(
+    tmp_path: Any, *, clock: Any = None, store: str = "memory://", workers: int = 4, config: dict | None = None
+) -> AsyncIterator[World]:  # type: ignore[type-arg]
+    clock = clock or FakeClock()
+    subscriber = Subscriber()
+    plugins = Plugins()
+    plugins.add(memory, "memory", builtin=True)
+    plugins.add(sqlite, "sqlite", builtin=True)
+    plugins.add(Plugin(), "test")
+    plugins.collect()
+    settings = Settings(
+        store=store,
+        api_keys=f"acct:{KEY_A}",
+        secret_key="engine-test-secret-key",
+        allow_private_webhook_urls=True,
+        workers=workers,  # type: ignore[arg-type]
+    )
+    http = httpx.AsyncClient(transport=httpx.MockTransport(subscriber.handler))
+    app = create_app(settings, plugins=plugins, clock=clock, http=http)
+    app.state.runtime.engine.settings.poll_interval = 0.02
+    async with api_client(app, KEY_A) as client:
+        world = World(app, client, clock, subscriber)
+        sender = (
+            await client.post(
+                "/v1/senders", json={"channel": "loop", "address": "+15559999", "webhook_secret": "loop-secret"}
+            )
+        ).json()
+        world.sender_id = sender["id"]
+        connector = await client.post(
+            "/v1/connectors",
+            json={"type": "SCRIPT", "sender_id": sender["id"], "credentials": "x", "config": config or {}},
+        )
+        world.connector_id = connector.json()["id"]
+        assert (
+            await client.post("/v1/subscriptions", json={"url": SUBSCRIBER, "secret": SUB_SECRET})
+        ).status_code == 201
+        yield world
+
+
+@pytest.fixture
+async def world(tmp_path: Any) -> AsyncIterator[World]:
+    async with make_world(tmp_path) as w:
+        yield w
+
+
+async def test_mo_reaches_the_bot_and_the_reply_the_user(world: World) -> None:
+    response = await world.mo("hello there", message_id="mo-1")
+    assert response.status_code == 200 and response.json() == {"status": "accepted", "accepted": 1, "duplicates": 0}
+    await world.until(lambda: len(world.subscriber.of_type("message_request_state_change")) == 1)
+    assert [m["text"] for m in world.channel.outbox] == ["echo: hello there"]
+    mo_event = world.subscriber.of_type("mo_message_received")[0]
+    assert list(mo_event) == ["topic", "attempt", "event", "event-id"]
+    assert mo_event["topic"] == TOPIC and mo_event["attempt"] == 1
+    fields = mo_event["event"]["fld-val-list"]
+    assert fields["message_body"] == "hello there" and fields["from_address"] == "+15550100"
+    assert fields["sender_id_id"] == world.sender_id and fields["company-id"] == "acct"
+    assert fields["fragments_count"] == 1 and fields["message_body_truncated"] is False
+    state = world.subscriber.of_type("message_request_state_change")[0]["event"]["fld-val-list"]
+    assert (state["previous_state"], state["new_state"]) == ("CREATED", "SENT")
+
+
+async def test_the_same_webhook_five_times_reaches_the_bot_once(world: World) -> None:
+    responses = await asyncio.gather(*(world.mo("only once", message_id="dup-1") for _ in range(5)))
+    assert all(r.status_code == 200 for r in responses)
+    assert sum(r.json()["accepted"] for r in responses) == 1
+    await world.until(lambda: len(world.channel.outbox) == 1)
+    await asyncio.wait_for(world.rt.engine.idle(), 5)
+    assert [text for _, text in world.bot.seen] == ["only once"]
+
+
+async def test_turns_of_one_conversation_keep_their_order(world: World) -> None:
+    world.bot.delay = 0.002
+    for i in range(20):
+        assert (await world.mo(f"turn {i}")).status_code == 200
+    await world.until(lambda: len(world.channel.outbox) == 20)
+    assert [text for _, text in world.bot.seen] == [f"turn {i}" for i in range(20)]
+    assert [m["text"] for m in world.channel.outbox] == [f"echo: turn {i}" for i in range(20)]
+    assert len({conversation for conversation, _ in world.bot.seen}) == 1
+
+
+async def test_conversations_run_in_parallel(world: World) -> None:
+    world.bot.delay = 0.2
+    started = time.monotonic()
+    await asyncio.gather(*(world.mo("hi", contact=f"+1555020{i}") for i in range(4)))
+    await world.until(lambda: len(world.channel.outbox) == 4)
+    assert time.monotonic() - started < 0.6  # four workers, not one after another
+
+
+async def test_idle_conversation_gets_a_new_backend_session(world: World) -> None:
+    await world.mo("first")
+    await world.until(lambda: len(world.channel.outbox) == 1)
+    world.clock.advance(1000)
+    await world.mo("second")
+    await world.until(lambda: len(world.channel.outbox) == 2)
+    assert len(world.bot.opened) == 1
+    world.clock.advance(1801)
+    await world.mo("third")
+    await world.until(lambda: len(world.channel.outbox) == 3)
+    assert len(world.bot.opened) == 2 and world.bot.closed == world.bot.opened[:1]
+    conversations = [conversation for conversation, _ in world.bot.seen]
+    assert conversations[0] == conversations[1] != conversations[2]
+    assert world.bot.sessions[conversations[2]].state["turns"] == 1
+
+
+async def test_numbered_options_map_back_to_values(world: World) -> None:
+    await world.mo("menu")
+    await world.until(lambda: len(world.channel.outbox) == 1)
+    assert world.channel.outbox[0]["text"] == "Pick one\n1. Billing\n2. Sales\nReply with a number."
+    await world.mo("2")
+    await world.until(lambda: len(world.channel.outbox) == 2)
+    await world.mo("menu")
+    await world.until(lambda: len(world.channel.outbox) == 3)
+    await world.mo("billing")
+    await world.until(lambda: len(world.channel.outbox) == 4)
+    await world.mo("2")  # no options pending any more: passed through as said
+    await world.until(lambda: len(world.channel.outbox) == 5)
+    assert [text for _, text in world.bot.seen] == ["menu", "sales", "menu", "billing", "2"]
+
+
+async def test_refused_credentials_mark_the_connector_and_send_the_fallback(tmp_path: Any) -> None:
+    async with make_world(tmp_path, config={"fallback_text": "Sorry, try later."}) as world:
+        world.bot.failures.append(BotCredentialsInvalid("bot answered 403"))
+        await world.mo("hello")
+        await world.until(lambda: len(world.channel.outbox) == 1)
+        assert world.channel.outbox[0]["text"] == "Sorry, try later."
+        connector = (await world.client.get(f"/v1/connectors/{world.connector_id}")).json()
+        assert connector["state"] == "credentials_invalid"
+        assert "403" in connector["state_reason"]
+        await world.until(lambda: len(world.subscriber.of_type("bot_error")) == 1)
+        # new credentials give the connector a new chance
+        updated = await world.client.post(
+            f"/v1/connectors/{world.connector_id}",
+            json={"credentials": "y", "version_number": connector["version_number"]},
+        )
+        assert updated.json()["state"] == "active"
+
+
+async def test_a_failing_bot_is_retried(world: World) -> None:
+    world.rt.engine.settings.backoff_base = 1.0
+    world.bot.failures.append(BotError("bot answered 503", retryable=True))
+    await world.mo("hello")
+    await world.until(lambda: len(world.channel.outbox) == 1, step=0.5)
+    assert [text for _, text in world.bot.seen] == ["hello"]
+    assert world.subscriber.of_type("bot_error") == []
+
+
+async def test_a_sender_without_connector_drops_with_an_event(world: World) -> None:
+    await world.client.delete(f"/v1/connectors/{world.connector_id}")
+    assert (await world.mo("anyone?")).status_code == 200
+    await world.until(lambda: len(world.subscriber.of_type("mo_message_dropped")) == 1)
+    assert world.channel.outbox == []
+
+
+async def test_sends_are_retried_then_fail_with_an_event(world: World) -> None:
+    world.channel.failures += [SendError("503", retryable=True), SendError("503", retryable=True)]
+    await world.mo("one")
+    await world.until(lambda: len(world.channel.outbox) == 1, step=1.0)
+    world.channel.failures += [SendError("channel answered 400: bad number", status_code=400)]
+    await world.mo("two")
+    await world.until(lambda: len(world.subscriber.of_type("message_request_state_change")) == 2, step=1.0)
+    failed = world.subscriber.of_type("message_request_state_change")[-1]["event"]["fld-val-list"]
+    assert failed["new_state"] == "FAILED" and failed["reason_code"] == "400"
+    assert "bad number" in failed["reason_description"]
+
+
+async def test_delivery_reports_move_state_forward_only(world: World) -> None:
+    await world.mo("hello")
+    await world.until(lambda: len(world.channel.outbox) == 1)
+    provider_id = "sent-" + world.channel.outbox[0]["id"]
+    await world.report(provider_id, "DELIVERED")
+    await world.report(provider_id, "SENT")  # late and out of order: ignored
+    await world.report(provider_id, "DELIVERED")  # duplicate: deduped
+    await world.until(lambda: len(world.subscriber.of_type("message_state_change")) == 1)
+    await asyncio.wait_for(world.rt.engine.idle(), 5)
+    changes = world.subscriber.of_type("message_state_change")
+    assert [
+        (c["event"]["fld-val-list"]["previous_state"], c["event"]["fld-val-list"]["new_state"]) for c in changes
+    ] == [("SENT", "DELIVERED")]
+    message = (await world.client.get(f"/v1/messages/{world.channel.outbox[0]['id']}")).json()
+    assert message["state"] == "DELIVERED"
+
+
+async def test_subscriber_retries_count_attempts(world: World) -> None:
+    world.subscriber.answers = {"mo_message_received": [500, 500]}
+    await world.mo("hello")
+    await world.until(lambda: len(world.subscriber.of_type("mo_message_received")) == 3, step=1.0)
+    attempts = [e["attempt"] for e in world.subscriber.of_type("mo_message_received")]
+    assert attempts == [1, 2, 3]
+    assert len({e["event-id"] for e in world.subscriber.of_type("mo_message_received")}) == 1
+
+
+async def test_an_always_failing_subscriber_ends_in_failures(world: World) -> None:
+    world.rt.engine.settings.event_attempts = 3
+    world.subscriber.answers = {"mo_message_received": [500] * 9, "message_request_state_change": [500] * 9}
+    await world.mo("hello")
+    subscription = (await world.client.get("/v1/subscriptions")).json()["items"][0]
+    failures: list[Any] = []
+
+    async def poll() -> None:
+        while len(failures) < 2:
+            failures[:] = (await world.client.get(f"/v1/subscriptions/{subscription['id']}/failures")).json()["items"]
+            world.clock.advance(5)
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(poll(), 10)
+    kinds = sorted(f["event"]["event"]["evt-tp"] for f in failures)
+    assert kinds == ["message_request_state_change", "mo_message_received"]
+    assert all(f["attempts"] == 3 and f["last_error"] == "subscriber answered 500" for f in failures)
+
+
+async def test_late_replies_are_sent(world: World) -> None:
+    await world.mo("hello")
+    await world.until(lambda: len(world.channel.outbox) == 1)
+    conversation = world.bot.seen[0][0]
+    await world.bot.sessions[conversation].deliver_late([Reply(text="one more thing")])
+    await world.until(lambda: len(world.channel.outbox) == 2)
+    assert world.channel.outbox[1]["text"] == "one more thing"
+
+
+async def test_api_messages_carry_the_external_id(world: World) -> None:
+    response = await world.client.post(
+        "/v1/messages",
+        json={"sender_id": world.sender_id, "to": "+15550111", "text": "Your code is 1234", "external_id": "ext-9"},
+    )
+    assert response.status_code == 202
+    await world.until(lambda: len(world.subscriber.of_type("message_request_state_change")) == 1)
+    fields = world.subscriber.of_type("message_request_state_change")[0]["event"]["fld-val-list"]
+    assert fields["external_message_request_id"] == "ext-9"
+    assert (
+        await world.client.post("/v1/messages", json={"sender_id": "nope", "to": "+1", "text": "x"})
+    ).status_code == 422
+
+
+async def test_private_subscriber_urls_are_refused_unless_allowed(world: World) -> None:
+    world.rt.settings.allow_private_webhook_urls = False
+    for url in (
+        "http://127.0.0.1:9/x",
+        "http://10.0.0.1/x",
+        "http://[::1]/x",
+        "http://169.254.169.254/latest",
+        "ftp://example.com/x",
+    ):
+        response = await world.client.post("/v1/subscriptions", json={"url": url, "secret": SUB_SECRET})
+        assert response.status_code == 422, url
+        assert response.json()["error"]["details"][0]["field"] == "url"
+
+
+async def test_rate_limit_spaces_sends(tmp_path: Any) -> None:
+    async with make_world(tmp_path, clock=SystemClock(), config={"rate_limit": 40}) as world:
+        for i in range(60):
+            await world.mo("hi", contact=f"+1555030{i:02d}")
+        await world.until(lambda: len(world.channel.outbox) == 60, within=20)
+        stamps = sorted(m["at"] for m in world.channel.outbox)
+        busiest = max(sum(1 for s in stamps if t <= s < t + 1) for t in stamps)
+        assert busiest <= 40
+
+
+async def test_metrics_count_what_happened(world: World) -> None:
+    await world.mo("hello")
+    await world.until(lambda: len(world.channel.outbox) == 1)
+    text = (await world.client.get("/metrics")).text
+    assert 'botbridge_mo_accepted_total{channel="loop"} 1.0' in text
+    assert 'botbridge_mt_sent_total{channel="loop"} 1.0' in text
+    assert 'botbridge_conversations_opened_total{bot="SCRIPT"} 1.0' in text
+    assert "+15550100" not in text
+
+
+async def test_accepted_work_survives_a_restart(tmp_path: Any) -> None:
+    store = f"sqlite:///{tmp_path}/restart.db"
+    async with make_world(tmp_path, store=store) as world:
+        await world.rt.engine.stop()  # accept, but never process
+        sender_id = world.sender_id
+        for i in range(3):
+            assert (await world.mo(f"kept {i}")).status_code == 200
+        assert (await world.rt.store.queue_depth()) == {"mo": 3}
+    async with make_world(tmp_path, store=store) as world:
+        world.sender_id = sender_id
+        await world.until(lambda: len(world.channel.outbox) == 3)
+        assert sorted(m["text"] for m in world.channel.outbox) == [f"echo: kept {i}" for i in range(3)]
