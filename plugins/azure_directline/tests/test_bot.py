@@ -1,0 +1,644 @@
+"""The Direct Line backend against the strict fake."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from botbridge_azure_directline import DirectLineBot, activity_reply, derive_user_id
+from botbridge_azure_directline.testing import FAKE_BASE_URL, OPTIONS_TRIGGER, FakeDirectLine, echo
+from hypothesis import given
+from hypothesis import strategies as st
+
+from botbridge import BotCredentialsInvalid, BotError, BotSession, ConfigInvalid, Connector, Conversation, Reply
+from botbridge.clock import FakeClock, SystemClock
+from botbridge.http import RetryPolicy
+from botbridge.testing import BotBackendContract, BotHarness
+from botbridge.testing.bots import inbound
+
+pytestmark = pytest.mark.anyio
+
+SEED_SECRET = "ZrVkDm7_F24.cwA.BEs.Sz0w9A3HT1jhIo67glktyW4wz73y6J_Hd810FP6eFTpQ"
+CONTACT = "+15551234567"
+FAST = RetryPolicy(attempts=2, base=0.01, cap=0.5)
+
+
+class FastBot(DirectLineBot):
+    retry_policy = FAST
+
+
+class RecordingClock(SystemClock):
+    def __init__(self) -> None:
+        self.sleeps: list[float] = []
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        await super().sleep(seconds)
+
+
+def make_session_factory(fake: FakeDirectLine, clock: Any, **config: Any) -> Callable[..., BotSession]:
+    connector = Connector(
+        account_id="acct",
+        type="AZURE_BOT_DIRECT_LINE",
+        sender_id="snd1",
+        config={"base_url": FAKE_BASE_URL, **config},
+    )
+
+    def session(credentials: str | None = None, contact: str = CONTACT) -> BotSession:
+        now = clock.now()
+        conversation = Conversation(
+            sender_id="snd1", contact=contact, connector_id=connector.id, opened_at=now, last_mo_at=now
+        )
+        return BotSession(connector=connector, credentials=credentials or fake.secret, conversation=conversation)
+
+    return session
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def fake(clock: FakeClock) -> FakeDirectLine:
+    return FakeDirectLine(clock=clock, token_lifetime=600)
+
+
+@pytest.fixture
+async def http(fake: FakeDirectLine) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=fake.app)) as client:
+        yield client
+
+
+@pytest.fixture
+async def bot(http: httpx.AsyncClient, clock: FakeClock) -> AsyncIterator[FastBot]:
+    instance = FastBot(http, clock)
+    yield instance
+    await instance.aclose()
+
+
+@pytest.fixture
+def new_session(fake: FakeDirectLine, clock: FakeClock) -> Callable[..., BotSession]:
+    return make_session_factory(fake, clock, poll_interval=0.5, reply_wait=5)
+
+
+async def until(predicate: Callable[[], bool], clock: FakeClock | None = None, step: float = 0.25) -> None:
+    """Let tasks run (stepping the fake clock) until `predicate()` holds."""
+    with anyio.fail_after(5):
+        while not predicate():
+            if clock is not None:
+                clock.advance(step)
+            await anyio.sleep(0.005)
+
+
+# --- the conformance suite ---------------------------------------------------
+
+
+class TestDirectLineContract(BotBackendContract):
+    @pytest.fixture
+    async def harness(self) -> AsyncIterator[BotHarness]:
+        clock = SystemClock()
+        fake = FakeDirectLine(clock=clock)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=fake.app)) as http:
+            bot = FastBot(http, clock)
+            session = make_session_factory(fake, clock, poll_interval=0.02, reply_wait=1)
+
+            async def schedule_late(session: BotSession, text: str) -> None:
+                fake.push(session.state["conversation_id"], text, delay=0.1)
+
+            yield BotHarness(
+                bot=bot,
+                session=session,
+                valid_credentials=SEED_SECRET,
+                refused_credentials="Wrong0Secret.cwA.abc.0000000000000000000000",
+                expected_echo=echo,
+                options_trigger=OPTIONS_TRIGGER,
+                backend_session_id=lambda s: s.state["conversation_id"],
+                fail_next=fake.fail_next,
+                schedule_late=schedule_late,
+            )
+            await bot.aclose()
+
+
+# --- validation --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "secret", ["", " ", "abc", SEED_SECRET + " ", "two words secret value here", "tab\tinside-secret-value", "x" * 1025]
+)
+def test_bad_secrets_fail_validation_without_echoing_them(secret: str) -> None:
+    bot = DirectLineBot(httpx.AsyncClient(), SystemClock())
+    with pytest.raises(ConfigInvalid) as caught:
+        bot.validate_credentials(secret, {})
+    assert caught.value.field == "credentials"
+    if len(secret) > 3:
+        assert secret.strip() not in caught.value.message
+
+
+@pytest.mark.parametrize("base_url", ["ftp://directline.example", "directline.botframework.com", "https://", 42, ""])
+def test_bad_base_url_fails_validation(base_url: Any) -> None:
+    bot = DirectLineBot(httpx.AsyncClient(), SystemClock())
+    with pytest.raises(ConfigInvalid) as caught:
+        bot.validate_credentials(SEED_SECRET, {"base_url": base_url})
+    assert caught.value.field == "config.base_url"
+
+
+def test_good_config_passes_and_bad_numbers_fail() -> None:
+    bot = DirectLineBot(httpx.AsyncClient(), SystemClock())
+    bot.validate_credentials(
+        SEED_SECRET,
+        {"base_url": "https://europe.directline.botframework.com", "late_reply_window": 120, "reply_wait": 2.5},
+    )
+    for key, value in [("late_reply_window", -1), ("reply_wait", "5"), ("poll_interval", 0), ("reply_wait", True)]:
+        with pytest.raises(ConfigInvalid) as caught:
+            bot.validate_credentials(SEED_SECRET, {key: value})
+        assert caught.value.field == f"config.{key}"
+
+
+# --- conversations and turns -------------------------------------------------
+
+
+async def test_open_keeps_plain_json_state_and_user_id_is_not_the_number(
+    bot: FastBot, new_session: Callable[..., BotSession], fake: FakeDirectLine, clock: FakeClock
+) -> None:
+    session = new_session()
+    await bot.open(session)
+    state = session.state
+    assert json.loads(json.dumps(state)) == state
+    assert state["conversation_id"] in fake.conversations
+    assert state["token_expires_at"] == clock.now() + 600
+    assert state["token_refresh_at"] < state["token_expires_at"]
+    assert state["watermark"] is None
+    assert await bot.send(session, inbound(session, "hi")) == [Reply(text="echo: hi")]
+    seen = fake.conversation(state["conversation_id"]).user_activities()[0]
+    assert seen["from"]["id"] == state["user_id"]
+    assert "5551234567" not in json.dumps(seen["from"])
+    assert seen["channelData"]["botbridge"]["conversation_id"] == session.conversation_id
+    assert state["watermark"] == "2"
+
+
+async def test_user_id_is_stable_per_contact_and_connector(
+    bot: FastBot, new_session: Callable[..., BotSession]
+) -> None:
+    first, second, other = new_session(), new_session(), new_session(contact="+15550000000")
+    for session in (first, second, other):
+        await bot.open(session)
+    assert first.state["user_id"] == second.state["user_id"] != other.state["user_id"]
+    assert first.state["conversation_id"] != second.state["conversation_id"]
+
+
+@given(contact=st.text(min_size=1, max_size=40), salt=st.text(min_size=1, max_size=40))
+def test_derived_user_id_is_opaque_and_stable(contact: str, salt: str) -> None:
+    user_id = derive_user_id(contact, salt)
+    assert user_id == derive_user_id(contact, salt)
+    assert user_id.startswith("bb-") and len(user_id) == 35
+    assert all(c in "0123456789abcdef" for c in user_id[3:])
+    assert derive_user_id(contact, salt + "x") != user_id
+
+
+async def test_turns_never_repeat_earlier_replies(
+    bot: FastBot, new_session: Callable[..., BotSession], fake: FakeDirectLine
+) -> None:
+    session = new_session()
+    await bot.open(session)
+    for n, text in enumerate(["one", "two", "three", "four"]):
+        replies = await bot.send(session, inbound(session, text, n))
+        assert [r.text for r in replies] == [echo(text)]
+    assert fake.conversation(session.state["conversation_id"]).user_texts() == ["one", "two", "three", "four"]
+
+
+async def test_a_reloaded_session_keeps_the_watermark(
+    bot: FastBot, new_session: Callable[..., BotSession], fake: FakeDirectLine
+) -> None:
+    session = new_session()
+    await bot.open(session)
+    await bot.send(session, inbound(session, "one"))
+    await bot.aclose()  # forget everything held in memory: only the state remains
+    reloaded = BotSession(
+        connector=session.connector,
+        credentials=session.credentials,
+        conversation=session.conversation.model_copy(deep=True),
+    )
+    assert [r.text for r in await bot.send(reloaded, inbound(reloaded, "two", 1))] == ["echo: two"]
+
+
+async def test_postback_is_sent_as_the_text(bot: FastBot, new_session: Callable[..., BotSession]) -> None:
+    session = new_session()
+    await bot.open(session)
+    message = inbound(session, "2").model_copy(update={"postback": "sales"})
+    assert [r.text for r in await bot.send(session, message)] == ["echo: sales"]
+
+
+# --- tokens ---------------------------------------------------------------------
+
+
+async def test_token_is_refreshed_before_it_expires(
+    bot: FastBot, new_session: Callable[..., BotSession], fake: FakeDirectLine, clock: FakeClock
+) -> None:
+    session = new_session()
+    await bot.open(session)
+    first_token = session.state["token"]
+    clock.advance(350)  # past the refresh point (lifetime 600: refresh after 300)
+    assert [r.text for r in await bot.send(session, inbound(session, "hi"))] == ["echo: hi"]
+    assert ("POST", "/v3/directline/tokens/refresh") in fake.requests
+    assert session.state["token"] != first_token
+    assert session.state["token_expires_at"] == clock.now() + 600
+
+
+async def test_expired_token_reconnects_with_the_secret(
+    bot: FastBot, new_session: Callable[..., BotSession], fake: FakeDirectLine, clock: FakeClock
+) -> None:
+    session = new_session()
+    await bot.open(session)
+    await bot.send(session, inbound(session, "one"))
+    await bot.aclose()
+    clock.advance(700)  # the token is dead: refresh is no longer possible
+    assert [r.text for r in await bot.send(session, inbound(session, "two", 1))] == ["echo: two"]
+    assert ("GET", f"/v3/directline/conversations/{session.state['conversation_id']}") in fake.requests
+    assert ("POST", "/v3/directline/tokens/refresh") not in fake.requests
+
+
+# --- errors ----------------------------------------------------------------------
+
+
+async def test_refused_secret_is_credentials_invalid_without_the_secret(
+    bot: FastBot, new_session: Callable[..., BotSession], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    secret = "NotTheRightSecret.cwA.x.0123456789"
+    with pytest.raises(BotCredentialsInvalid) as caught:
+        await bot.open(new_session(credentials=secret))
+    assert caught.value.status_code == 403
+    assert secret not in str(caught.value) and secret not in caplog.text
+
+
+async def test_403_on_activities_is_credentials_invalid(
+    bot: FastBot, new_session: Callable[..., BotSession], fake: FakeDirectLine
+) -> None:
+    session = new_session()
+    await bot.open(session)
+    fake.fail_next(403)
+    with pytest.raises(BotCredentialsInvalid):
+        await bot.send(session, inbound(session, "hi"))
+
+
+async def test_429_honours_retry_after(fake: FakeDirectLine) -> None:
+    clock = RecordingClock()
+    fake.clock = clock
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=fake.app)) as http:
+        bot = FastBot(http, clock)
+        session = make_session_factory(fake, clock)()
+        await bot.open(session)
+        fake.fail_next(429, retry_after=0.05)
+        assert [r.text for r in await bot.send(session, inbound(session, "hi"))] == ["echo: hi"]
+        assert clock.sleeps[0] == 0.05
+        await bot.aclose()
+
+
+async def test_bot_failure_502_is_retried_then_retryable(
+    bot: FastBot, new_session: Callable[..., BotSession], fake: FakeDirectLine, clock: FakeClock
+) -> None:
+    session = new_session()
+    await bot.open(session)
+    fake.fail_next(502)
+    async with anyio.create_task_group() as tg:
+        results: list[list[Reply]] = []
+
+        async def turn() -> None:
+            results.append(await bot.send(session, inbound(session, "hi")))
+
+        tg.start_soon(turn)
+        await until(lambda: bool(results), clock, step=0.01)
+    assert [r.text for r in results[0]] == ["echo: hi"]
+    for _ in range(2):
+        fake.fail_next(504)
+    async with anyio.create_task_group() as tg:
+        errors: list[BaseException] = []
+
+        async def failing() -> None:
+            try:
+                await bot.send(session, inbound(session, "again", 1))
+            except BotError as exc:
+                errors.append(exc)
+
+        tg.start_soon(failing)
+        await until(lambda: bool(errors), clock, step=0.01)
+    assert isinstance(errors[0], BotError) and errors[0].retryable and errors[0].status_code == 504
+
+
+async def test_unknown_conversation_is_not_retryable(
+    bot: FastBot, new_session: Callable[..., BotSession], fake: FakeDirectLine
+) -> None:
+    session = new_session()
+    await bot.open(session)
+    fake.conversations.clear()
+    with pytest.raises(BotError) as caught:
+        await bot.send(session, inbound(session, "hi"))
+    assert caught.value.status_code == 404 and not caught.value.retryable
+    assert len([r for r in fake.requests if r[0] == "POST" and r[1].endswith("/activities")]) == 1
+
+
+async def test_every_call_has_a_timeout_and_timeouts_are_retryable() -> None:
+    timeouts: list[Any] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        timeouts.append(request.extensions.get("timeout"))
+        raise httpx.ReadTimeout("slow", request=request)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+        clock = SystemClock()
+        bot = FastBot(http, clock)
+        session = make_session_factory(FakeDirectLine(), clock)()
+        with pytest.raises(BotError) as caught:
+            await bot.open(session)
+    assert caught.value.retryable and not isinstance(caught.value, BotCredentialsInvalid)
+    assert len(timeouts) == FAST.attempts
+    assert all(t and t["read"] == DirectLineBot.timeout for t in timeouts)
+
+
+async def test_open_without_a_conversation_id_is_an_error() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(201, json={"token": "t"})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+        bot = FastBot(http, SystemClock())
+        with pytest.raises(BotError):
+            await bot.open(make_session_factory(FakeDirectLine(), SystemClock())())
+
+
+# --- rich content -------------------------------------------------------------
+
+
+async def test_options_cards_and_media_become_reply_fields(
+    bot: FastBot, new_session: Callable[..., BotSession], fake: FakeDirectLine
+) -> None:
+    fake.add_rule(
+        "card",
+        {
+            "attachments": [
+                {
+                    "contentType": "application/vnd.microsoft.card.hero",
+                    "content": {
+                        "title": "Plans",
+                        "subtitle": "Pick one",
+                        "images": [{"url": "https://img.example/plan.png"}],
+                        "buttons": [
+                            {"type": "postBack", "title": "Basic", "value": "plan_basic"},
+                            {"type": "messageBack", "title": "Pro", "text": "plan pro", "value": {"p": 1}},
+                            {"type": "openUrl", "title": "Compare", "value": "https://example.com/plans"},
+                        ],
+                    },
+                },
+                {"contentType": "image/jpeg", "contentUrl": "https://img.example/a.jpg", "name": "a.jpg"},
+            ]
+        },
+        {"type": "typing"},
+        {"type": "event", "name": "ignored"},
+    )
+    session = new_session()
+    await bot.open(session)
+    (reply,) = await bot.send(session, inbound(session, "show card"))
+    assert reply.text == "Plans\nPick one\nCompare: https://example.com/plans"
+    assert [(o.label, o.value) for o in reply.options] == [("Basic", "plan_basic"), ("Pro", "plan pro")]
+    assert [(m.url, m.content_type) for m in reply.media] == [
+        ("https://img.example/plan.png", "image/*"),
+        ("https://img.example/a.jpg", "image/jpeg"),
+    ]
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+    max_leaves=12,
+)
+activity_keys = st.sampled_from(
+    [
+        "type",
+        "text",
+        "from",
+        "attachments",
+        "suggestedActions",
+        "actions",
+        "contentType",
+        "contentUrl",
+        "content",
+        "title",
+        "value",
+        "buttons",
+        "images",
+        "url",
+        "body",
+    ]
+)
+activity_like = st.recursive(
+    json_values,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(activity_keys, inner, max_size=5),
+    max_leaves=20,
+)
+
+
+@given(activity=activity_like)
+def test_any_activity_json_parses_without_errors(activity: Any) -> None:
+    reply = activity_reply(activity if not isinstance(activity, dict) else {**activity, "type": "message"})
+    if reply is not None:
+        assert reply.text or reply.media or reply.options
+        assert all(o.label.strip() and o.value.strip() for o in reply.options)
+
+
+action = st.fixed_dictionaries(
+    {
+        "type": st.sampled_from(["imBack", "postBack", "messageBack", "openUrl", "call", "weird"]),
+        "title": st.text(min_size=1, max_size=12).filter(str.strip),
+        "value": st.text(min_size=1, max_size=12).filter(str.strip),
+    }
+)
+
+
+@given(actions=st.lists(action, max_size=6))
+def test_suggested_actions_map_label_and_value(actions: list[dict[str, str]]) -> None:
+    reply = activity_reply({"type": "message", "text": "pick", "suggestedActions": {"actions": actions}})
+    assert reply is not None
+    expected = [
+        (a["title"].strip(), a["value"].strip()) for a in actions if a["type"] in ("imBack", "postBack", "messageBack")
+    ]
+    assert [(o.label, o.value) for o in reply.options] == expected
+
+
+def test_typing_event_and_empty_messages_are_not_replies() -> None:
+    assert activity_reply({"type": "typing"}) is None
+    assert activity_reply({"type": "event", "text": "x"}) is None
+    assert activity_reply({"type": "message", "text": "   "}) is None
+
+
+# --- late replies --------------------------------------------------------------
+
+
+async def test_a_bot_answering_two_seconds_later_reaches_the_user_within_send(
+    bot: FastBot, new_session: Callable[..., BotSession], fake: FakeDirectLine, clock: FakeClock
+) -> None:
+    fake.add_rule("slow", "done thinking", delay=2)
+    session = new_session()
+    await bot.open(session)
+    results: list[list[Reply]] = []
+
+    async def turn() -> None:
+        results.append(await bot.send(session, inbound(session, "slow question")))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(turn)
+        await until(lambda: bool(results), clock)
+    assert [r.text for r in results[0]] == ["done thinking"]
+
+
+async def test_a_reply_later_than_reply_wait_arrives_through_deliver_late(
+    bot: FastBot, fake: FakeDirectLine, clock: FakeClock
+) -> None:
+    fake.add_rule("slow", "after the turn", delay=2)
+    session = make_session_factory(fake, clock, poll_interval=0.5, reply_wait=0)()
+    late: list[Reply] = []
+
+    async def deliver(replies: list[Reply]) -> None:
+        late.extend(replies)
+
+    session.deliver_late = deliver
+    await bot.open(session)
+    assert await bot.send(session, inbound(session, "slow question")) == []
+    fake.push(session.state["conversation_id"], "and a proactive one", delay=3)
+    await until(lambda: len(late) >= 2, clock)
+    assert [r.text for r in late] == ["after the turn", "and a proactive one"]
+    # a following turn does not see them again
+    assert [r.text for r in await bot.send(session, inbound(session, "next", 1))] == ["echo: next"]
+    assert [r.text for r in late] == ["after the turn", "and a proactive one"]
+
+
+async def test_late_replies_go_to_the_newest_session_of_the_conversation(
+    bot: FastBot, new_session: Callable[..., BotSession], fake: FakeDirectLine, clock: FakeClock
+) -> None:
+    first = new_session()
+    old: list[Reply] = []
+    new: list[Reply] = []
+
+    async def to_old(replies: list[Reply]) -> None:
+        old.extend(replies)
+
+    async def to_new(replies: list[Reply]) -> None:
+        new.extend(replies)
+
+    first.deliver_late = to_old
+    await bot.open(first)
+    await bot.send(first, inbound(first, "one"))
+    second = BotSession(first.connector, first.credentials, first.conversation.model_copy(deep=True), to_new)
+    await bot.send(second, inbound(second, "two", 1))
+    fake.push(first.state["conversation_id"], "ping")
+    await until(lambda: bool(new), clock)
+    assert [r.text for r in new] == ["ping"] and old == []
+
+
+async def test_poller_stops_after_the_idle_window_and_on_close(
+    bot: FastBot, fake: FakeDirectLine, clock: FakeClock
+) -> None:
+    session = make_session_factory(fake, clock, poll_interval=1, late_reply_window=10)()
+    await bot.open(session)
+    await bot.send(session, inbound(session, "hi"))
+    conversation_id = session.state["conversation_id"]
+    assert bot.polling(conversation_id)
+    await until(lambda: not bot.polling(conversation_id), clock, step=1)
+    assert clock.now() - 1_700_000_000.0 >= 10
+    reads = len(fake.requests)
+    clock.advance(30)
+    await anyio.sleep(0.01)
+    assert len(fake.requests) == reads  # nothing polls any more
+    # a new turn starts it again; close stops it and tells the bot
+    await bot.send(session, inbound(session, "again", 1))
+    assert bot.polling(conversation_id)
+    await bot.close(session)
+    assert not bot.polling(conversation_id)
+    assert fake.conversation(conversation_id).activities[-1]["type"] == "endOfConversation"
+    assert fake.conversation(conversation_id).ended
+
+
+async def test_poller_survives_errors_and_stops_on_refused_credentials(
+    bot: FastBot, new_session: Callable[..., BotSession], fake: FakeDirectLine, clock: FakeClock
+) -> None:
+    session = new_session()
+    delivered: list[Reply] = []
+
+    async def deliver(replies: list[Reply]) -> None:
+        delivered.extend(replies)
+
+    session.deliver_late = deliver
+    await bot.open(session)
+    await bot.send(session, inbound(session, "hi"))
+    conversation_id = session.state["conversation_id"]
+    for _ in range(4):
+        fake.fail_next(503)
+    fake.push(conversation_id, "after the outage")
+    await until(lambda: bool(delivered), clock)
+    assert [r.text for r in delivered] == ["after the outage"]
+    fake.fail_next(403)
+    await until(lambda: not bot.polling(conversation_id), clock)
+
+
+async def test_aclose_stops_every_poller(bot: FastBot, new_session: Callable[..., BotSession]) -> None:
+    sessions = [new_session(contact=f"+1555000000{n}") for n in range(3)]
+    for session in sessions:
+        await bot.open(session)
+        await bot.send(session, inbound(session, "hi"))
+    assert all(bot.polling(s.state["conversation_id"]) for s in sessions)
+    await bot.aclose()
+    assert not any(bot.polling(s.state["conversation_id"]) for s in sessions)
+
+
+async def test_a_turn_over_loopback_against_the_fake_under_uvicorn() -> None:
+    import uvicorn
+
+    clock = SystemClock()
+    fake = FakeDirectLine(clock=clock)
+    server = uvicorn.Server(uvicorn.Config(fake.app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(server.serve)
+        for _ in range(500):
+            if server.started:
+                break
+            await anyio.sleep(0.01)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        async with httpx.AsyncClient() as http:
+            bot = FastBot(http, clock)
+            session = make_session_factory(fake, clock, base_url=f"http://127.0.0.1:{port}/")()
+            await bot.open(session)
+            assert [r.text for r in await bot.send(session, inbound(session, "over tcp"))] == ["echo: over tcp"]
+            await bot.close(session)
+            await bot.aclose()
+        server.should_exit = True
+
+
+async def test_a_failed_read_after_a_delivered_post_does_not_fail_the_turn(
+    bot: FastBot, new_session: Callable[..., BotSession], fake: FakeDirectLine, clock: FakeClock
+) -> None:
+    session = new_session()
+    late: list[Reply] = []
+
+    async def deliver(replies: list[Reply]) -> None:
+        late.extend(replies)
+
+    session.deliver_late = deliver
+    await bot.open(session)
+    for _ in range(FAST.attempts):
+        fake.fail_next(503, method="GET")
+    results: list[list[Reply]] = []
+
+    async def turn() -> None:
+        results.append(await bot.send(session, inbound(session, "hi")))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(turn)
+        await until(lambda: bool(results), clock, step=0.01)
+    assert results == [[]]  # no error: core must not post the message twice
+    await until(lambda: bool(late), clock)
+    assert [r.text for r in late] == ["echo: hi"]
+    assert fake.conversation(session.state["conversation_id"]).user_texts() == ["hi"]

@@ -1,0 +1,26 @@
+"""botbridge-scg: the Syniverse SCG channel for botbridge."""
+
+from botbridge_scg.channel import (
+    CHANNEL_TYPES,
+    DEFAULT_BASE_URL,
+    MESSAGE_REQUESTS_PATH,
+    ScgChannel,
+    check_authorization,
+    normalize_address,
+    parse_event,
+    parse_token,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CHANNEL_TYPES",
+    "DEFAULT_BASE_URL",
+    "MESSAGE_REQUESTS_PATH",
+    "ScgChannel",
+    "__version__",
+    "check_authorization",
+    "normalize_address",
+    "parse_event",
+    "parse_token",
+]
