@@ -56,9 +56,12 @@ def test_timestamp_window() -> None:
     assert check_timestamp("1000", now=1100, window=300) == 1000
     assert check_timestamp(1_000_000, now=1_000_100, window=300) == 1_000_000
     assert check_timestamp(1_700_000_000_000, now=1_700_000_000, window=5) == 1_700_000_000  # milliseconds
-    for bad in (None, "", "abc", "700", "1500"):
+    for bad in (None, "", "abc", "700", "1500", "nan", "inf"):
         with pytest.raises(InvalidSignature):
             check_timestamp(bad, now=1100, window=300)
+    assert check_timestamp(1100 - 86000, now=1100, window=86400, future=300) == 1100 - 86000
+    with pytest.raises(InvalidSignature):
+        check_timestamp(1100 + 301, now=1100, window=86400, future=300)
 
 
 def test_secrets_equal() -> None:

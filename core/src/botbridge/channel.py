@@ -38,8 +38,8 @@ class WebhookRequest:
     def json(self) -> Any:
         try:
             return json.loads(self.body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise MalformedWebhook(f"body is not valid JSON: {exc.msg if hasattr(exc, 'msg') else exc}") from None
+        except (ValueError, RecursionError):  # bad UTF-8, bad JSON, absurd numbers or nesting
+            raise MalformedWebhook("body is not valid JSON") from None
 
     def json_object(self) -> dict[str, Any]:
         data = self.json()
@@ -96,9 +96,11 @@ class WebhookResult(BaseModel):
 
     messages: list[InboundMessage] = Field(default_factory=list)
     reports: list[DeliveryReport] = Field(default_factory=list)
-    # Provisioning news, e.g. Bird's channel.updated: the sender's new state.
+    # Provisioning news, e.g. Bird's channel.created: the sender's new state
+    # and config keys to merge into its config (e.g. the installed channel id).
     sender_state: str | None = None
     sender_state_reason: str | None = None
+    sender_config: dict[str, Any] = Field(default_factory=dict)
 
 
 class ProvisionResult(BaseModel):

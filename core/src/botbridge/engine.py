@@ -159,12 +159,12 @@ class Engine:
                 self.rt.notify("on_delivery_report", report=report, sender=sender)
             else:
                 duplicates += 1
-        if result.sender_state and result.sender_state != sender.state:
-            sender.state, sender.state_reason, sender.updated_at = (
-                result.sender_state,
-                result.sender_state_reason,
-                utcnow(),
-            )
+        changed_config = {k: v for k, v in result.sender_config.items() if sender.config.get(k) != v}
+        if changed_config or (result.sender_state and result.sender_state != sender.state):
+            sender.config = {**sender.config, **changed_config}
+            if result.sender_state:
+                sender.state, sender.state_reason = result.sender_state, result.sender_state_reason
+            sender.updated_at = utcnow()
             await self.store.update_sender(sender)
         if accepted:
             self.wake()

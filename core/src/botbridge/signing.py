@@ -64,17 +64,26 @@ def verify_any_digest(provided: Iterable[str], expected: bytes, *, encoding: Enc
         raise InvalidSignature("signature does not match")
 
 
-def check_timestamp(value: str | int | float | None, *, now: float, window: float) -> float:
-    """Parse an epoch-seconds timestamp and require it within `window` of now."""
+def check_timestamp(
+    value: str | int | float | None, *, now: float, window: float, future: float | None = None
+) -> float:
+    """Parse an epoch timestamp (seconds or milliseconds) and require it in the window.
+
+    `window` is how old it may be; `future` how far ahead of our clock it may
+    be (defaults to `window`; a wide replay window wants a narrow future).
+    """
     if value is None or value == "":
         raise InvalidSignature("missing timestamp")
     try:
         timestamp = float(value)
     except (TypeError, ValueError):
         raise InvalidSignature("timestamp is not a number") from None
+    if timestamp != timestamp:  # NaN
+        raise InvalidSignature("timestamp is not a number")
     if timestamp > 1e11:  # milliseconds
         timestamp /= 1000.0
-    if abs(now - timestamp) > window:
+    ahead = window if future is None else future
+    if now - timestamp > window or timestamp - now > ahead:
         raise InvalidSignature("timestamp outside the accepted window")
     return timestamp
 

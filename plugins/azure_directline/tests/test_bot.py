@@ -10,8 +10,6 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from botbridge_azure_directline import DirectLineBot, activity_reply, derive_user_id
-from botbridge_azure_directline.testing import FAKE_BASE_URL, OPTIONS_TRIGGER, FakeDirectLine, echo
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -20,6 +18,8 @@ from botbridge.clock import FakeClock, SystemClock
 from botbridge.http import RetryPolicy
 from botbridge.testing import BotBackendContract, BotHarness
 from botbridge.testing.bots import inbound
+from botbridge_azure_directline import DirectLineBot, activity_reply, derive_user_id
+from botbridge_azure_directline.testing import FAKE_BASE_URL, OPTIONS_TRIGGER, FakeDirectLine, echo
 
 pytestmark = pytest.mark.anyio
 

@@ -8,11 +8,11 @@ from typing import Any
 
 import httpx
 import pytest
-from botbridge_azure_directline.testing import DEFAULT_SECRET, FAKE_BASE_URL, OPTIONS_TRIGGER, FakeDirectLine
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from botbridge.clock import FakeClock
+from botbridge_azure_directline.testing import DEFAULT_SECRET, FAKE_BASE_URL, OPTIONS_TRIGGER, FakeDirectLine
 
 pytestmark = pytest.mark.anyio
 

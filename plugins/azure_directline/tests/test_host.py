@@ -6,8 +6,6 @@ from typing import Any
 
 import httpx
 import pytest
-from botbridge_azure_directline import plugin as directline_plugin
-from botbridge_azure_directline.testing import FAKE_BASE_URL, FakeDirectLine
 
 from botbridge import Channel, Conversation, SenderContext, SendResult, WebhookRequest, WebhookResult, hookimpl
 from botbridge.clock import FakeClock
@@ -18,6 +16,8 @@ from botbridge.settings import Settings
 from botbridge.stores import memory
 from botbridge.testing import api_client
 from botbridge.testing.bots import inbound
+from botbridge_azure_directline import plugin as directline_plugin
+from botbridge_azure_directline.testing import FAKE_BASE_URL, FakeDirectLine
 
 pytestmark = pytest.mark.anyio
 

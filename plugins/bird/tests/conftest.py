@@ -5,13 +5,13 @@ from typing import Any
 
 import httpx
 import pytest
-from botbridge_bird import BirdChannel
-from botbridge_bird.testing import BirdFake, compact
 
 from botbridge.channel import SenderContext, WebhookRequest
 from botbridge.clock import FakeClock
 from botbridge.http import RetryPolicy
 from botbridge.models import Sender
+from botbridge_bird import BirdChannel
+from botbridge_bird.testing import BirdFake, compact
 
 ACCESS_KEY = "bird-test-access-key"
 SIGNING_KEY = "bird-signing-key-for-tests-0123456789"

@@ -7,8 +7,6 @@ from typing import Any
 
 import httpx
 import pytest
-from botbridge_bird import DEFAULT_REPLAY_WINDOW, BirdChannel, sign_webhook
-from botbridge_bird.testing import BirdFake, compact
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -25,6 +23,8 @@ from botbridge.errors import (
 )
 from botbridge.models import Media, Option, OutboundMessage
 from botbridge.testing import ChannelContract, ChannelHarness
+from botbridge_bird import DEFAULT_REPLAY_WINDOW, BirdChannel, sign_webhook
+from botbridge_bird.testing import BirdFake, compact
 
 from .conftest import ACCESS_KEY, API_BASE, FAST, SIGNING_KEY, WEBHOOK_URL, make_sender, signed
 

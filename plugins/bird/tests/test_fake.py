@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from botbridge_bird.testing import BirdFake, compact
 
 from .conftest import ACCESS_KEY, API_BASE

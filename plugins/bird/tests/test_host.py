@@ -5,17 +5,17 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import botbridge_bird.plugin
 import httpx
 import pytest
-from botbridge_bird.testing import BirdFake, compact
 
+import botbridge_bird.plugin
 from botbridge.clock import FakeClock
 from botbridge.host import create_app
 from botbridge.plugins import Plugins
 from botbridge.settings import Settings
 from botbridge.stores import memory
 from botbridge.testing import api_client
+from botbridge_bird.testing import BirdFake, compact
 
 from .conftest import ACCESS_KEY, SIGNING_KEY
 

@@ -4,11 +4,11 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from botbridge_lex import LexBot
-from botbridge_lex.testing import FAKE_BASE_URL, FakeLex, fake_credentials
 
 from botbridge import BotSession, Connector, Conversation, FakeClock
 from botbridge.http import RetryPolicy
+from botbridge_lex import LexBot
+from botbridge_lex.testing import FAKE_BASE_URL, FakeLex, fake_credentials
 
 # No waiting in tests: every backoff is zero seconds.
 NO_WAIT = RetryPolicy(attempts=3, base=0.0, cap=0.0)

@@ -9,13 +9,13 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from botbridge_lex import LexBot, replies_from_v1, replies_from_v2, session_id_for
-from botbridge_lex.testing import SECRET_KEY, FakeLex, fake_credentials
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from botbridge import BotCredentialsInvalid, BotError, ConfigInvalid, FakeClock, InboundMessage, Reply
 from botbridge.http import RetryPolicy
+from botbridge_lex import LexBot, replies_from_v1, replies_from_v2, session_id_for
+from botbridge_lex.testing import SECRET_KEY, FakeLex, fake_credentials
 
 from .conftest import NO_WAIT, make_session
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from botbridge_lex import LexBot
-from botbridge_lex.testing import OPTIONS_TRIGGER, FakeLex, fake_credentials
 
 from botbridge import BotSession, FakeClock
 from botbridge.testing import BotBackendContract, BotHarness
+from botbridge_lex import LexBot
+from botbridge_lex.testing import OPTIONS_TRIGGER, FakeLex, fake_credentials
 
 from .conftest import NO_WAIT, make_session
 

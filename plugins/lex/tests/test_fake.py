@@ -13,6 +13,13 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from botocore.config import Config
+from botocore.exceptions import ClientError
+from botocore.session import Session
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from botbridge import FakeClock
 from botbridge_lex import parse_credentials
 from botbridge_lex.bot import signed_headers
 from botbridge_lex.testing import (
@@ -24,13 +31,6 @@ from botbridge_lex.testing import (
     FakeLex,
     fake_credentials,
 )
-from botocore.config import Config
-from botocore.exceptions import ClientError
-from botocore.session import Session
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
-from botbridge import FakeClock
 
 pytestmark = pytest.mark.anyio
 

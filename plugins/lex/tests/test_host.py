@@ -7,8 +7,6 @@ from typing import Any
 
 import httpx
 import pytest
-from botbridge_lex import plugin as lex_plugin
-from botbridge_lex.testing import FAKE_BASE_URL, SECRET_KEY, FakeLex, fake_credentials
 
 from botbridge import Channel, Conversation, FakeClock, hookimpl
 from botbridge.host import create_app
@@ -16,6 +14,8 @@ from botbridge.plugins import Plugins
 from botbridge.settings import Settings
 from botbridge.stores import memory
 from botbridge.testing import api_client
+from botbridge_lex import plugin as lex_plugin
+from botbridge_lex.testing import FAKE_BASE_URL, SECRET_KEY, FakeLex, fake_credentials
 
 from .test_bot import SEED_CREDENTIALS, mo
 

@@ -6,13 +6,13 @@ from typing import Any
 
 import httpx
 import pytest
-from botbridge_scg import ScgChannel
-from botbridge_scg.testing import FakeScg, iso_now
 
 from botbridge.channel import SenderContext, WebhookRequest
 from botbridge.clock import FakeClock
 from botbridge.http import RetryPolicy
 from botbridge.models import Sender
+from botbridge_scg import ScgChannel
+from botbridge_scg.testing import FakeScg, iso_now
 
 T0 = 1_700_000_000.0
 

@@ -12,9 +12,6 @@ import anyio
 import httpx
 import pytest
 import uvicorn
-from botbridge_scg import ScgChannel, normalize_address
-from botbridge_scg.channel import check_authorization, rcs_reply
-from botbridge_scg.testing import FakeScg
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -31,6 +28,9 @@ from botbridge.errors import (
 from botbridge.http import RetryPolicy
 from botbridge.models import Event, Media, Option, OutboundMessage
 from botbridge.testing import ChannelContract, ChannelHarness
+from botbridge_scg import ScgChannel, normalize_address
+from botbridge_scg.channel import check_authorization, rcs_reply
+from botbridge_scg.testing import FakeScg
 
 pytestmark = pytest.mark.anyio
 

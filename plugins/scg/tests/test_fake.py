@@ -8,13 +8,13 @@ from typing import Any
 
 import httpx
 import pytest
-from botbridge_scg.testing import EssAuth, FakeScg, delivered
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from botbridge.models import Event
+from botbridge_scg.testing import EssAuth, FakeScg, delivered
 
 pytestmark = pytest.mark.anyio
 

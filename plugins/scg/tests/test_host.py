@@ -6,17 +6,17 @@ import base64
 from collections.abc import AsyncIterator
 from typing import Any
 
-import botbridge_scg.plugin
 import httpx
 import pytest
-from botbridge_scg.testing import EssAuth, FakeScg, delivered
 
+import botbridge_scg.plugin
 from botbridge.clock import FakeClock
 from botbridge.host import create_app
 from botbridge.plugins import Plugins
 from botbridge.settings import Settings
 from botbridge.stores import memory
 from botbridge.testing import api_client
+from botbridge_scg.testing import EssAuth, FakeScg, delivered
 
 pytestmark = pytest.mark.anyio
 

@@ -6,13 +6,13 @@ from typing import Any
 
 import httpx
 import pytest
-from botbridge_sinch import SinchChannel
-from botbridge_sinch.testing import FakeSinch
 
 from botbridge.channel import SenderContext, WebhookRequest
 from botbridge.clock import FakeClock
 from botbridge.http import RetryPolicy
 from botbridge.models import Sender
+from botbridge_sinch import SinchChannel
+from botbridge_sinch.testing import FakeSinch
 
 WEBHOOK_URL = "https://bb.example.com/v1/webhooks/sinch/snd-1"
 FAST_RETRY = RetryPolicy(attempts=3, base=0.0, cap=0.0)

@@ -14,8 +14,6 @@ import anyio
 import httpx
 import pytest
 import uvicorn
-from botbridge_sinch import SinchChannel
-from botbridge_sinch.testing import FakeSinch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -24,6 +22,8 @@ from botbridge.clock import FakeClock
 from botbridge.errors import ConfigInvalid, CredentialsInvalid, InvalidSignature, MalformedWebhook, SendError
 from botbridge.models import Media, Option, OutboundMessage
 from botbridge.testing import ChannelContract, ChannelHarness
+from botbridge_sinch import SinchChannel
+from botbridge_sinch.testing import FakeSinch
 
 from .conftest import FAST_RETRY, Claims, credentials_json, make_sender, signed
 

@@ -9,14 +9,14 @@ from typing import Any
 
 import httpx
 import pytest
-from botbridge_sinch import sign_callback
-from botbridge_sinch.testing import FakeSinch, main, new_ulid
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from botbridge.clock import FakeClock
+from botbridge_sinch import sign_callback
+from botbridge_sinch.testing import FakeSinch, main, new_ulid
 
 pytestmark = pytest.mark.anyio
 

@@ -6,17 +6,17 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-import botbridge_sinch.plugin
 import httpx
 import pytest
-from botbridge_sinch.testing import FakeSinch
 
+import botbridge_sinch.plugin
 from botbridge.clock import FakeClock
 from botbridge.host import create_app
 from botbridge.plugins import Plugins
 from botbridge.settings import Settings
 from botbridge.stores import memory
 from botbridge.testing import api_client
+from botbridge_sinch.testing import FakeSinch
 
 pytestmark = pytest.mark.anyio
 
