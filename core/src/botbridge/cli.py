@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 
+from botbridge import logs
 from botbridge.plugins import Plugins
 from botbridge.settings import Settings
 
@@ -17,7 +18,13 @@ def _serve(args: argparse.Namespace) -> int:
     from botbridge.host import create_app
 
     settings = Settings()
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.install()
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s [%(correlation_id)s] %(message)s",
+    )
+    # One line per outbound request is noise at INFO; botbridge logs what matters.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     app = create_app(settings)
     uvicorn.run(
         app,
