@@ -32,7 +32,8 @@ class ChannelSide:
     def sender_body(self, base_url: str) -> dict[str, Any]:
         raise NotImplementedError
 
-    async def phone_says(self, webhook_url: str, text: str, contact: str) -> httpx.Response | int:
+    async def phone_says(self, webhook_url: str, text: str, contact: str) -> int | None:
+        """The status the host answered the provider's last attempt with (None: no answer)."""
         raise NotImplementedError
 
     def texts_to(self, contact: str) -> list[str]:
@@ -64,8 +65,10 @@ class SinchSide(ChannelSide):
             "config": {"base_url": base_url, "auth_url": base_url, "channel": "SMS"},
         }
 
-    async def phone_says(self, webhook_url: str, text: str, contact: str) -> httpx.Response | int:
-        return await self.fake.emit_inbound(webhook_url, text=text, contact=digits(contact))
+    async def phone_says(self, webhook_url: str, text: str, contact: str) -> int | None:
+        body = self.fake.inbound_body(text, digits(contact), None)
+        responses = await self.fake.deliver(webhook_url, body)
+        return responses[-1].status_code if responses else None
 
 
 class BirdSide(ChannelSide):
@@ -89,7 +92,7 @@ class BirdSide(ChannelSide):
             "config": {"workspace_id": self.fake.workspace_id, "channel_id": self.channel_id, "base_url": base_url},
         }
 
-    async def phone_says(self, webhook_url: str, text: str, contact: str) -> httpx.Response | int:
+    async def phone_says(self, webhook_url: str, text: str, contact: str) -> int | None:
         async with httpx.AsyncClient() as http:
             emission = await self.fake.emit_inbound(
                 webhook_url,
@@ -99,7 +102,7 @@ class BirdSide(ChannelSide):
                 channel_id=self.channel_id,
                 http=http,
             )
-        return emission.status_codes[-1]
+        return emission.status_codes[-1] if emission.status_codes else None
 
 
 class ScgSide(ChannelSide):

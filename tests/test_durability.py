@@ -1,0 +1,147 @@
+"""What operators count on: a SIGKILL loses nothing answered 2xx, rate limits hold, timeouts renew sessions."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from .providers import DirectLineSide, LexSide, SinchSide, digits
+from .servers import HostProcess, serve_app
+
+pytestmark = pytest.mark.anyio
+KEY = "durability-key-1"
+
+
+class Stamped:
+    """ASGI middleware that notes when each request reached the fake."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.stamps: list[tuple[float, str]] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            self.stamps.append((time.monotonic(), scope["path"]))
+        await self.app(scope, receive, send)
+
+
+async def eventually(condition: Callable[[], bool], what: str, within: float = 30.0) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await anyio.sleep(0.05)
+
+
+async def setup(host: HostProcess, channel: SinchSide, channel_url: str, bot_body: dict[str, Any]) -> str:
+    async with httpx.AsyncClient(base_url=host.url, headers={"Authorization": f"Bearer {KEY}"}) as api:
+        sender = (await api.post("/v1/senders", json=channel.sender_body(channel_url))).json()
+        bot_body = {**bot_body, "sender_id": sender["id"]}
+        response = await api.post("/v1/connectors", json=bot_body)
+        assert response.status_code == 201, response.text
+        return str(sender["webhook_url"])
+
+
+@pytest.fixture
+def sides(tmp_path: Path) -> Iterator[tuple[SinchSide, Stamped, str, LexSide, str]]:
+    channel, bot = SinchSide(), LexSide()
+    stamped = Stamped(channel.app)
+    with ExitStack() as stack:
+        yield channel, stamped, stack.enter_context(serve_app(stamped)), bot, stack.enter_context(serve_app(bot.app))
+
+
+def host_env(tmp_path: Path) -> dict[str, str]:
+    return {
+        "BOTBRIDGE_STORE": f"sqlite:///{tmp_path}/botbridge.db",
+        "BOTBRIDGE_API_KEYS": f"acct1:{KEY}",
+        "BOTBRIDGE_SECRET_KEY": "durability-secret-key-0001",
+    }
+
+
+async def test_sigkill_loses_nothing_that_got_a_2xx(tmp_path: Path, sides: Any) -> None:
+    channel, _, channel_url, bot, bot_url = sides
+    host = HostProcess(host_env(tmp_path), tmp_path).start()
+    try:
+        webhook_url = await setup(host, channel, channel_url, bot.connector_body("", bot_url))
+        accepted: list[str] = []
+
+        async def phone(i: int) -> None:
+            contact = f"+1555700{i:04d}"
+            status = await channel.phone_says(webhook_url, f"message {i}", contact)
+            if status is not None and 200 <= status < 300:  # no answer: the provider would retry later
+                accepted.append(contact)
+
+        async def killer() -> None:
+            await eventually(lambda: len(accepted) >= 40, "40 accepted MOs")
+            host.kill()  # in the middle of the load, with work in flight
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(killer)
+            for i in range(200):
+                group.start_soon(phone, i)
+                await anyio.sleep(0.002)
+        assert 40 <= len(accepted) < 200
+        host = HostProcess(host_env(tmp_path), tmp_path, port=host.port).start()
+        await eventually(
+            lambda: all(channel.texts_to(contact) for contact in accepted),
+            f"replies to all {len(accepted)} accepted MOs",
+        )
+        for contact in accepted:
+            number = int(digits(contact)[-4:])
+            assert channel.texts_to(contact) == [f"echo: message {number}"]
+    finally:
+        host.stop()
+
+
+async def test_two_hundred_mos_at_thirty_per_second(tmp_path: Path, sides: Any) -> None:
+    channel, stamped, channel_url, bot, bot_url = sides
+    host = HostProcess(host_env(tmp_path), tmp_path).start()
+    try:
+        body = {**bot.connector_body("", bot_url), "config": {"base_url": bot_url, "rate_limit": 30}}
+        webhook_url = await setup(host, channel, channel_url, body)
+        contacts = [f"+1555800{i % 20:04d}" for i in range(200)]  # 20 phones, 10 turns each
+
+        async def phone(i: int) -> None:
+            assert await channel.phone_says(webhook_url, f"turn {i // 20}", contacts[i]) == 200
+
+        for batch in range(10):  # each phone's turns in order: batch by batch
+            async with anyio.create_task_group() as group:
+                for i in range(batch * 20, batch * 20 + 20):
+                    group.start_soon(phone, i)
+        await eventually(lambda: len(channel.fake.sent) == 200, "200 replies", within=40)
+        sends = sorted(t for t, path in stamped.stamps if path.endswith("messages:send"))
+        busiest = max(sum(1 for s in sends if t <= s < t + 1) for t in sends)
+        assert busiest <= 30, busiest
+        for contact in set(contacts):
+            assert channel.texts_to(contact) == [f"echo: turn {n}" for n in range(10)]
+    finally:
+        host.stop()
+
+
+@pytest.mark.parametrize("bot_side", [DirectLineSide, LexSide], ids=["directline", "lex"])
+async def test_idle_conversation_gets_a_new_backend_session(tmp_path: Path, bot_side: Callable[[], Any]) -> None:
+    channel, bot = SinchSide(), bot_side()
+    with serve_app(channel.app) as channel_url, serve_app(bot.app) as bot_url:
+        host = HostProcess(host_env(tmp_path), tmp_path).start()
+        try:
+            body = bot.connector_body("", bot_url)
+            body["config"] = {**body["config"], "conversation_timeout": 1}
+            webhook_url = await setup(host, channel, channel_url, body)
+            contact = "+15559000001"
+            say: Callable[[str], Awaitable[Any]] = lambda text: channel.phone_says(webhook_url, text, contact)  # noqa: E731
+            await say("one")
+            await eventually(lambda: len(channel.texts_to(contact)) == 1, "first reply")
+            first = bot.sessions()
+            await anyio.sleep(1.2)
+            await say("two")
+            await eventually(lambda: len(channel.texts_to(contact)) == 2, "second reply")
+            assert len(bot.sessions() - first) == 1 and len(first) == 1
+        finally:
+            host.stop()
