@@ -101,7 +101,7 @@ class Engine:
     # --- lifecycle ---
 
     async def start(self) -> None:
-        if not getattr(self.store, "shared", False):
+        if not self.store.shared:
             released = await self.store.release_leases()
             if released:
                 logger.info("resuming %d jobs left unfinished by the last run", released)
@@ -264,6 +264,7 @@ class Engine:
         finally:
             self.rt.metrics.bot_latency.labels(connector.type).observe(time.perf_counter() - started)
         conversation.last_mo_at = self.clock.now()
+        conversation.timeout = connector.settings.conversation_timeout
         with_options = [r for r in replies if r.options]
         conversation.options = with_options[-1].options if with_options else []
         await self.store.put_conversation(conversation)
@@ -290,7 +291,12 @@ class Engine:
             except Exception:
                 logger.warning("closing conversation %s at the bot failed", conversation.id, exc_info=True)
         fresh = Conversation(
-            sender_id=sender.id, contact=message.contact, connector_id=connector.id, opened_at=now, last_mo_at=now
+            sender_id=sender.id,
+            contact=message.contact,
+            connector_id=connector.id,
+            opened_at=now,
+            last_mo_at=now,
+            timeout=timeout,
         )
         await bot.open(self.rt.bot_session(connector, fresh))
         await self.store.put_conversation(fresh)

@@ -293,6 +293,9 @@ class Conversation(BaseModel):
     opened_at: float
     last_mo_at: float
     closed_at: float | None = None
+    # The connector's conversation_timeout when the conversation last moved:
+    # a store may expire the record some time after last_mo_at + timeout.
+    timeout: float | None = None
 
     def expired(self, now: float, timeout: float) -> bool:
         return self.state == "closed" or now - self.last_mo_at >= timeout
@@ -420,6 +423,9 @@ class Job(BaseModel):
     attempts: int = 0
     not_before: float = 0.0
     last_error: str | None = None
+    # Set by a store on claim when it needs its own handle back on
+    # complete/retry (e.g. a Redis stream entry id); never persisted.
+    receipt: str | None = Field(default=None, exclude=True)
 
 
 class EventFailure(BaseModel):

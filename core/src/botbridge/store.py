@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from typing import ClassVar
 
 from botbridge.clock import Clock
 from botbridge.models import Connector, Conversation, EventFailure, Job, OutboundMessage, Sender, Subscription
@@ -21,6 +22,12 @@ SLOT_MARGIN = 1.05
 
 
 class Store(ABC):
+    # True when several host processes share this store. An embedded store
+    # (False) belongs to one process, so at start-up every leased job is
+    # known to be abandoned and runs again at once; a shared store relies on
+    # lease expiry instead.
+    shared: ClassVar[bool] = False
+
     # --- lifecycle ---
     async def open(self) -> None:
         """Connect and create what is missing. Called once before use."""
