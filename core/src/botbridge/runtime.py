@@ -75,7 +75,10 @@ class Runtime:
         self._channels: dict[str, Channel] = {}
         self._bots: dict[str, BotBackend] = {}
         self.metrics = Metrics()
-        self.engine = Engine(self, EngineSettings(workers=settings.workers))
+        self.engine = Engine(
+            self,
+            EngineSettings(workers=settings.workers, event_workers=settings.event_workers, lease=settings.job_lease),
+        )
 
     @classmethod
     def build(

@@ -20,6 +20,10 @@ class Settings(BaseSettings):
     block_plugins: str | None = None
     trace_hooks: bool = False
     workers: int = Field(default=4, ge=1, le=256)
+    event_workers: int = Field(default=4, ge=1, le=256)
+    # How long a worker may hold a job before another worker (on any host
+    # sharing the store) takes it over: the recovery time after a crash.
+    job_lease: float = Field(default=60.0, gt=0)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     http_transport: Literal["aiohttp", "httpx"] = "aiohttp"
     http_timeout: float = Field(default=20.0, gt=0)
