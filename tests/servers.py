@@ -1,27 +1,17 @@
-"""Real servers on loopback for end-to-end tests: the host as a process, fakes in threads."""
+"""The host as its own process for end-to-end tests (fakes run in threads: botbridge.testing.servers)."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
-import uvicorn
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from botbridge.testing.servers import free_port, serve_app
 
 
 def wait_for(url: str, timeout: float = 20.0, process: subprocess.Popen[bytes] | None = None) -> None:
@@ -36,26 +26,6 @@ def wait_for(url: str, timeout: float = 20.0, process: subprocess.Popen[bytes] |
             pass
         time.sleep(0.05)
     raise TimeoutError(f"{url} did not answer")
-
-
-@contextlib.contextmanager
-def serve_app(app: Any) -> Iterator[str]:
-    """Serve an ASGI app on a free loopback port in a thread; yield its base URL."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise TimeoutError("fake server did not start")
-        time.sleep(0.01)
-    try:
-        yield base
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 class HostProcess:
@@ -96,3 +66,6 @@ class HostProcess:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+__all__ = ["HostProcess", "free_port", "serve_app", "wait_for"]

@@ -12,7 +12,7 @@ import anyio
 import httpx
 import pytest
 
-from .providers import DirectLineSide, LexSide, SinchSide, digits
+from .providers import BOTS, CHANNELS, ChannelFake, digits
 from .servers import HostProcess, serve_app
 
 pytestmark = pytest.mark.anyio
@@ -40,7 +40,7 @@ async def eventually(condition: Callable[[], bool], what: str, within: float = 3
         await anyio.sleep(0.05)
 
 
-async def setup(host: HostProcess, channel: SinchSide, channel_url: str, bot_body: dict[str, Any]) -> str:
+async def setup(host: HostProcess, channel: ChannelFake, channel_url: str, bot_body: dict[str, Any]) -> str:
     async with httpx.AsyncClient(base_url=host.url, headers={"Authorization": f"Bearer {KEY}"}) as api:
         sender = (await api.post("/v1/senders", json=channel.sender_body(channel_url))).json()
         bot_body = {**bot_body, "sender_id": sender["id"]}
@@ -50,8 +50,8 @@ async def setup(host: HostProcess, channel: SinchSide, channel_url: str, bot_bod
 
 
 @pytest.fixture
-def sides(tmp_path: Path) -> Iterator[tuple[SinchSide, Stamped, str, LexSide, str]]:
-    channel, bot = SinchSide(), LexSide()
+def sides(tmp_path: Path) -> Iterator[tuple[Any, Stamped, str, Any, str]]:
+    channel, bot = CHANNELS["sinch"](), BOTS["AMAZON_LEX"]()
     stamped = Stamped(channel.app)
     with ExitStack() as stack:
         yield channel, stamped, stack.enter_context(serve_app(stamped)), bot, stack.enter_context(serve_app(bot.app))
@@ -115,7 +115,7 @@ async def test_two_hundred_mos_at_thirty_per_second(tmp_path: Path, sides: Any) 
             async with anyio.create_task_group() as group:
                 for i in range(batch * 20, batch * 20 + 20):
                     group.start_soon(phone, i)
-        await eventually(lambda: len(channel.fake.sent) == 200, "200 replies", within=40)
+        await eventually(lambda: len(channel.sent()) == 200, "200 replies", within=40)
         sends = sorted(t for t, path in stamped.stamps if path.endswith("messages:send"))
         busiest = max(sum(1 for s in sends if t <= s < t + 1) for t in sends)
         assert busiest <= 30, busiest
@@ -125,9 +125,9 @@ async def test_two_hundred_mos_at_thirty_per_second(tmp_path: Path, sides: Any) 
         host.stop()
 
 
-@pytest.mark.parametrize("bot_side", [DirectLineSide, LexSide], ids=["directline", "lex"])
-async def test_idle_conversation_gets_a_new_backend_session(tmp_path: Path, bot_side: Callable[[], Any]) -> None:
-    channel, bot = SinchSide(), bot_side()
+@pytest.mark.parametrize("bot_type", list(BOTS))
+async def test_idle_conversation_gets_a_new_backend_session(tmp_path: Path, bot_type: str) -> None:
+    channel, bot = CHANNELS["sinch"](), BOTS[bot_type]()
     with serve_app(channel.app) as channel_url, serve_app(bot.app) as bot_url:
         host = HostProcess(host_env(tmp_path), tmp_path).start()
         try:

@@ -17,7 +17,7 @@ import anyio
 import httpx
 import pytest
 
-from .providers import BOTS, CHANNELS, BotSide, ChannelSide, Subscriber
+from .providers import BOTS, CHANNELS, BotFake, ChannelFake, Subscriber
 from .servers import HostProcess, serve_app
 
 pytestmark = pytest.mark.anyio
@@ -28,8 +28,8 @@ SUBSCRIBER_SECRET = "pairs-subscriber-secret"
 @dataclass
 class World:
     host: HostProcess
-    channels: dict[str, tuple[ChannelSide, str]]
-    bots: dict[str, tuple[BotSide, str]]
+    channels: dict[str, tuple[ChannelFake, str]]
+    bots: dict[str, tuple[BotFake, str]]
     subscriber: Subscriber
     subscriber_url: str
 
@@ -39,12 +39,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     workdir = tmp_path_factory.mktemp("pairs")
     with ExitStack() as stack:
         channels = {}
-        for name, side_class in CHANNELS.items():
-            side = side_class()
+        for name, factory in CHANNELS.items():
+            side = factory()
             channels[name] = (side, stack.enter_context(serve_app(side.app)))
         bots = {}
-        for type_name, bot_class in BOTS.items():
-            bot = bot_class()
+        for type_name, factory in BOTS.items():
+            bot = factory()
             bots[type_name] = (bot, stack.enter_context(serve_app(bot.app)))
         subscriber = Subscriber(SUBSCRIBER_SECRET)
         subscriber_url = stack.enter_context(serve_app(subscriber.app)) + "/events"
@@ -84,7 +84,7 @@ async def test_two_turns(world: World, channel_name: str, bot_type: str) -> None
         assert connector.status_code == 201, connector.text
         webhook_url = sender.json()["webhook_url"]
         contact = f"+1555{abs(hash((channel_name, bot_type))) % 10**7:07d}"
-        sessions_before = bot.sessions()  # type: ignore[attr-defined]
+        sessions_before = bot.sessions()
 
         for turn in ("hello", "second turn"):
             status = await channel.phone_says(webhook_url, turn, contact)
@@ -93,7 +93,7 @@ async def test_two_turns(world: World, channel_name: str, bot_type: str) -> None
                 lambda t=turn: bot.echo(t) in channel.texts_to(contact), f"{channel_name}/{bot_type} reply"
             )
         assert channel.texts_to(contact) == [bot.echo("hello"), bot.echo("second turn")]
-        assert len(bot.sessions() - sessions_before) == 1  # type: ignore[attr-defined]  # one backend session
+        assert len(bot.sessions() - sessions_before) == 1  # one backend session
 
         await eventually(
             lambda: len(world.subscriber.of("message_request_state_change", sender_id)) == 2, "state change events"

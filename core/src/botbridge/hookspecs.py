@@ -56,6 +56,17 @@ def register_stores(register: Any) -> None:
     """
 
 
+@hookspec
+def register_fakes(register: Any) -> None:
+    """Register strict fakes of providers, for `botbridge demo` and end-to-end tests.
+
+    Call `register(kind, name, factory)` with kind "channel" (name = the
+    channel name) or "bot" (name = the connector type); `factory()` returns a
+    `botbridge.testing.fakes.ChannelFake` or `BotFake`. Import the fake
+    inside the factory so production hosts never load it. Returns nothing.
+    """
+
+
 # --- observers (called for every item; results ignored) -----------------
 
 

@@ -91,6 +91,7 @@ class Plugins:
         self.channels: dict[str, type[Channel]] = {}
         self.bot_backends: dict[str, type[BotBackend]] = {}
         self.stores: dict[str, StoreFactory] = {}
+        self.fakes: dict[tuple[str, str], Callable[[], Any]] = {}
 
     # --- loading ---
 
@@ -166,9 +167,11 @@ class Plugins:
         self.channels.clear()
         self.bot_backends.clear()
         self.stores.clear()
+        self.fakes.clear()
         self._collect("register_channels", self._register_channel)
         self._collect("register_bot_backends", self._register_bot)
         self._collect("register_stores", self._register_store)
+        self._collect("register_fakes", self._register_fake)
 
     def _collect(self, hook_name: str, register: Callable[[PluginInfo, Any], Callable[..., None]]) -> None:
         hook = getattr(self.pm.hook, hook_name)
@@ -226,6 +229,17 @@ class Plugins:
             else:
                 self.stores[scheme] = factory
                 info.store_schemes.append(scheme)
+
+        return register
+
+    def _register_fake(self, info: PluginInfo, _: Any) -> Callable[..., None]:
+        def register(kind: str, name: str, factory: Callable[[], Any]) -> None:
+            if kind not in ("channel", "bot") or not isinstance(name, str) or not callable(factory):
+                info.errors.append(f"register_fakes: invalid fake {kind!r} {name!r}")
+            elif (kind, name) in self.fakes:
+                info.errors.append(f"a fake {kind} {name!r} is already provided by another plugin")
+            else:
+                self.fakes[(kind, name)] = factory
 
         return register
 

@@ -36,6 +36,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from botbridge.clock import Clock, SystemClock
+from botbridge.testing.fakes import BotFake
 
 FAKE_BASE_URL = "http://directline.fake"
 DEFAULT_SECRET = "FakeSecret0.cwA.xyz.Zr4kDm7F24cwABEsSz0w9A3HT1jhIo67glkty"
@@ -378,6 +379,28 @@ def client_factory(fake: FakeDirectLine) -> Callable[[], Any]:
         return httpx.AsyncClient(transport=httpx.ASGITransport(app=fake.app), base_url=fake.base_url)
 
     return build
+
+
+class DirectLineScript(BotFake):
+    """The fake as the demo and end-to-end tests drive it: a scripted Azure bot."""
+
+    type = "AZURE_BOT_DIRECT_LINE"
+    options_trigger = OPTIONS_TRIGGER
+
+    def __init__(self, fake: FakeDirectLine | None = None) -> None:
+        self.fake = fake or FakeDirectLine()
+        self.app = self.fake.app
+
+    def connector_body(self, sender_id: str, base_url: str) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "sender_id": sender_id,
+            "credentials": self.fake.secret,
+            "config": {"base_url": base_url},
+        }
+
+    def sessions(self) -> set[str]:
+        return set(self.fake.conversations)
 
 
 def serve(host: str = "127.0.0.1", port: int = 8931, *, secret: str = DEFAULT_SECRET) -> None:

@@ -28,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from botbridge.testing.fakes import ChannelFake
 from botbridge_bird.channel import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_webhook
 
 MAX_REQUEST_BYTES = 200 * 1024
@@ -736,6 +737,43 @@ def _validate_body(body: Any, platform: str) -> str:
 
 
 # --- running on loopback ---------------------------------------------------------
+
+
+class BirdPhone(ChannelFake):
+    """The fake as the demo and end-to-end tests drive it: a phone behind Bird."""
+
+    name = "bird"
+    access_key = "bird-demo-access-key"
+    signing_key = "bird-demo-signing-key-0001"
+
+    def __init__(self, fake: BirdFake | None = None) -> None:
+        self.fake = fake or BirdFake(access_key=self.access_key)
+        self.channel_id = self.fake.add_channel("sms", "+3197010250000")
+        self.app = self.fake.app
+
+    def sender_body(self, base_url: str) -> dict[str, Any]:
+        return {
+            "channel": "bird",
+            "address": "+3197010250000",
+            "credentials": self.fake.access_key,
+            "webhook_secret": self.signing_key,
+            "config": {"workspace_id": self.fake.workspace_id, "channel_id": self.channel_id, "base_url": base_url},
+        }
+
+    async def phone_says(self, webhook_url: str, text: str, contact: str) -> int | None:
+        async with httpx.AsyncClient() as http:
+            emission = await self.fake.emit_inbound(
+                webhook_url,
+                text=text,
+                contact=contact,
+                signing_key=self.signing_key,
+                channel_id=self.channel_id,
+                http=http,
+            )
+        return emission.status_codes[-1] if emission.status_codes else None
+
+    def sent(self) -> list[dict[str, Any]]:
+        return self.fake.sent
 
 
 def serve(host: str = "127.0.0.1", port: int = 8099, **options: Any) -> None:

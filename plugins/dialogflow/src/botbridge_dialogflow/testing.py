@@ -39,6 +39,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from botbridge import Clock, SystemClock
+from botbridge.testing.fakes import BotFake
 
 GOOGLE_TOKEN_URL = "https://oauth2.googleapis.com/token"
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -585,6 +586,30 @@ def _unknown(data: dict[str, Any], allowed: frozenset[str], where: str = "") -> 
 
 
 # --- on loopback -------------------------------------------------------------
+
+
+class DialogflowScript(BotFake):
+    """The fake as the demo and end-to-end tests drive it: a scripted Dialogflow agent."""
+
+    type = "GOOGLE_DIALOG_FLOW"
+    options_trigger = OPTIONS_TRIGGER
+
+    def __init__(self, fake: FakeDialogflow | None = None) -> None:
+        self.fake = fake or FakeDialogflow()
+        self.info = service_account_info(rsa.generate_private_key(public_exponent=65537, key_size=2048))
+        self.fake.register(self.info)
+        self.app = self.fake.app
+
+    def connector_body(self, sender_id: str, base_url: str) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "sender_id": sender_id,
+            "credentials": json.dumps(self.info),
+            "config": {"base_url": base_url, "token_url": base_url + "/token"},
+        }
+
+    def sessions(self) -> set[str]:
+        return {call.session_id for call in self.fake.calls}
 
 
 def serve(host: str = "127.0.0.1", port: int = 8085, accounts: list[dict[str, Any]] | None = None) -> None:

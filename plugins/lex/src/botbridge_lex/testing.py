@@ -44,6 +44,7 @@ from starlette.routing import Route
 
 from botbridge.clock import Clock
 from botbridge.signing import secrets_equal
+from botbridge.testing.fakes import BotFake
 
 FAKE_BASE_URL = "http://lex.fake"
 REGION = "us-east-1"
@@ -448,6 +449,29 @@ class FakeLex:
             "interpretations": [{"nluConfidence": {"score": 1.0}, "intent": intent, "interpretationSource": "Lex"}],
             "sessionId": session_id,
         }
+
+
+class LexScript(BotFake):
+    """The fake as the demo and end-to-end tests drive it: a scripted Lex V2 bot."""
+
+    type = "AMAZON_LEX"
+    options_trigger = OPTIONS_TRIGGER
+
+    def __init__(self, fake: FakeLex | None = None) -> None:
+        self.fake = fake or FakeLex()
+        self.app = self.fake.app
+
+    def connector_body(self, sender_id: str, base_url: str) -> dict[str, Any]:
+        credentials = {"accessKeyId": ACCESS_KEY_ID, "secretKey": SECRET_KEY, "region": REGION, "bot": V2_BOT}
+        return {
+            "type": self.type,
+            "sender_id": sender_id,
+            "credentials": json.dumps(credentials),
+            "config": {"base_url": base_url},
+        }
+
+    def sessions(self) -> set[str]:
+        return set(self.fake.sessions)
 
 
 def serve(host: str = "127.0.0.1", port: int = 8091) -> None:

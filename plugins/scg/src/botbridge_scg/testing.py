@@ -36,6 +36,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from botbridge.testing.fakes import ChannelFake
+
 __all__ = [
     "EssAuth",
     "FakeScg",
@@ -617,6 +619,36 @@ class FakeScg:
 async def _reject_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ScgReject)
     return exc.response
+
+
+class ScgPhone(ChannelFake):
+    """The fake as the demo and end-to-end tests drive it: a phone behind SCG."""
+
+    name = "scg"
+    token = "scg-test-token-0001"
+    secret = "scg-demo-delivery-secret"
+
+    def __init__(self, fake: FakeScg | None = None) -> None:
+        self.fake = fake or FakeScg()
+        self.app = self.fake.app
+
+    def sender_body(self, base_url: str) -> dict[str, Any]:
+        return {
+            "channel": "scg",
+            "address": "66000",
+            "credentials": self.token,
+            "webhook_secret": self.secret,
+            "config": {"base_url": base_url, "from": "channel:demoChannel01"},
+        }
+
+    async def phone_says(self, webhook_url: str, text: str, contact: str) -> int | None:
+        deliveries = await self.fake.emit_inbound(
+            webhook_url, text=text, contact=contact, auth=EssAuth.bearer(self.secret)
+        )
+        return deliveries[-1].status if deliveries else None
+
+    def sent(self) -> list[dict[str, Any]]:
+        return self.fake.sent
 
 
 def serve(host: str = "127.0.0.1", port: int = 8090, fake: FakeScg | None = None) -> None:

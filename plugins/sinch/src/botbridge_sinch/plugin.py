@@ -12,3 +12,13 @@ from botbridge_sinch.channel import SinchChannel
 @hookimpl
 def register_channels(register: Callable[[type[Any]], None]) -> None:
     register(SinchChannel)
+
+
+@hookimpl
+def register_fakes(register: Callable[..., None]) -> None:
+    def fake() -> Any:
+        from botbridge_sinch.testing import SinchPhone
+
+        return SinchPhone()
+
+    register("channel", "sinch", fake)

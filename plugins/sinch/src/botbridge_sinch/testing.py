@@ -42,6 +42,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from botbridge.clock import Clock, SystemClock
+from botbridge.testing.fakes import ChannelFake, digits
 from botbridge_sinch.channel import sign_callback
 
 KNOWN_CHANNELS = frozenset(
@@ -659,6 +660,39 @@ class FakeSinch:
             if trigger in webhook["triggers"]:
                 responses.extend(await self.deliver(webhook["target"], body, secret=webhook["secret"], client=client))
         return responses
+
+
+class SinchPhone(ChannelFake):
+    """The fake as the demo and end-to-end tests drive it: a phone behind Sinch."""
+
+    name = "sinch"
+
+    def __init__(self, fake: FakeSinch | None = None) -> None:
+        self.fake = fake or FakeSinch()
+        self.app = self.fake.app
+
+    def sender_body(self, base_url: str) -> dict[str, Any]:
+        fake = self.fake
+        credentials = {
+            "project_id": fake.project_id,
+            "app_id": fake.app_id,
+            "key_id": fake.key_id,
+            "key_secret": fake.key_secret,
+        }
+        return {
+            "channel": "sinch",
+            "address": "+46700000000",
+            "credentials": json.dumps(credentials),
+            "webhook_secret": fake.webhook_secret,
+            "config": {"base_url": base_url, "auth_url": base_url, "channel": "SMS"},
+        }
+
+    async def phone_says(self, webhook_url: str, text: str, contact: str) -> int | None:
+        responses = await self.fake.deliver(webhook_url, self.fake.inbound_body(text, digits(contact), None))
+        return responses[-1].status_code if responses else None
+
+    def sent(self) -> list[dict[str, Any]]:
+        return self.fake.sent
 
 
 def serve(host: str = "127.0.0.1", port: int = 8099, fake: FakeSinch | None = None) -> None:
