@@ -53,7 +53,8 @@ def test_discovery_finds_the_entry_point() -> None:
     assert info.distribution == "botbridge-dialogflow"
     assert info.connector_types == [TYPE]
     assert plugins.bot_backends[TYPE].__module__ == "botbridge_dialogflow.bot"
-    assert info.hooks == ["register_bot_backends"]
+    assert sorted(info.hooks) == ["register_bot_backends", "register_fakes"]
+    assert ("bot", TYPE) in plugins.fakes
 
 
 @pytest.fixture
