@@ -57,6 +57,12 @@ def _plugins(args: argparse.Namespace) -> int:
     return 1 if any(info["errors"] for info in described) else 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from botbridge.demo import main as demo
+
+    return demo(args.channel, args.bot, args.interactive)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="botbridge", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -68,6 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     listing = commands.add_parser("plugins", help="list installed plugins and load errors")
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(func=_plugins)
+    demo = commands.add_parser("demo", help="the product end to end against the providers' fakes")
+    demo.add_argument("--channel", help="channel fake to use (sinch, bird, scg)")
+    demo.add_argument("--bot", help="bot fake to use (directline, lex, dialogflow or a connector type)")
+    demo.add_argument("--interactive", action="store_true", help="type as the phone user")
+    demo.set_defaults(func=_demo)
     args = parser.parse_args(argv)
     return int(args.func(args))
 
