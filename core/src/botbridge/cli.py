@@ -63,6 +63,20 @@ def _demo(args: argparse.Namespace) -> int:
     return demo(args.channel, args.bot, args.interactive)
 
 
+def _new_plugin(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from botbridge.scaffold import create_plugin
+
+    try:
+        root = create_plugin(args.name, args.kind, Path(args.dest))
+    except (ValueError, FileExistsError) as exc:
+        print(f"botbridge new-plugin: {exc}", file=sys.stderr)
+        return 2
+    print(f"created {root}: pip install -e {root} && pytest {root}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="botbridge", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -79,6 +93,11 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--bot", help="bot fake to use (directline, lex, dialogflow or a connector type)")
     demo.add_argument("--interactive", action="store_true", help="type as the phone user")
     demo.set_defaults(func=_demo)
+    scaffold = commands.add_parser("new-plugin", help="write a complete, tested plugin skeleton")
+    scaffold.add_argument("name", help="the plugin name, e.g. whatsapp_cloud")
+    scaffold.add_argument("--kind", choices=("channel", "bot", "store"), required=True)
+    scaffold.add_argument("--dest", default=".", help="folder to create it in")
+    scaffold.set_defaults(func=_new_plugin)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

@@ -1,0 +1,235 @@
+"""Two `botbridge serve` processes sharing one Redis: one conversation, one rate limit, no loss on SIGKILL."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from .providers import BOTS, CHANNELS, digits
+from .servers import HostProcess, free_port, serve_app
+
+redis_testing = pytest.importorskip("botbridge_redis.testing", reason="botbridge-redis is not installed")
+
+pytestmark = [pytest.mark.anyio, pytest.mark.slow, pytest.mark.redis]
+KEY = "redis-hosts-key-1"
+
+
+class Stamped:
+    """ASGI middleware that notes when each request reached the fake."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.stamps: list[tuple[float, str]] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            self.stamps.append((time.monotonic(), scope["path"]))
+        await self.app(scope, receive, send)
+
+
+async def eventually(condition: Callable[[], bool], what: str, within: float = 30.0) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await anyio.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> str:
+    url = redis_testing.redis_test_url()
+    reason = redis_testing.unavailable_reason(url)
+    if reason is not None:
+        pytest.skip(reason)
+    return str(url)
+
+
+@pytest.fixture
+def store(redis_url: str) -> Iterator[str]:
+    """BOTBRIDGE_STORE for this test: its own key prefix, deleted afterwards."""
+    prefix = redis_testing.unique_prefix()
+    try:
+        yield redis_testing.store_url(redis_url, prefix)
+    finally:
+        redis_testing.delete_prefix(redis_url, prefix)
+
+
+@pytest.fixture
+def sides() -> Iterator[tuple[Any, Stamped, str, Any, str]]:
+    channel, bot = CHANNELS["sinch"](), BOTS["AMAZON_LEX"]()
+    stamped = Stamped(channel.app)
+    with ExitStack() as stack:
+        yield channel, stamped, stack.enter_context(serve_app(stamped)), bot, stack.enter_context(serve_app(bot.app))
+
+
+def host_env(store: str, **extra: str) -> dict[str, str]:
+    return {
+        "BOTBRIDGE_STORE": store,
+        "BOTBRIDGE_API_KEYS": f"acct1:{KEY}",
+        "BOTBRIDGE_SECRET_KEY": "redis-hosts-secret-key-0001",
+        **extra,
+    }
+
+
+@contextmanager
+def two_hosts(store: str, workdir: Path, **extra: str) -> Iterator[tuple[HostProcess, HostProcess]]:
+    hosts = [HostProcess(host_env(store, **extra), workdir) for _ in range(2)]
+    try:
+        for host in hosts:
+            host.start()
+        yield hosts[0], hosts[1]
+    finally:
+        for host in hosts:
+            host.stop()
+
+
+async def setup(host: HostProcess, channel: Any, channel_url: str, bot: Any, bot_url: str, **config: Any) -> str:
+    """Sender and connector through one host; returns the sender's webhook path."""
+    async with httpx.AsyncClient(base_url=host.url, headers={"Authorization": f"Bearer {KEY}"}) as api:
+        sender = (await api.post("/v1/senders", json=channel.sender_body(channel_url))).json()
+        body = bot.connector_body(sender["id"], bot_url)
+        body["config"] = {**body["config"], **config}
+        response = await api.post("/v1/connectors", json=body)
+        assert response.status_code == 201, response.text
+        return str(sender["webhook_url"]).removeprefix(host.url)
+
+
+async def test_one_conversation_across_two_hosts(store: str, tmp_path: Path, sides: Any) -> None:
+    channel, _, channel_url, bot, bot_url = sides
+    with two_hosts(store, tmp_path) as (one, two):
+        path = await setup(one, channel, channel_url, bot, bot_url, rate_limit=1000)
+        contact = "+15557000001"
+        for turn in range(10):  # each turn lands on the other host, without waiting for replies
+            host = (one, two)[turn % 2]
+            assert await channel.phone_says(host.url + path, f"turn {turn}", contact) == 200
+        await eventually(lambda: len(channel.texts_to(contact)) >= 10, "ten replies")
+        assert channel.texts_to(contact) == [f"echo: turn {n}" for n in range(10)]
+        assert len(bot.sessions()) == 1, bot.sessions()  # one continuous session at the bot
+
+
+async def test_rate_limit_holds_across_two_hosts(store: str, tmp_path: Path, sides: Any) -> None:
+    channel, stamped, channel_url, bot, bot_url = sides
+    with two_hosts(store, tmp_path) as (one, two):
+        path = await setup(one, channel, channel_url, bot, bot_url, rate_limit=30)
+        contacts = [f"+1555710{i:04d}" for i in range(30)]  # 30 phones, 10 turns each: 300 MOs
+
+        async def phone(turn: int, n: int) -> None:
+            host = (one, two)[(turn + n) % 2]
+            assert await channel.phone_says(host.url + path, f"turn {turn}", contacts[n]) == 200
+
+        for turn in range(10):  # each phone's turns in order: turn by turn
+            async with anyio.create_task_group() as group:
+                for n in range(len(contacts)):
+                    group.start_soon(phone, turn, n)
+        await eventually(lambda: len(channel.sent()) >= 300, "300 replies", within=40)
+        sends = sorted(t for t, path in stamped.stamps if path.endswith("messages:send"))
+        assert len(sends) == 300
+        busiest = max(sum(1 for s in sends if t <= s < t + 1) for t in sends)
+        assert busiest <= 30, busiest
+        for contact in contacts:
+            assert channel.texts_to(contact) == [f"echo: turn {n}" for n in range(10)]
+
+
+async def test_sigkill_of_one_host_loses_nothing_that_got_a_2xx(store: str, tmp_path: Path, sides: Any) -> None:
+    channel, _, channel_url, bot, bot_url = sides
+    # A short lease: the survivor takes the dead host's work over after 3 seconds.
+    with two_hosts(store, tmp_path, BOTBRIDGE_JOB_LEASE="3") as (doomed, survivor):
+        path = await setup(doomed, channel, channel_url, bot, bot_url, rate_limit=1000)
+        accepted: list[str] = []
+
+        async def phone(i: int) -> None:
+            contact = f"+1555720{i:04d}"
+            host = (doomed, survivor)[i % 2]
+            status = await channel.phone_says(host.url + path, f"message {i}", contact)
+            if status is not None and 200 <= status < 300:  # no answer: the provider would retry later
+                accepted.append(contact)
+
+        async def killer() -> None:
+            await eventually(lambda: len(accepted) >= 40, "40 accepted MOs")
+            doomed.kill()  # in the middle of the load, with work in flight
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(killer)
+            for i in range(200):
+                group.start_soon(phone, i)
+                await anyio.sleep(0.002)
+        assert 40 <= len(accepted) < 200
+        await eventually(
+            lambda: all(channel.texts_to(contact) for contact in accepted),
+            f"replies to all {len(accepted)} accepted MOs",
+        )
+        for contact in accepted:
+            number = int(digits(contact)[-4:])
+            # at least once: a reply sent just before the kill may be sent again by the survivor
+            assert set(channel.texts_to(contact)) == {f"echo: message {number}"}
+
+
+class OwnRedis:
+    """A redis-server of this test's own, to restart under a running host (never the shared one)."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        assert binary is not None
+        options = ["--save", "", "--appendonly", "yes", "--dir", str(self.workdir)]
+        self.process = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", *options],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        url = f"redis://127.0.0.1:{self.port}/0"
+        deadline = time.monotonic() + 10
+        while redis_testing.unavailable_reason.__wrapped__(url) is not None:
+            if time.monotonic() > deadline:
+                raise TimeoutError("redis-server did not start")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+
+async def test_redis_restart_under_a_host_503_then_recovery(tmp_path: Path, sides: Any) -> None:
+    if shutil.which("redis-server") is None:
+        pytest.skip("no redis-server binary to start a server of this test's own")
+    channel, _, channel_url, bot, bot_url = sides
+    server = OwnRedis(tmp_path)
+    server.start()
+    host = HostProcess(host_env(f"redis://127.0.0.1:{server.port}/0"), tmp_path)
+    try:
+        host.start()
+        path = await setup(host, channel, channel_url, bot, bot_url, rate_limit=1000)
+        contact = "+15557300001"
+        assert await channel.phone_says(host.url + path, "before", contact) == 200
+        await eventually(lambda: len(channel.texts_to(contact)) == 1, "the first reply")
+
+        server.stop()
+        async with httpx.AsyncClient(base_url=host.url) as client:
+            ready = await client.get("/readyz")
+            assert ready.status_code == 503
+            body = channel.fake.inbound_body("while down", digits(contact), None)
+            [*_, refused] = await channel.fake.deliver(host.url + path, body)
+            assert refused.status_code == 503 and refused.headers["retry-after"]
+
+            server.start()  # the host reconnects by itself
+            await eventually(lambda: httpx.get(host.url + "/readyz").status_code == 200, "ready again", within=15)
+            assert await channel.phone_says(host.url + path, "after", contact) == 200
+            await eventually(lambda: len(channel.texts_to(contact)) == 2, "the reply after the restart")
+            assert channel.texts_to(contact) == ["echo: before", "echo: after"]
+    finally:
+        host.stop()
+        server.stop()
