@@ -1,13 +1,73 @@
-"""Fixtures for plugin authors, registered through the `pytest11` entry point."""
+"""Fixtures for plugin authors, registered through the `pytest11` entry point.
+
+- `fake_clock`: a clock that moves only when the test calls `advance(seconds)`.
+- `botbridge_host`: `async with botbridge_host("myplugin") as (app, client)`: a
+  host with only core's built-ins and the named installed plugins, and an API
+  client already carrying a valid key.
+- `provider_fake`: `provider_fake("channel", "sinch")`: a registered fake
+  (`ChannelFake.phone_says` sends correctly signed webhooks; `BotFake` scripts a bot).
+"""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+import httpx
 import pytest
 
 from botbridge.clock import FakeClock
+
+API_KEY = "test-api-key-0001"
 
 
 @pytest.fixture
 def fake_clock() -> FakeClock:
     """A clock that moves only when the test calls `advance(seconds)`."""
     return FakeClock()
+
+
+@pytest.fixture
+def botbridge_host() -> Callable[..., AbstractAsyncContextManager[tuple[Any, httpx.AsyncClient]]]:
+    """Start a host with only the named plugins loaded (plus core's stores).
+
+    Pass `clock=fake_clock` to steer time (providers' signatures carry real
+    timestamps, so the default is the system clock), `http=` to route the
+    plugins' calls (e.g. to an in-process fake), and any Settings field.
+    """
+    from botbridge.host import create_app
+    from botbridge.plugins import Plugins
+    from botbridge.settings import Settings
+    from botbridge.testing.app import api_client
+
+    @asynccontextmanager
+    async def start(
+        *names: str, http: httpx.AsyncClient | None = None, clock: Any = None, **settings: Any
+    ) -> AsyncIterator[tuple[Any, httpx.AsyncClient]]:
+        config = Settings(
+            store="memory://",
+            api_keys=f"test:{API_KEY}",  # type: ignore[arg-type]
+            secret_key="test-secret-key-0001",  # type: ignore[arg-type]
+            load_plugins=",".join(names) or "-",
+            **settings,
+        )
+        app = create_app(config, plugins=Plugins.discover(config), http=http, clock=clock)
+        async with api_client(app, API_KEY) as client:
+            yield app, client
+
+    return start
+
+
+@pytest.fixture
+def provider_fake() -> Callable[[str, str], Any]:
+    """A registered provider fake by kind ("channel" or "bot") and name."""
+    from botbridge.plugins import Plugins
+    from botbridge.settings import Settings
+
+    fakes = Plugins.discover(Settings()).fakes
+
+    def make(kind: str, name: str) -> Any:
+        return fakes[(kind, name)]()
+
+    return make
