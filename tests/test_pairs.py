@@ -111,3 +111,67 @@ async def test_two_turns(world: World, channel_name: str, bot_type: str) -> None
             for e in world.subscriber.of("message_request_state_change", sender_id)
         ]
         assert all(state in ("SENT", "QUEUED") for state in states)
+
+
+async def _pair(world: World, channel_name: str, bot_type: str, **connector: Any) -> tuple[Any, str, httpx.AsyncClient]:
+    channel, channel_url = world.channels[channel_name]
+    bot, bot_url = world.bots[bot_type]
+    api = httpx.AsyncClient(base_url=world.host.url, headers={"Authorization": f"Bearer {KEY}"})
+    sender = (await api.post("/v1/senders", json=channel.sender_body(channel_url))).json()
+    body = bot.connector_body(sender["id"], bot_url)
+    body["config"] = {**body["config"], **connector.pop("config", {})}
+    response = await api.post("/v1/connectors", json={**body, **connector})
+    assert response.status_code == 201, response.text
+    return response.json(), sender["webhook_url"], api
+
+
+def _refused(bot_type: str, credentials: str) -> str:
+    import json
+
+    if bot_type == "AZURE_BOT_DIRECT_LINE":
+        return "Refused0.cwA.xyz.Zr4kDm7F24cwABEsSz0w9A3HT1jhIo67glkty"
+    data = json.loads(credentials)
+    if bot_type == "AMAZON_LEX":
+        return json.dumps({**data, "secretKey": "wrong/lex+secret/key/0123456789abcdefghij"})
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = other.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return json.dumps({**data, "private_key": pem.decode()})
+
+
+@pytest.mark.parametrize("bot_type", list(BOTS))
+async def test_refused_credentials_surface_on_the_connector(world: World, bot_type: str) -> None:
+    bot, bot_url = world.bots[bot_type]
+    good = bot.connector_body("x", bot_url)["credentials"]
+    connector, webhook_url, api = await _pair(
+        world, "sinch", bot_type, credentials=_refused(bot_type, good), config={"fallback_text": "We are on it."}
+    )
+    channel, _ = world.channels["sinch"]
+    contact = f"+1555601{list(BOTS).index(bot_type):04d}"
+    try:
+        assert await channel.phone_says(webhook_url, "hello", contact) == 200
+        await eventually(lambda: channel.texts_to(contact) == ["We are on it."], "the fallback text")
+        state = (await api.get(f"/v1/connectors/{connector['id']}")).json()
+        assert state["state"] == "credentials_invalid", state
+        assert bot.connector_body("x", bot_url)["credentials"] not in str(state)
+    finally:
+        await api.aclose()
+
+
+async def test_a_direct_line_bot_that_answers_two_seconds_later_reaches_the_user(world: World) -> None:
+    bot, _ = world.bots["AZURE_BOT_DIRECT_LINE"]
+    bot.fake.add_rule("ponder", "Here is my considered answer.", delay=2.0)
+    _, webhook_url, api = await _pair(
+        world, "scg", "AZURE_BOT_DIRECT_LINE", config={"reply_wait": 0.5, "poll_interval": 0.2}
+    )
+    channel, _ = world.channels["scg"]
+    contact = "+15556020001"
+    try:
+        assert await channel.phone_says(webhook_url, "ponder this", contact) == 200
+        await eventually(lambda: "Here is my considered answer." in channel.texts_to(contact), "the late reply")
+    finally:
+        await api.aclose()

@@ -42,6 +42,7 @@ class ScriptBot(BotBackend):
         self.opened: list[str] = []
         self.closed: list[str] = []
         self.failures: list[Exception] = []
+        self.open_failures: list[Exception] = []
         self.sessions: dict[str, BotSession] = {}
         self.delay = 0.0
 
@@ -49,6 +50,8 @@ class ScriptBot(BotBackend):
         pass
 
     async def open(self, session: BotSession) -> None:
+        if self.open_failures:
+            raise self.open_failures.pop(0)
         self.opened.append(session.conversation_id)
         session.state["turns"] = 0
 
@@ -300,6 +303,17 @@ async def test_refused_credentials_mark_the_connector_and_send_the_fallback(tmp_
             json={"credentials": "y", "version_number": connector["version_number"]},
         )
         assert updated.json()["state"] == "active"
+
+
+async def test_a_refused_session_start_is_a_bot_failure(tmp_path: Any) -> None:
+    async with make_world(tmp_path, config={"fallback_text": "Sorry, try later."}) as world:
+        world.bot.open_failures.append(BotCredentialsInvalid("bot answered 401"))
+        await world.mo("hello")
+        await world.until(lambda: len(world.channel.outbox) == 1)
+        assert world.channel.outbox[0]["text"] == "Sorry, try later."
+        connector = (await world.client.get(f"/v1/connectors/{world.connector_id}")).json()
+        assert connector["state"] == "credentials_invalid"
+        assert await world.rt.store.get_conversation(world.sender_id, "+15550100") is None
 
 
 async def test_a_failing_bot_is_retried(world: World) -> None:

@@ -245,18 +245,28 @@ class Engine:
             logger.info("MO %s from %s dropped: no connector", message.id, mask(message.contact))
             return events + await self._event_jobs(sender.account_id, dropped)
         bot = self.rt.bot(connector.type)
-        conversation = await self._resolve(sender, connector, message, bot)
-        choice = match_option(message.text, conversation.options) if not message.postback else None
-        bot_message = message
-        if message.postback:
-            bot_message = message.model_copy(update={"text": message.postback})
-        elif choice is not None:
-            bot_message = message.model_copy(update={"text": choice.value, "postback": choice.value})
-        session = self.rt.bot_session(connector, conversation, self._late_replies(sender, connector, conversation))
+        # Until a backend session exists, a failure is answered on a conversation that is never stored.
+        conversation = Conversation(
+            sender_id=sender.id,
+            contact=message.contact,
+            connector_id=connector.id,
+            state="closed",
+            opened_at=self.clock.now(),
+            last_mo_at=self.clock.now(),
+        )
         started = time.perf_counter()
         try:
             if connector.state == "credentials_invalid":
                 raise BotCredentialsInvalid(connector.state_reason or "the bot refused the connector's credentials")
+            conversation = await self._resolve(sender, connector, message, bot)
+            choice = match_option(message.text, conversation.options) if not message.postback else None
+            bot_message = message
+            if message.postback:
+                bot_message = message.model_copy(update={"text": message.postback})
+            elif choice is not None:
+                bot_message = message.model_copy(update={"text": choice.value, "postback": choice.value})
+            late = self._late_replies(sender, connector, conversation)
+            session = self.rt.bot_session(connector, conversation, late)
             replies = await asyncio.wait_for(bot.send(session, bot_message), self.settings.bot_timeout)
         except (BotError, ProviderError, TimeoutError) as exc:
             self.rt.metrics.bot_errors.labels(connector.type).inc()
@@ -322,7 +332,8 @@ class Engine:
                 delay = getattr(exc, "retry_after", None) or self.settings.backoff(job.attempts)
                 raise Retry(f"bot: {reason}", delay)
         logger.warning("bot %s failed for MO %s: %s", connector.type, message.id, reason)
-        await self.store.put_conversation(conversation)
+        if conversation.state == "open":
+            await self.store.put_conversation(conversation)
         failure = make_event(
             "bot_error",
             {**mo_fields(message, sender), "connector_id": connector.id, "reason_description": reason[:300]},
