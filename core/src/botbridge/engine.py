@@ -21,7 +21,14 @@ from typing import Any
 
 from botbridge.bot import BotBackend
 from botbridge.channel import WebhookResult
-from botbridge.errors import BotCredentialsInvalid, BotError, CredentialsInvalid, ProviderError, StoreError
+from botbridge.errors import (
+    BotCredentialsInvalid,
+    BotError,
+    CredentialsInvalid,
+    ProviderError,
+    StoreError,
+    StoreUnavailable,
+)
 from botbridge.events import delivery_body, make_event, mo_fields, state_fields
 from botbridge.ids import new_id
 from botbridge.logs import correlation_id, mask
@@ -183,6 +190,10 @@ class Engine:
         while not self._stopping:
             try:
                 jobs = await self.store.claim_jobs(kinds, limit=1, lease=self.settings.lease)
+            except StoreUnavailable as exc:
+                logger.warning("store unavailable, workers wait: %s", exc)
+                await asyncio.sleep(1.0)
+                continue
             except Exception:
                 logger.exception("claiming work failed; retrying")
                 await asyncio.sleep(1.0)

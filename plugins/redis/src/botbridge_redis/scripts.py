@@ -1,0 +1,329 @@
+"""The Lua scripts: every check-and-write of the store runs as one of them.
+
+A script runs atomically on the Redis server, so no other client's command
+lands between its check and its write. Every script takes the key prefix as
+ARGV[1]; times (`now`, `not_before`, lease ends) come from the caller's
+clock, never from Redis TIME, so the store follows an injected clock.
+
+Work queue layout (see the README for the whole picture):
+  job:{id}          hash  data (the Job JSON), kind, nb (not_before), key
+  q:{key}           list  ids of the key's unfinished jobs, in enqueue order
+  tok               hash  key -> "lane|entry-id" (in the lane's stream) or "lane|" (delayed)
+  stream:{lane}     stream of entries {k: key}; consumer group "workers"
+  delayed:{lane}    zset  key scored by its head job's not_before
+  leases:{lane}     zset  entry id scored by the clock time its lease ends
+  depth             hash  kind -> unfinished jobs
+
+A key has at most one token (its `tok` entry) while its list is non-empty:
+the token stands for "the head job of this key", so one key runs one job at
+a time, in order, whichever host reads the entry.
+"""
+
+from __future__ import annotations
+
+GROUP = "workers"
+
+# Shared helpers, prepended to the queue scripts.
+_QUEUE_LIB = """
+local P = ARGV[1]
+local GROUP = 'workers'
+
+local function lane_of(kind)
+  if kind == 'event' then return 'event' end
+  return 'message'
+end
+
+local function stream(lane) return P .. 'stream:' .. lane end
+
+-- Put the token of `key` where its head job belongs: the lane's stream when
+-- due, the lane's delayed set otherwise. The caller made sure it has none.
+local function dispatch(key, now)
+  local head = redis.call('LINDEX', P .. 'q:' .. key, 0)
+  if not head then
+    redis.call('HDEL', P .. 'tok', key)
+    return
+  end
+  local meta = redis.call('HMGET', P .. 'job:' .. head, 'kind', 'nb')
+  local lane = lane_of(meta[1])
+  local nb = tonumber(meta[2]) or 0
+  if nb > now then
+    redis.call('ZADD', P .. 'delayed:' .. lane, nb, key)
+    redis.call('HSET', P .. 'tok', key, lane .. '|')
+  else
+    local id = redis.call('XADD', stream(lane), '*', 'k', key)
+    redis.call('HSET', P .. 'tok', key, lane .. '|' .. id)
+  end
+end
+
+-- Remove the token of `key`: ack and delete its stream entry (and lease), or
+-- take it out of the delayed set.
+local function release(key)
+  local tok = redis.call('HGET', P .. 'tok', key)
+  if not tok then return end
+  local sep = string.find(tok, '|', 1, true)
+  local lane = string.sub(tok, 1, sep - 1)
+  local id = string.sub(tok, sep + 1)
+  if id ~= '' then
+    redis.call('XACK', stream(lane), GROUP, id)
+    redis.call('XDEL', stream(lane), id)
+    redis.call('ZREM', P .. 'leases:' .. lane, id)
+  else
+    redis.call('ZREM', P .. 'delayed:' .. lane, key)
+  end
+  redis.call('HDEL', P .. 'tok', key)
+end
+
+local function push(id, key, kind, nb, data, now)
+  redis.call('HSET', P .. 'job:' .. id, 'data', data, 'kind', kind, 'nb', nb, 'key', key)
+  redis.call('HINCRBY', P .. 'depth', kind, 1)
+  if redis.call('RPUSH', P .. 'q:' .. key, id) == 1 then
+    dispatch(key, now)
+  end
+end
+
+-- Jobs are passed as 5 arguments each (id, key, kind, not_before, data) from `first`.
+local function push_all(first, now)
+  local i = first
+  while i + 4 <= #ARGV do
+    push(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], now)
+    i = i + 5
+  end
+end
+
+-- Insert-if-absent judged by the caller's clock: the value is the claim's end;
+-- Redis' own expiry (PX) only collects it afterwards.
+local function try_claim(name, until_, ttl_ms, now)
+  local ck = P .. 'claim:' .. name
+  local held = redis.call('GET', ck)
+  if held and tonumber(held) > now then return false end
+  redis.call('SET', ck, until_, 'PX', ttl_ms)
+  return true
+end
+"""
+
+# ARGV: prefix, now, name, until, ttl_ms
+CLAIM = (
+    _QUEUE_LIB
+    + """
+if try_claim(ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[2])) then return 1 end
+return 0
+"""
+)
+
+# ARGV: prefix, now, dedupe_key ('' for none), until, ttl_ms, then jobs (5 each)
+ENQUEUE = (
+    _QUEUE_LIB
+    + """
+local now = tonumber(ARGV[2])
+if ARGV[3] ~= '' and not try_claim(ARGV[3], ARGV[4], ARGV[5], now) then return 0 end
+push_all(6, now)
+return 1
+"""
+)
+
+# ARGV: prefix, now, lane, consumer, lease_until, limit, orphan_idle_ms, kinds...
+# Returns a flat list: receipt, job data, receipt, job data, ...
+CLAIM_JOBS = (
+    _QUEUE_LIB
+    + """
+local now = tonumber(ARGV[2])
+local lane = ARGV[3]
+local me = ARGV[4]
+local lease_until = ARGV[5]
+local limit = tonumber(ARGV[6])
+local orphan_idle = tonumber(ARGV[7])
+local kinds = {}
+for i = 8, #ARGV do kinds[ARGV[i]] = true end
+local s = stream(lane)
+local leases = P .. 'leases:' .. lane
+local delayed = P .. 'delayed:' .. lane
+local out = {}
+
+if redis.call('EXISTS', s) == 0 then
+  redis.call('XGROUP', 'CREATE', s, GROUP, '0', 'MKSTREAM')
+end
+
+-- Delayed keys whose time has come go back into the stream.
+for _, key in ipairs(redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0, 256)) do
+  redis.call('ZREM', delayed, key)
+  redis.call('HDEL', P .. 'tok', key)
+  dispatch(key, now)
+end
+
+local function drop_entry(id)
+  redis.call('XACK', s, GROUP, id)
+  redis.call('XDEL', s, id)
+  redis.call('ZREM', leases, id)
+end
+
+-- The entry `id` (naming `key`) is now this consumer's: lease its key's head job.
+local function take(id, key)
+  local q = P .. 'q:' .. key
+  local head = redis.call('LINDEX', q, 0)
+  if (not head) or redis.call('HGET', P .. 'tok', key) ~= lane .. '|' .. id then
+    drop_entry(id)  -- stale: this key's token is elsewhere
+    return
+  end
+  local meta = redis.call('HMGET', P .. 'job:' .. head, 'kind', 'nb', 'data')
+  if not meta[3] then
+    -- the head's record is gone: skip the id and go on with the next one
+    redis.call('LPOP', q)
+    release(key)
+    dispatch(key, now)
+    return
+  end
+  if (not kinds[meta[1]]) or tonumber(meta[2]) > now then
+    -- not what this caller runs (or not due): the key goes back in line
+    release(key)
+    dispatch(key, now)
+    return
+  end
+  redis.call('ZADD', leases, lease_until, id)
+  out[#out + 1] = lane .. '|' .. id
+  out[#out + 1] = meta[3]
+end
+
+-- Leases that ended (by the caller's clock): their holder crashed or stalled.
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'LIMIT', 0, limit)) do
+  if #out / 2 >= limit then break end
+  local got = redis.call('XCLAIM', s, GROUP, me, 0, id)
+  if got[1] and got[1][2] then
+    take(id, got[1][2][2])
+  else
+    redis.call('ZREM', leases, id)
+  end
+end
+
+-- Safety net: entries pending for long with no lease record (lost writes).
+if #out / 2 < limit and orphan_idle > 0 then
+  local got = redis.call('XAUTOCLAIM', s, GROUP, me, orphan_idle, '0-0', 'COUNT', limit - #out / 2)
+  for _, entry in ipairs(got[2]) do
+    if type(entry) == 'table' and type(entry[2]) == 'table' then
+      take(entry[1], entry[2][2])
+    end
+  end
+end
+
+-- New entries.
+if #out / 2 < limit then
+  local got = redis.call('XREADGROUP', 'GROUP', GROUP, me, 'COUNT', limit - #out / 2, 'STREAMS', s, '>')
+  if got then
+    for _, entry in ipairs(got[1][2]) do
+      take(entry[1], entry[2][2])
+    end
+  end
+end
+return out
+"""
+)
+
+# ARGV: prefix, now, job id, key, then follow-up jobs (5 each). 0: not queued (already done).
+COMPLETE = (
+    _QUEUE_LIB
+    + """
+local now = tonumber(ARGV[2])
+local id, key = ARGV[3], ARGV[4]
+local q = P .. 'q:' .. key
+if redis.call('LINDEX', q, 0) ~= id then return 0 end
+release(key)
+redis.call('LPOP', q)
+local kind = redis.call('HGET', P .. 'job:' .. id, 'kind')
+redis.call('DEL', P .. 'job:' .. id)
+if kind then redis.call('HINCRBY', P .. 'depth', kind, -1) end
+if redis.call('LLEN', q) > 0 then dispatch(key, now) end
+push_all(5, now)
+return 1
+"""
+)
+
+# ARGV: prefix, now, job id, key, not_before, data. 0: not queued.
+RETRY = (
+    _QUEUE_LIB
+    + """
+local now = tonumber(ARGV[2])
+local id, key = ARGV[3], ARGV[4]
+if redis.call('LINDEX', P .. 'q:' .. key, 0) ~= id then return 0 end
+release(key)
+redis.call('HSET', P .. 'job:' .. id, 'nb', ARGV[5], 'data', ARGV[6])
+dispatch(key, now)
+return 1
+"""
+)
+
+# ARGV: prefix. Every lease ends now; returns how many there were.
+RELEASE_LEASES = """
+local n = 0
+for _, lane in ipairs({'message', 'event'}) do
+  local leases = ARGV[1] .. 'leases:' .. lane
+  for _, id in ipairs(redis.call('ZRANGE', leases, 0, -1)) do
+    redis.call('ZADD', leases, 0, id)
+    n = n + 1
+  end
+end
+return n
+"""
+
+# ARGV: prefix, key, now, interval. Returns the wait in seconds (as a string:
+# Lua numbers reach the client truncated to integers).
+SEND_SLOT = """
+local k = ARGV[1] .. 'slot:' .. ARGV[2]
+local now = tonumber(ARGV[3])
+local interval = tonumber(ARGV[4])
+local slot = tonumber(redis.call('GET', k) or '0')
+if slot < now then slot = now end
+local next_slot = slot + interval
+redis.call('SET', k, string.format('%.6f', next_slot), 'PX', math.ceil((next_slot - now) * 1000) + 60000)
+return string.format('%.6f', slot - now)
+"""
+
+# ARGV: prefix, id, account, sender_id, data. 0: the sender is taken.
+CREATE_CONNECTOR = """
+local P = ARGV[1]
+local binding = P .. 'binding:' .. ARGV[4]
+if redis.call('EXISTS', binding) == 1 then return 0 end
+redis.call('SET', binding, ARGV[2])
+redis.call('SET', P .. 'connector:' .. ARGV[2], ARGV[5])
+redis.call('ZADD', P .. 'connectors:' .. ARGV[3], 0, ARGV[2])
+return 1
+"""
+
+# ARGV: prefix, id, expected version, new sender_id, account, data.
+# 1: done; -1: version conflict or gone; -2: the new sender is bound elsewhere.
+UPDATE_CONNECTOR = """
+local P = ARGV[1]
+local id = ARGV[2]
+local ck = P .. 'connector:' .. id
+local raw = redis.call('GET', ck)
+if not raw then return -1 end
+local current = cjson.decode(raw)
+if tonumber(current['version_number']) ~= tonumber(ARGV[3]) then return -1 end
+local binding = P .. 'binding:' .. ARGV[4]
+local bound = redis.call('GET', binding)
+if bound and bound ~= id then return -2 end
+if current['sender_id'] ~= ARGV[4] then
+  local old = P .. 'binding:' .. current['sender_id']
+  if redis.call('GET', old) == id then redis.call('DEL', old) end
+end
+redis.call('SET', binding, id)
+redis.call('SET', ck, ARGV[6])
+if current['account_id'] ~= ARGV[5] then
+  redis.call('ZREM', P .. 'connectors:' .. current['account_id'], id)
+  redis.call('ZADD', P .. 'connectors:' .. ARGV[5], 0, id)
+end
+return 1
+"""
+
+# ARGV: prefix, id. 0: not found.
+DELETE_CONNECTOR = """
+local P = ARGV[1]
+local id = ARGV[2]
+local ck = P .. 'connector:' .. id
+local raw = redis.call('GET', ck)
+if not raw then return 0 end
+local current = cjson.decode(raw)
+local binding = P .. 'binding:' .. current['sender_id']
+if redis.call('GET', binding) == id then redis.call('DEL', binding) end
+redis.call('DEL', ck)
+redis.call('ZREM', P .. 'connectors:' .. current['account_id'], id)
+return 1
+"""

@@ -1,0 +1,513 @@
+"""`redis://host:port/db` — the store several host processes or machines share.
+
+Records are JSON strings; per-account listings are sorted sets of ids (score
+0, read with ZRANGEBYLEX: ids are time-ordered base62, so byte order is id
+order). Every check-and-write is one Lua script (see `scripts.py`), and the
+work queue runs on Redis Streams with one consumer group per lane, read by
+every host. Times that decide anything (claim expiry, `not_before`, leases,
+send slots) come from the injected clock; Redis' own expiry only collects
+records afterwards. Hosts sharing one Redis must therefore keep their clocks
+in step (NTP), as any lease-based system does.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import secrets
+import socket
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, ParamSpec, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from redis import exceptions as redis_errors
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+
+from botbridge.clock import Clock
+from botbridge.errors import SenderTaken, StoreUnavailable, VersionConflict
+from botbridge.models import Connector, Conversation, EventFailure, Job, OutboundMessage, Sender, Subscription
+from botbridge.store import SLOT_MARGIN, Store
+from botbridge_redis import scripts
+
+DEFAULT_PREFIX = "botbridge:"
+OUTBOUND_RETENTION = 30 * 86400.0  # outbound messages and their provider-id index
+CONVERSATION_GRACE = 86400.0  # a conversation record outlives its timeout by a day
+MESSAGE_KINDS = ("mo", "mt", "dr")
+LANES = ("message", "event")
+# Connection trouble (refused, reset, timed out, still loading after a
+# restart, a replica that cannot take writes): the host answers 503.
+UNAVAILABLE: tuple[type[BaseException], ...] = (
+    redis_errors.ConnectionError,
+    redis_errors.TimeoutError,
+    redis_errors.ReadOnlyError,
+    redis_errors.MasterDownError,
+    OSError,
+)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def lane_of(kind: str) -> str:
+    return "event" if kind == "event" else "message"
+
+
+def parse_url(url: str) -> tuple[str, str, float]:
+    """Split `redis://…/db?prefix=…&outbound_ttl=…` into (client URL, prefix, outbound TTL)."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    ours = {k: v for k, v in query if k in ("prefix", "outbound_ttl")}
+    rest = [(k, v) for k, v in query if k not in ours]
+    prefix = ours.get("prefix") or DEFAULT_PREFIX
+    retention = float(ours["outbound_ttl"]) if ours.get("outbound_ttl") else OUTBOUND_RETENTION
+    return urlunsplit(parts._replace(query=urlencode(rest))), prefix, retention
+
+
+def guarded(method: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
+    """Turn connection trouble into StoreUnavailable (the host's 503 + Retry-After)."""
+
+    @functools.wraps(method)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await method(*args, **kwargs)
+        except UNAVAILABLE as exc:
+            raise StoreUnavailable(f"redis is unavailable: {type(exc).__name__}: {exc}") from exc
+
+    return wrapper
+
+
+def _job_args(jobs: Sequence[Job]) -> list[str]:
+    args: list[str] = []
+    for job in jobs:
+        args += [job.id, job.key, job.kind, repr(float(job.not_before)), job.model_dump_json()]
+    return args
+
+
+def _ms(seconds: float) -> int:
+    return max(1, math.ceil(seconds * 1000))
+
+
+class RedisStore(Store):
+    shared = True
+
+    def __init__(
+        self,
+        url: str,
+        clock: Clock,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        outbound_ttl: float = OUTBOUND_RETENTION,
+        consumer: str | None = None,
+    ) -> None:
+        self.url = url
+        self.clock = clock
+        self.prefix = prefix
+        self.outbound_ttl = outbound_ttl
+        # One consumer of the stream groups per store instance (one per host process).
+        self.consumer = consumer or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._redis: Redis | None = None
+        self._scripts: dict[str, Any] = {}
+
+    @classmethod
+    def from_url(cls, url: str, clock: Clock) -> RedisStore:
+        client_url, prefix, retention = parse_url(url)
+        return cls(client_url, clock, prefix=prefix, outbound_ttl=retention)
+
+    # --- plumbing ---
+
+    @property
+    def redis(self) -> Any:  # a Redis with decode_responses=True: replies are str, not redis-py's bytes | str
+        if self._redis is None:
+            raise StoreUnavailable("store is not open")
+        return self._redis
+
+    def k(self, *parts: str) -> str:
+        return self.prefix + ":".join(parts)
+
+    async def _script(self, name: str, *args: object) -> Any:
+        return await self._scripts[name](keys=[], args=[self.prefix, *args])
+
+    @guarded
+    async def open(self) -> None:
+        if self._redis is None:
+            self._redis = Redis.from_url(
+                self.url,
+                decode_responses=True,
+                socket_timeout=5.0,
+                socket_connect_timeout=2.0,
+                # A couple of quick retries ride over a dropped pooled connection;
+                # a Redis that stays down surfaces as StoreUnavailable at once.
+                retry=Retry(ExponentialWithJitterBackoff(cap=0.2, base=0.02), retries=2),
+                client_name="botbridge",
+            )
+            for name in (
+                "CLAIM",
+                "ENQUEUE",
+                "CLAIM_JOBS",
+                "COMPLETE",
+                "RETRY",
+                "RELEASE_LEASES",
+                "SEND_SLOT",
+                "CREATE_CONNECTOR",
+                "UPDATE_CONNECTOR",
+                "DELETE_CONNECTOR",
+            ):
+                self._scripts[name] = self._redis.register_script(getattr(scripts, name))
+        await self._ensure_groups()
+        await self._forget_idle_consumers()
+
+    async def close(self) -> None:
+        if self._redis is not None:
+            redis, self._redis = self._redis, None
+            await redis.aclose()
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self.redis.ping())
+        except Exception:
+            return False
+
+    async def _ensure_groups(self) -> None:
+        for lane in LANES:
+            try:
+                await self.redis.xgroup_create(self.k("stream", lane), scripts.GROUP, id="0", mkstream=True)
+            except redis_errors.ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    async def _forget_idle_consumers(self, idle: float = 86400.0) -> None:
+        """Drop consumers (of hosts long gone) that hold nothing and were idle for a day."""
+        for lane in LANES:
+            stream = self.k("stream", lane)
+            for consumer in await self.redis.xinfo_consumers(stream, scripts.GROUP):
+                if consumer["pending"] == 0 and consumer["idle"] > idle * 1000:
+                    await self.redis.xgroup_delconsumer(stream, scripts.GROUP, consumer["name"])
+
+    async def _list(
+        self,
+        index: str,
+        record: str,
+        after: str | None,
+        limit: int,
+        load: Callable[[str], T],
+        keep: Callable[[T], bool],
+    ) -> list[T]:
+        found: list[T] = []
+        cursor = f"({after}" if after else "-"
+        batch = max(limit, 50)
+        while len(found) < limit:
+            ids = await self.redis.zrangebylex(index, cursor, "+", start=0, num=batch)
+            if not ids:
+                break
+            for raw in await self.redis.mget([self.k(record, i) for i in ids]):
+                if raw is None:
+                    continue
+                item = load(raw)
+                if keep(item):
+                    found.append(item)
+                    if len(found) >= limit:
+                        break
+            if len(ids) < batch:
+                break
+            cursor = f"({ids[-1]}"
+        return found
+
+    # --- API keys ---
+
+    @guarded
+    async def put_api_key(self, key_hash: str, account_id: str) -> None:
+        await self.redis.set(self.k("apikey", key_hash), account_id)
+
+    @guarded
+    async def account_for_key(self, key_hash: str) -> str | None:
+        account: str | None = await self.redis.get(self.k("apikey", key_hash))
+        return account
+
+    # --- senders ---
+
+    @guarded
+    async def create_sender(self, sender: Sender) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(self.k("sender", sender.id), sender.model_dump_json())
+            pipe.zadd(self.k("senders", sender.account_id), {sender.id: 0})
+            await pipe.execute()
+
+    @guarded
+    async def get_sender(self, sender_id: str) -> Sender | None:
+        raw = await self.redis.get(self.k("sender", sender_id))
+        return Sender.model_validate_json(raw) if raw else None
+
+    @guarded
+    async def list_senders(self, account_id: str, *, limit: int = 50, after: str | None = None) -> list[Sender]:
+        return await self._list(
+            self.k("senders", account_id), "sender", after, limit, Sender.model_validate_json, lambda s: True
+        )
+
+    @guarded
+    async def update_sender(self, sender: Sender) -> None:
+        await self.redis.set(self.k("sender", sender.id), sender.model_dump_json(), xx=True)
+
+    @guarded
+    async def delete_sender(self, sender_id: str) -> bool:
+        raw = await self.redis.get(self.k("sender", sender_id))
+        if raw is None:
+            return False
+        sender = Sender.model_validate_json(raw)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(self.k("sender", sender_id))
+            pipe.zrem(self.k("senders", sender.account_id), sender_id)
+            deleted, _ = await pipe.execute()
+        return bool(deleted)
+
+    # --- connectors ---
+
+    @guarded
+    async def create_connector(self, connector: Connector) -> None:
+        done = await self._script(
+            "CREATE_CONNECTOR", connector.id, connector.account_id, connector.sender_id, connector.model_dump_json()
+        )
+        if not done:
+            raise SenderTaken(connector.sender_id)
+
+    @guarded
+    async def get_connector(self, connector_id: str) -> Connector | None:
+        raw = await self.redis.get(self.k("connector", connector_id))
+        return Connector.model_validate_json(raw) if raw else None
+
+    @guarded
+    async def connector_for_sender(self, sender_id: str) -> Connector | None:
+        connector_id = await self.redis.get(self.k("binding", sender_id))
+        if connector_id is None:
+            return None
+        connector = await self.get_connector(connector_id)
+        # Read twice without a transaction: a binding that moved in between is not this sender's.
+        return connector if connector is not None and connector.sender_id == sender_id else None
+
+    @guarded
+    async def list_connectors(
+        self,
+        account_id: str,
+        *,
+        type: str | None = None,
+        sender_id: str | None = None,
+        external_id: str | None = None,
+        limit: int = 50,
+        after: str | None = None,
+    ) -> list[Connector]:
+        def keep(c: Connector) -> bool:
+            return (
+                (type is None or c.type == type)
+                and (sender_id is None or c.sender_id == sender_id)
+                and (external_id is None or c.external_id == external_id)
+            )
+
+        return await self._list(
+            self.k("connectors", account_id), "connector", after, limit, Connector.model_validate_json, keep
+        )
+
+    @guarded
+    async def update_connector(self, connector: Connector, expected_version: int) -> None:
+        result = await self._script(
+            "UPDATE_CONNECTOR",
+            connector.id,
+            expected_version,
+            connector.sender_id,
+            connector.account_id,
+            connector.model_dump_json(),
+        )
+        if result == -2:
+            raise SenderTaken(connector.sender_id)
+        if result != 1:
+            raise VersionConflict(connector.id)
+
+    @guarded
+    async def delete_connector(self, connector_id: str) -> bool:
+        return bool(await self._script("DELETE_CONNECTOR", connector_id))
+
+    # --- conversations ---
+
+    @guarded
+    async def get_conversation(self, sender_id: str, contact: str) -> Conversation | None:
+        raw = await self.redis.get(self.k("conv", sender_id, contact))
+        return Conversation.model_validate_json(raw) if raw else None
+
+    @guarded
+    async def put_conversation(self, conversation: Conversation) -> None:
+        # Kept for its timeout (counted from now, when it last moved) plus a day,
+        # so the engine still finds an expired one to close at the bot.
+        ttl = math.ceil(conversation.timeout + CONVERSATION_GRACE) if conversation.timeout else None
+        await self.redis.set(
+            self.k("conv", conversation.sender_id, conversation.contact), conversation.model_dump_json(), ex=ttl
+        )
+
+    # --- dedupe ---
+
+    @guarded
+    async def claim(self, key: str, ttl: float) -> bool:
+        now = self.clock.now()
+        return bool(await self._script("CLAIM", repr(now), key, repr(now + ttl), _ms(ttl)))
+
+    # --- the durable work queue ---
+
+    @guarded
+    async def enqueue(self, jobs: Sequence[Job], *, dedupe_key: str | None = None, dedupe_ttl: float = 0.0) -> bool:
+        now = self.clock.now()
+        added = await self._script(
+            "ENQUEUE",
+            repr(now),
+            dedupe_key or "",
+            repr(now + dedupe_ttl),
+            _ms(dedupe_ttl),
+            *_job_args(jobs),
+        )
+        return bool(added)
+
+    @guarded
+    async def claim_jobs(self, kinds: Sequence[str], *, limit: int, lease: float) -> list[Job]:
+        claimed: list[Job] = []
+        for lane in dict.fromkeys(lane_of(kind) for kind in kinds):
+            if len(claimed) >= limit:
+                break
+            now = self.clock.now()
+            args = [
+                repr(now),
+                lane,
+                self.consumer,
+                repr(now + lease),
+                limit - len(claimed),
+                # pending entries with no lease record are taken over after twice the lease
+                _ms(2 * lease),
+                *(kind for kind in kinds if lane_of(kind) == lane),
+            ]
+            try:
+                found = await self._script("CLAIM_JOBS", *args)
+            except redis_errors.ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                await self._ensure_groups()  # the data went away under us (a restart without persistence)
+                found = await self._script("CLAIM_JOBS", *args)
+            for receipt, data in zip(found[::2], found[1::2], strict=True):
+                job = Job.model_validate_json(data)
+                job.receipt = receipt
+                claimed.append(job)
+        return claimed
+
+    @guarded
+    async def complete_job(self, job: Job, *, then: Sequence[Job] = ()) -> None:
+        # A job no longer queued (another host took it over after its lease
+        # and finished it) is left alone, follow-ups included.
+        await self._script("COMPLETE", repr(self.clock.now()), job.id, job.key, *_job_args(then))
+
+    @guarded
+    async def retry_job(self, job: Job, *, not_before: float, error: str) -> None:
+        retried = job.model_copy(update={"attempts": job.attempts + 1, "not_before": not_before, "last_error": error})
+        await self._script(
+            "RETRY", repr(self.clock.now()), job.id, job.key, repr(float(not_before)), retried.model_dump_json()
+        )
+
+    @guarded
+    async def release_leases(self) -> int:
+        """End every lease now — of every host sharing this Redis.
+
+        The engine never calls this for a shared store (a restarting host
+        cannot tell its own leases from those of hosts still running); leases
+        simply expire. It is here for the contract and for an operator who has
+        stopped every host.
+        """
+        return int(await self._script("RELEASE_LEASES"))
+
+    @guarded
+    async def queue_depth(self) -> dict[str, int]:
+        depth = await self.redis.hgetall(self.k("depth"))
+        return {kind: int(n) for kind, n in depth.items() if int(n) > 0}
+
+    # --- outbound messages ---
+
+    @guarded
+    async def put_outbound(self, message: OutboundMessage, channel: str) -> None:
+        ttl = _ms(self.outbound_ttl) if self.outbound_ttl > 0 else None
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(self.k("outbound", message.id), message.model_dump_json(), px=ttl)
+            if message.provider_message_id:
+                pipe.set(self.k("outbound-by-provider", channel, message.provider_message_id), message.id, px=ttl)
+            await pipe.execute()
+
+    @guarded
+    async def get_outbound(self, message_id: str) -> OutboundMessage | None:
+        raw = await self.redis.get(self.k("outbound", message_id))
+        return OutboundMessage.model_validate_json(raw) if raw else None
+
+    @guarded
+    async def outbound_by_provider_id(self, channel: str, provider_message_id: str) -> OutboundMessage | None:
+        message_id = await self.redis.get(self.k("outbound-by-provider", channel, provider_message_id))
+        return await self.get_outbound(message_id) if message_id else None
+
+    # --- subscriptions ---
+
+    @guarded
+    async def create_subscription(self, subscription: Subscription) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(self.k("subscription", subscription.id), subscription.model_dump_json())
+            pipe.zadd(self.k("subscriptions", subscription.account_id), {subscription.id: 0})
+            await pipe.execute()
+
+    @guarded
+    async def get_subscription(self, subscription_id: str) -> Subscription | None:
+        raw = await self.redis.get(self.k("subscription", subscription_id))
+        return Subscription.model_validate_json(raw) if raw else None
+
+    @guarded
+    async def list_subscriptions(
+        self, account_id: str, *, topic: str | None = None, limit: int = 50, after: str | None = None
+    ) -> list[Subscription]:
+        return await self._list(
+            self.k("subscriptions", account_id),
+            "subscription",
+            after,
+            limit,
+            Subscription.model_validate_json,
+            lambda s: topic is None or s.topic == topic,
+        )
+
+    @guarded
+    async def delete_subscription(self, subscription_id: str) -> bool:
+        raw = await self.redis.get(self.k("subscription", subscription_id))
+        if raw is None:
+            return False
+        subscription = Subscription.model_validate_json(raw)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(self.k("subscription", subscription_id))
+            pipe.zrem(self.k("subscriptions", subscription.account_id), subscription_id)
+            deleted, _ = await pipe.execute()
+        return bool(deleted)
+
+    @guarded
+    async def add_event_failure(self, failure: EventFailure) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(self.k("failure", failure.id), failure.model_dump_json())
+            pipe.zadd(self.k("failures", failure.subscription_id), {failure.id: 0})
+            await pipe.execute()
+
+    @guarded
+    async def list_event_failures(
+        self, subscription_id: str, *, limit: int = 50, after: str | None = None
+    ) -> list[EventFailure]:
+        return await self._list(
+            self.k("failures", subscription_id),
+            "failure",
+            after,
+            limit,
+            EventFailure.model_validate_json,
+            lambda f: True,
+        )
+
+    # --- rate limits ---
+
+    @guarded
+    async def reserve_send_slot(self, key: str, rate: float, now: float) -> float:
+        """The spacing of `Store.reserve_send_slot`, kept in Redis: one schedule for every host."""
+        wait = await self._script("SEND_SLOT", key, repr(float(now)), repr(SLOT_MARGIN / rate))
+        return max(0.0, float(wait))

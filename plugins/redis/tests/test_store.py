@@ -1,0 +1,347 @@
+"""The Redis store passes core's store contract, and holds across several store instances ("hosts")."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from botbridge.clock import FakeClock
+from botbridge.errors import StoreUnavailable
+from botbridge.models import Conversation, Job, Sender
+from botbridge.plugins import Plugins
+from botbridge.settings import Settings
+from botbridge.store import Store
+from botbridge.testing import StoreContract
+from botbridge_redis import RedisStore, parse_url
+from botbridge_redis.store import DEFAULT_PREFIX, OUTBOUND_RETENTION
+from botbridge_redis.testing import store_url
+
+pytestmark = pytest.mark.redis
+
+
+class TestRedisStore(StoreContract):
+    @pytest.fixture(autouse=True)
+    def _prefix(self, redis_url: str, prefix: str) -> None:
+        self.url = store_url(redis_url, prefix)
+
+    def create_store(self, clock: FakeClock) -> Store:
+        return RedisStore.from_url(self.url, clock)
+
+    async def reopen(self, store: Store, clock: FakeClock) -> Store | None:
+        reopened = RedisStore.from_url(self.url, clock)
+        await reopened.open()
+        return reopened
+
+
+# --- helpers ------------------------------------------------------------
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def url(redis_url: str, prefix: str) -> str:
+    return store_url(redis_url, prefix)
+
+
+@pytest.fixture
+async def hosts(url: str, clock: FakeClock) -> AsyncIterator[tuple[RedisStore, RedisStore]]:
+    """Two store instances on one prefix: what two host processes hold."""
+    one, two = RedisStore.from_url(url, clock), RedisStore.from_url(url, clock)
+    await one.open()
+    await two.open()
+    try:
+        yield one, two
+    finally:
+        await one.close()
+        await two.close()
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# --- URL and registration ----------------------------------------------
+
+
+def test_url_options() -> None:
+    assert parse_url("redis://h:6380/2") == ("redis://h:6380/2", DEFAULT_PREFIX, OUTBOUND_RETENTION)
+    assert parse_url("redis://h/0?prefix=app1:&outbound_ttl=60&health_check_interval=5") == (
+        "redis://h/0?health_check_interval=5",
+        "app1:",
+        60.0,
+    )
+
+
+def test_registered_for_the_redis_scheme() -> None:
+    plugins = Plugins.discover(Settings(load_plugins="redis,memory,sqlite"))
+    store = plugins.stores["redis"]("redis://127.0.0.1:6379/0?prefix=x:", FakeClock())
+    assert isinstance(store, RedisStore) and store.shared and store.prefix == "x:"
+
+
+# --- several hosts on one Redis ----------------------------------------
+
+
+@pytest.mark.anyio
+async def test_two_hosts_never_share_a_job_and_keep_each_keys_order(hosts: tuple[RedisStore, RedisStore]) -> None:
+    one, two = hosts
+    keys = [f"conv:{i}" for i in range(10)]
+    for turn in range(5):
+        for key in keys:
+            await (one if turn % 2 else two).enqueue([Job(kind="mo", key=key, payload={"turn": turn})])
+    seen: dict[str, list[int]] = {key: [] for key in keys}
+    running: set[str] = set()
+    claimed_ids: list[str] = []
+
+    async def worker(store: RedisStore) -> None:
+        idle = 0
+        while idle < 3:
+            jobs = await store.claim_jobs(["mo", "mt", "dr"], limit=2, lease=30)
+            if not jobs:
+                idle += 1
+                await asyncio.sleep(0.01)
+                continue
+            idle = 0
+            for job in jobs:
+                assert job.key not in running, "two jobs of one key ran at once"
+                running.add(job.key)
+                claimed_ids.append(job.id)
+                seen[job.key].append(job.payload["turn"])
+                await asyncio.sleep(0)
+                running.discard(job.key)
+                await store.complete_job(job)
+
+    await asyncio.gather(*(worker(store) for store in (one, two, one, two)))
+    assert len(claimed_ids) == len(set(claimed_ids)) == 50
+    assert all(turns == [0, 1, 2, 3, 4] for turns in seen.values()), seen
+    assert await one.queue_depth() == {}
+
+
+@pytest.mark.anyio
+async def test_a_crashed_hosts_job_is_taken_over_after_its_lease(
+    url: str, clock: FakeClock, hosts: tuple[RedisStore, RedisStore]
+) -> None:
+    survivor, _ = hosts
+    crashed = RedisStore.from_url(url, clock)
+    await crashed.open()
+    await survivor.enqueue([Job(kind="mo", key="conv", payload={"n": n}) for n in range(2)])
+    [held] = await crashed.claim_jobs(["mo"], limit=5, lease=10)
+    await crashed.close()  # the host dies holding the lease; its consumer keeps the pending entry
+    assert held.payload == {"n": 0} and held.receipt
+    assert await survivor.claim_jobs(["mo"], limit=5, lease=10) == []  # the key waits for its head job
+    clock.advance(10.5)
+    [again] = await survivor.claim_jobs(["mo"], limit=5, lease=10)
+    assert again.id == held.id and again.receipt == held.receipt
+    await survivor.complete_job(again, then=[Job(kind="mt", key="conv", payload={"reply": 0})])
+    order = []
+    while jobs := await survivor.claim_jobs(["mo", "mt"], limit=5, lease=10):
+        order += [j.payload for j in jobs]
+        for job in jobs:
+            await survivor.complete_job(job)
+    assert order == [{"n": 1}, {"reply": 0}]
+    # the crashed host finishing late changes nothing: the job is gone, and so are its follow-ups
+    await survivor.complete_job(held, then=[Job(kind="mt", key="conv", payload={"late": True})])
+    assert await survivor.queue_depth() == {}
+
+
+@pytest.mark.anyio
+async def test_an_orphaned_pending_entry_is_taken_over(
+    url: str, prefix: str, redis_url: str, hosts: tuple[RedisStore, RedisStore]
+) -> None:
+    """Pending with no lease record (a write lost in a Redis failover): taken over once idle for 2 x lease."""
+    one, two = hosts
+    await one.enqueue([Job(kind="mo", key="k")])
+    [job] = await one.claim_jobs(["mo"], limit=1, lease=0.05)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        client.delete(prefix + "leases:message")
+    finally:
+        client.close()
+    assert await two.claim_jobs(["mo"], limit=1, lease=0.05) == []
+    await asyncio.sleep(0.15)
+    [taken] = await two.claim_jobs(["mo"], limit=1, lease=0.05)
+    assert taken.id == job.id
+
+
+@pytest.mark.anyio
+async def test_rate_limit_holds_across_hosts(hosts: tuple[RedisStore, RedisStore]) -> None:
+    one, two = hosts
+    waits = await asyncio.gather(*(store.reserve_send_slot("conn", 30, now=500.0) for store in [one, two] * 60))
+    slots = sorted(500.0 + w for w in waits)
+    assert len(set(slots)) == 120
+    assert all(b - a >= 1.0 / 30 for a, b in itertools.pairwise(slots))
+    assert max(sum(1 for s in slots if t <= s < t + 1) for t in slots) <= 30
+    assert await two.reserve_send_slot("other", 30, now=500.0) == 0
+
+
+@pytest.mark.anyio
+async def test_retry_by_one_host_runs_on_another(clock: FakeClock, hosts: tuple[RedisStore, RedisStore]) -> None:
+    one, two = hosts
+    await one.enqueue([Job(kind="event", key="e", payload={"x": 1})])
+    [job] = await one.claim_jobs(["event"], limit=1, lease=30)
+    await one.retry_job(job, not_before=clock.now() + 5, error="subscriber said 503")
+    assert await two.claim_jobs(["event"], limit=1, lease=30) == []
+    clock.advance(5)
+    [again] = await two.claim_jobs(["event"], limit=1, lease=30)
+    assert (again.id, again.attempts, again.last_error) == (job.id, 1, "subscriber said 503")
+
+
+@pytest.mark.anyio
+async def test_claims_for_other_kinds_leave_a_key_in_line(hosts: tuple[RedisStore, RedisStore]) -> None:
+    one, _ = hosts
+    await one.enqueue([Job(kind="mt", key="conv"), Job(kind="mo", key="other")])
+    assert [j.key for j in await one.claim_jobs(["mo"], limit=5, lease=30)] == ["other"]
+    assert [j.kind for j in await one.claim_jobs(["mt"], limit=5, lease=30)] == ["mt"]
+
+
+@pytest.mark.anyio
+async def test_ttls_on_dedupe_keys_conversations_and_outbound(
+    url: str, prefix: str, redis_url: str, clock: FakeClock, hosts: tuple[RedisStore, RedisStore]
+) -> None:
+    one, _ = hosts
+    assert await one.claim("mo:x", 3600)
+    assert await one.enqueue([Job(kind="mo", key="k")], dedupe_key="mo:y", dedupe_ttl=7200)
+    conversation = Conversation(
+        sender_id="s", contact="+1", connector_id="c", opened_at=clock.now(), last_mo_at=clock.now(), timeout=600
+    )
+    await one.put_conversation(conversation)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        assert 3590_000 < client.pttl(prefix + "claim:mo:x") <= 3600_000
+        assert 7190_000 < client.pttl(prefix + "claim:mo:y") <= 7200_000
+        assert 600 + 86400 - 10 < client.ttl(prefix + "conv:s:+1") <= 600 + 86400
+        assert client.ttl(prefix + "job:" + (await one.claim_jobs(["mo"], limit=1, lease=5))[0].id) == -1
+    finally:
+        client.close()
+
+
+@pytest.mark.anyio
+async def test_records_are_json_under_the_prefix(
+    prefix: str, redis_url: str, hosts: tuple[RedisStore, RedisStore]
+) -> None:
+    one, _ = hosts
+    sender = Sender(account_id="a", channel="sinch", address="+1")
+    await one.create_sender(sender)
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        assert Sender.model_validate_json(client.get(prefix + "sender:" + sender.id)) == sender
+        assert client.zrange(prefix + "senders:a", 0, -1) == [sender.id]
+    finally:
+        client.close()
+
+
+# --- Redis down ----------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_unreachable_redis_is_unavailable_not_an_error() -> None:
+    store = RedisStore.from_url(f"redis://127.0.0.1:{closed_port()}/0", FakeClock())
+    with pytest.raises(StoreUnavailable):
+        await store.open()
+    assert not await store.ping()
+    with pytest.raises(StoreUnavailable):
+        await store.enqueue([Job(kind="mo", key="k")], dedupe_key="d", dedupe_ttl=60)
+    with pytest.raises(StoreUnavailable):
+        await store.claim_jobs(["mo"], limit=1, lease=5)
+    await store.close()
+
+
+class OwnRedis:
+    """A redis-server of this test's own on a free port, to stop and start at will."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = closed_port()
+        self.workdir = workdir
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        assert binary is not None
+        # no snapshots; an append-only file in the test's directory keeps the data across restarts
+        options = ["--save", "", "--appendonly", "yes", "--dir", str(self.workdir)]
+        self.process = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", *options],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with redis.Redis(port=self.port, socket_connect_timeout=0.2) as client:
+                    client.ping()
+                    return
+            except redis.RedisError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
+    if shutil.which("redis-server") is None:
+        pytest.skip("no redis-server binary to start a server of this test's own")
+    server = OwnRedis(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.mark.anyio
+async def test_redis_restart_is_unavailable_then_recovers_by_itself(own_redis: OwnRedis) -> None:
+    clock = FakeClock()
+    store = RedisStore.from_url(f"redis://127.0.0.1:{own_redis.port}/0", clock)
+    await store.open()
+    try:
+        assert await store.enqueue([Job(kind="mo", key="k", payload={"n": 1})], dedupe_key="a", dedupe_ttl=60)
+        own_redis.stop()
+        assert not await store.ping()
+        with pytest.raises(StoreUnavailable):
+            await store.enqueue([Job(kind="mo", key="k", payload={"n": 2})], dedupe_key="b", dedupe_ttl=60)
+        with pytest.raises(StoreUnavailable):
+            await store.claim_jobs(["mo"], limit=1, lease=5)
+        own_redis.start()  # same data (append-only file), same client: no reopen
+        assert await store.ping()
+        assert await store.enqueue([Job(kind="mo", key="k", payload={"n": 2})], dedupe_key="b", dedupe_ttl=60)
+        assert not await store.enqueue([Job(kind="mo", key="k", payload={"n": 1})], dedupe_key="a", dedupe_ttl=60)
+        first = await store.claim_jobs(["mo"], limit=5, lease=5)
+        assert [j.payload for j in first] == [{"n": 1}]
+        await store.complete_job(first[0])
+        assert [j.payload for j in await store.claim_jobs(["mo"], limit=5, lease=5)] == [{"n": 2}]
+    finally:
+        await store.close()
+
+
+@pytest.mark.anyio
+async def test_data_lost_in_a_restart_does_not_wedge_the_queue(own_redis: OwnRedis, tmp_path: Path) -> None:
+    """A Redis restarted empty (no persistence): the groups come back and work flows again."""
+    clock = FakeClock()
+    store = RedisStore.from_url(f"redis://127.0.0.1:{own_redis.port}/0", clock)
+    await store.open()
+    try:
+        with redis.Redis(port=own_redis.port) as client:
+            client.delete("botbridge:stream:message")
+            client.xadd("botbridge:stream:message", {"k": "nothing"})  # a stream without the group
+        assert await store.enqueue([Job(kind="mo", key="k")])
+        assert [j.key for j in await store.claim_jobs(["mo"], limit=5, lease=5)] == ["k"]
+    finally:
+        await store.close()
