@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """One-command tasks that bootstrap their own environment.
 
-    python3 tasks.py test     # lint + the whole test suite
+    python3 tasks.py test     # lint, format and type checks, then the whole test suite
     python3 tasks.py demo     # the product working end to end (fakes on loopback)
     python3 tasks.py serve    # the host on 127.0.0.1:8000
     python3 tasks.py plugins  # what is installed
@@ -25,7 +25,7 @@ VENV = ROOT / ".venv"
 STAMP = VENV / ".bootstrap-stamp"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
-TEST_TOOLS = ["pytest>=8", "hypothesis>=6.100", "ruff>=0.6"]
+TEST_TOOLS = ["pytest>=8", "hypothesis>=6.100", "ruff>=0.6", "mypy>=1.10"]
 
 
 def members() -> list[Path]:
@@ -70,9 +70,10 @@ def main() -> int:
         return 0
     bootstrap()
     if task == "test":
-        status = run("ruff", "check", ".")
-        if status:
-            return status
+        for check in (("ruff", "check", "."), ("ruff", "format", "--check", "."), ("mypy",)):
+            status = run(*check)
+            if status:
+                return status
         status = run("pytest", *rest)
         return 0 if status == 5 else status  # 5: no tests collected
     if task in ("demo", "serve", "plugins"):

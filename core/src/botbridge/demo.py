@@ -109,7 +109,7 @@ class Demo:
                 self.say(("🤖 bot → " if i == 0 else "         ") + line)
         self.shown = len(self.channel.texts_to(CONTACT))
 
-    async def run(self, script: list[str] | None, read_line: Callable[[], str | None] | None) -> int:
+    async def run(self, script: list[str] | None, read_line: Callable[[], str] | None) -> int:
         with tempfile.TemporaryDirectory(prefix="botbridge-demo-") as workdir, ExitStack() as stack:
             self.say(f"Starting the {self.channel.name} and {self.bot.type} fakes and a subscriber on loopback …")
             channel_url = stack.enter_context(serve_app(self.channel.app))
@@ -146,7 +146,7 @@ class Demo:
                         await self.turn(sender["webhook_url"], text)
                 else:
                     self.say("  (type as the phone user; an empty line or end of input stops)")
-                    while (text := await asyncio.to_thread(read_line)) not in (None, ""):
+                    while text := await asyncio.to_thread(read_line):
                         await self.turn(sender["webhook_url"], text)
                 expected = self.turns + len(self.channel.texts_to(CONTACT))  # one per MO, one per reply
                 await self.wait(lambda: len(self.subscriber.events) >= expected, "the events", within=10)
@@ -179,5 +179,5 @@ def main(channel: str | None, bot: str | None, interactive: bool, out: TextIO = 
         return 2
     demo = Demo(plugins, channel, bot, out)
     script = ["Hi there!", demo.bot.options_trigger, "2"]
-    read_line = (lambda: sys.stdin.readline().rstrip("\n") or None) if interactive else None
+    read_line = (lambda: sys.stdin.readline().rstrip("\n")) if interactive else None
     return asyncio.run(demo.run(script, read_line))

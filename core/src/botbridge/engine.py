@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from botbridge.bot import BotBackend
+from botbridge.clock import Clock
 from botbridge.channel import WebhookResult
 from botbridge.errors import (
     BotCredentialsInvalid,
@@ -48,6 +49,7 @@ from botbridge.models import (
 from botbridge.render import as_text, match_option
 from botbridge.signing import standard_webhook_headers
 from botbridge.ssrf import UnsafeURL, check_url
+from botbridge.store import Store
 
 logger = logging.getLogger("botbridge.engine")
 
@@ -72,8 +74,8 @@ class EngineSettings:
     backoff_cap: float = 300.0
 
     def backoff(self, attempt: int) -> float:
-        ceiling = min(self.backoff_cap, self.backoff_base * 2**attempt)
-        return ceiling / 2 + random.uniform(0, ceiling / 2)
+        ceiling = min(self.backoff_cap, self.backoff_base * 2.0**attempt)
+        return float(ceiling / 2 + random.uniform(0, ceiling / 2))
 
 
 class Retry(Exception):
@@ -98,11 +100,11 @@ class Engine:
         self._stopping = False
 
     @property
-    def store(self):  # type: ignore[no-untyped-def]
+    def store(self) -> Store:
         return self.rt.store
 
     @property
-    def clock(self):  # type: ignore[no-untyped-def]
+    def clock(self) -> Clock:
         return self.rt.clock
 
     # --- lifecycle ---

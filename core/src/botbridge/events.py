@@ -26,8 +26,8 @@ TOPIC = "SCG-Message"
 
 
 def make_event(evt_tp: str, fields: dict[str, Any], now: float, event_id: str | None = None) -> Event:
-    body = EventBody(**{"fld-val-list": fields, "evt-tp": evt_tp, "timestamp": from_epoch(now)})
-    return Event(event=body, **({"event-id": event_id} if event_id else {}))
+    body = EventBody.model_validate({"fld-val-list": fields, "evt-tp": evt_tp, "timestamp": from_epoch(now)})
+    return Event.model_validate({"event": body, **({"event-id": event_id} if event_id else {})})
 
 
 def _common(sender: Sender) -> dict[str, Any]:

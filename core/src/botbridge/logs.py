@@ -15,7 +15,7 @@ _factory = logging.getLogRecordFactory()
 
 
 def _record_with_correlation(*args: object, **kwargs: object) -> logging.LogRecord:
-    record = _factory(*args, **kwargs)  # type: ignore[arg-type]
+    record = _factory(*args, **kwargs)
     record.correlation_id = correlation_id.get()
     return record
 

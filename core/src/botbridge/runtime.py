@@ -105,7 +105,8 @@ class Runtime:
 
     async def stop(self) -> None:
         await self.engine.stop()
-        for plugin in [*self._channels.values(), *self._bots.values()]:
+        plugins: list[Channel | BotBackend] = [*self._channels.values(), *self._bots.values()]
+        for plugin in plugins:
             try:
                 await plugin.aclose()
             except Exception:

@@ -108,7 +108,7 @@ class SQLiteStore(Store):
 
     async def _one(self, sql: str, *args: object) -> sqlite3.Row | None:
         async with self.db.execute(sql, args) as cursor:
-            return await cursor.fetchone()  # type: ignore[return-value]
+            return await cursor.fetchone()
 
     async def _write(self, sql: str, args: Sequence[object] = ()) -> aiosqlite.Cursor:
         async with self._lock:
@@ -127,7 +127,7 @@ class SQLiteStore(Store):
 
     async def _all(self, sql: str, *args: object) -> list[sqlite3.Row]:
         async with self.db.execute(sql, args) as cursor:
-            return list(await cursor.fetchall())  # type: ignore[arg-type]
+            return list(await cursor.fetchall())
 
     # --- API keys ---
     async def put_api_key(self, key_hash: str, account_id: str) -> None:

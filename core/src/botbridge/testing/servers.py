@@ -7,7 +7,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 import uvicorn
 
@@ -19,7 +19,7 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve_app(app: Any, *, port: int | None = None, lifespan: str = "off") -> Iterator[str]:
+def serve_app(app: Any, *, port: int | None = None, lifespan: Literal["on", "off"] = "off") -> Iterator[str]:
     """Serve `app` on 127.0.0.1 in a background thread; yield its base URL."""
     port = port or free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan=lifespan)
