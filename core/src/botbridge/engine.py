@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from botbridge.bot import BotBackend
-from botbridge.clock import Clock
 from botbridge.channel import WebhookResult
+from botbridge.clock import Clock
 from botbridge.errors import (
     BotCredentialsInvalid,
     BotError,
