@@ -16,6 +16,7 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,7 +97,8 @@ class Engine:
         self.rt: Runtime = runtime
         self.settings = settings or EngineSettings()
         self._tasks: list[asyncio.Task[None]] = []
-        self._wake = asyncio.Event()
+        # One token per runnable job, so a new job wakes one idle worker, not all of them.
+        self._tokens: dict[str, asyncio.Queue[None]] = {"message": asyncio.Queue(), "event": asyncio.Queue()}
         self._stopping = False
 
     @property
@@ -130,8 +132,18 @@ class Engine:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
 
-    def wake(self) -> None:
-        self._wake.set()
+    def wake(self, jobs: int = 1, lane: str = "message") -> None:
+        tokens = self._tokens[lane]
+        room = (self.settings.workers if lane == "message" else self.settings.event_workers) - tokens.qsize()
+        for _ in range(min(jobs, room)):
+            tokens.put_nowait(None)
+
+    def _wake_for(self, jobs: Sequence[Job]) -> None:
+        events = sum(1 for job in jobs if job.kind == "event")
+        if events:
+            self.wake(events, "event")
+        if len(jobs) > events:
+            self.wake(len(jobs) - events, "message")
 
     async def idle(self) -> None:
         """Return when the queue is empty (tests and the demo wrap it in a timeout)."""
@@ -176,7 +188,7 @@ class Engine:
             sender.updated_at = utcnow()
             await self.store.update_sender(sender)
         if accepted:
-            self.wake()
+            self.wake(accepted)
         return {"accepted": accepted, "duplicates": duplicates}
 
     async def send_message(self, sender: Sender, message: OutboundMessage) -> OutboundMessage:
@@ -189,6 +201,7 @@ class Engine:
     # --- workers ---
 
     async def _work(self, kinds: tuple[str, ...]) -> None:
+        tokens = self._tokens["event" if kinds == EVENT_KINDS else "message"]
         while not self._stopping:
             try:
                 jobs = await self.store.claim_jobs(kinds, limit=1, lease=self.settings.lease)
@@ -201,9 +214,10 @@ class Engine:
                 await asyncio.sleep(1.0)
                 continue
             if not jobs:
-                self._wake.clear()
+                # Sleep until a local enqueue hands over a token, or poll: other
+                # hosts and delayed retries add work nobody here announces.
                 try:
-                    await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
+                    await asyncio.wait_for(tokens.get(), self.settings.poll_interval)
                 except TimeoutError:
                     pass
                 continue
@@ -216,8 +230,7 @@ class Engine:
         try:
             follow_ups = await handler(job)
             await self.store.complete_job(job, then=follow_ups)
-            if follow_ups:
-                self.wake()
+            self._wake_for(follow_ups)
         except Retry as retry:
             logger.info("%s job %s will retry in %.1fs: %s", job.kind, job.id, retry.delay, retry.reason)
             await self.store.retry_job(job, not_before=self.clock.now() + retry.delay, error=retry.reason)
@@ -405,7 +418,7 @@ class Engine:
             jobs = await self._replies(sender, connector, conversation, replies)
             if jobs:
                 await self.store.enqueue(jobs)
-                self.wake()
+                self._wake_for(jobs)
 
         return deliver
 
