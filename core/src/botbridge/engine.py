@@ -187,6 +187,7 @@ class Engine:
                 sender.state, sender.state_reason = result.sender_state, result.sender_state_reason
             sender.updated_at = utcnow()
             await self.store.update_sender(sender)
+            self.rt.cache.clear()
         if accepted:
             self.wake(accepted)
         return {"accepted": accepted, "duplicates": duplicates}
@@ -253,7 +254,7 @@ class Engine:
     async def _mo(self, job: Job) -> list[Job]:
         message = InboundMessage.model_validate(job.payload["message"])
         correlation_id.set(message.id)
-        sender = await self.store.get_sender(message.sender_id)
+        sender = await self.rt.cache.sender(message.sender_id)
         if sender is None:
             logger.warning("MO %s for a deleted sender dropped", message.id)
             return []
@@ -261,7 +262,7 @@ class Engine:
             "mo_message_received", mo_fields(message, sender), self.clock.now(), job.payload.get("event_id")
         )
         events = await self._event_jobs(sender.account_id, mo_event, first_attempt=job.attempts == 0)
-        connector = await self.store.connector_for_sender(sender.id)
+        connector = await self.rt.cache.connector_for_sender(sender.id)
         if connector is None:
             dropped = make_event(
                 "mo_message_dropped",
@@ -379,6 +380,7 @@ class Engine:
             current.state, current.state_reason, current.updated_at = state, reason[:300], utcnow()
             try:
                 await self.store.update_connector(current, expected_version=current.version_number)
+                self.rt.cache.clear()
                 connector.state = state
                 return
             except StoreError:
@@ -426,7 +428,7 @@ class Engine:
 
     async def _mt(self, job: Job) -> list[Job]:
         message = await self.store.get_outbound(job.payload["message_id"])
-        sender = await self.store.get_sender(job.payload["sender_id"])
+        sender = await self.rt.cache.sender(job.payload["sender_id"])
         if message is None or sender is None or message.state != "CREATED":
             return []
         channel = self.rt.channel(sender.channel)
@@ -441,7 +443,7 @@ class Engine:
             outgoing = message.model_copy(
                 update={"text": text, "options": [], "media": message.media if capabilities.media else []}
             )
-        connector = await self.store.get_connector(message.connector_id) if message.connector_id else None
+        connector = await self.rt.cache.connector(message.connector_id) if message.connector_id else None
         if connector is not None:
             wait = await self.store.reserve_send_slot(connector.id, connector.settings.rate_limit, self.clock.now())
             if wait > 0:
@@ -505,7 +507,7 @@ class Engine:
     async def _event_jobs(self, account_id: str, event: Any, *, first_attempt: bool = True) -> list[Job]:
         if first_attempt:
             self.rt.notify("on_event", event=event, account_id=account_id)
-        subscriptions = await self.store.list_subscriptions(account_id, topic=event.topic, limit=1000)
+        subscriptions = await self.rt.cache.subscriptions(account_id, event.topic)
         payload = event.payload()
         return [
             Job(kind="event", key=f"event:{s.id}:{event.event_id}", payload={"subscription_id": s.id, "event": payload})

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from botbridge.bot import BotBackend, BotSession, LateReplies
+from botbridge.cache import ReadCache
 from botbridge.channel import Channel, SenderContext
 from botbridge.clock import Clock, SystemClock
 from botbridge.crypto import SecretBox, generate_secret, hash_api_key, key_file_secret
@@ -75,6 +76,7 @@ class Runtime:
         self._channels: dict[str, Channel] = {}
         self._bots: dict[str, BotBackend] = {}
         self.metrics = Metrics()
+        self.cache = ReadCache(store)
         self.engine = Engine(
             self,
             EngineSettings(workers=settings.workers, event_workers=settings.event_workers, lease=settings.job_lease),

@@ -62,6 +62,7 @@ async def create_connector(request: Request) -> Response:
         await rt.store.create_connector(connector)
     except SenderTaken:
         raise _taken(body.sender_id) from None
+    rt.cache.clear()
     logger.info("connector %s created (type %s)", connector.id, connector.type)
     return JSONResponse(connector.public(), status_code=201)
 
@@ -125,6 +126,7 @@ async def update_connector(request: Request) -> Response:
         raise Conflict("the connector changed meanwhile; read it again", code="version_conflict") from None
     except SenderTaken:
         raise _taken(updated.sender_id) from None
+    rt.cache.clear()
     return JSONResponse(updated.public())
 
 
@@ -133,4 +135,5 @@ async def delete_connector(request: Request) -> Response:
     rt = runtime(request)
     connector = await owned_connector(rt, account_id, request.path_params["connector_id"])
     await rt.store.delete_connector(connector.id)
+    rt.cache.clear()
     return no_content()

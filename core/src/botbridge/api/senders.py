@@ -86,6 +86,7 @@ async def _provision(rt: Runtime, sender: Sender) -> Sender:
     sender.state_reason = result.state_reason
     sender.updated_at = utcnow()
     await rt.store.update_sender(sender)
+    rt.cache.clear()
     return sender
 
 
@@ -119,6 +120,7 @@ async def update_sender(request: Request) -> Response:
     sender.webhook_secret_enc = rt.box.encrypt(secret)
     sender.updated_at = utcnow()
     await rt.store.update_sender(sender)
+    rt.cache.clear()
     return JSONResponse(sender.public(rt.webhook_url(sender)))
 
 
@@ -135,4 +137,5 @@ async def delete_sender(request: Request) -> Response:
         except ProviderError as exc:
             raise APIError(f"undoing provisioning failed: {exc}", status_code=502, code="deprovision_failed") from None
     await rt.store.delete_sender(sender.id)
+    rt.cache.clear()
     return no_content()

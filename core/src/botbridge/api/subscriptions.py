@@ -31,6 +31,7 @@ async def create_subscription(request: Request) -> Response:
         account_id=account_id, url=body.url, topic=body.topic, secret_enc=rt.box.encrypt(body.secret)
     )
     await rt.store.create_subscription(subscription)
+    rt.cache.clear()
     return JSONResponse(subscription.public(), status_code=201)
 
 
@@ -52,6 +53,7 @@ async def delete_subscription(request: Request) -> Response:
     rt = runtime(request)
     subscription = await owned_subscription(rt, account_id, request.path_params["subscription_id"])
     await rt.store.delete_subscription(subscription.id)
+    rt.cache.clear()
     return no_content()
 
 

@@ -19,7 +19,7 @@ async def receive_webhook(request: Request) -> Response:
     sender_id = request.path_params["sender_id"]
     if channel_name not in rt.plugins.channels:
         raise not_found("channel", channel_name)
-    sender = await rt.store.get_sender(sender_id)
+    sender = await rt.cache.sender(sender_id)
     if sender is None or sender.channel != channel_name:
         raise not_found("sender", sender_id)
     body = await read_body(request)
