@@ -192,7 +192,8 @@ class Bench:
                 f"  completed {outcome['completed_per_s']:>7.1f}/s"
                 f"  added p50/p95/p99 {added['p50']}/{added['p95']}/{added['p99']} ms"
                 f"  cpu {outcome['cpu_ms_per_msg'].get('system')} ms/msg  errors {outcome['errors']}"
-                f"  lost {outcome['lost_or_late']}",
+                # accepted but not replied to by the end of the drain period (still queued, not lost)
+                f"  unreplied at end {outcome['lost_or_late']}",
                 flush=True,
             )
             return outcome
