@@ -344,6 +344,21 @@ async def test_sends_are_retried_then_fail_with_an_event(world: World) -> None:
     assert "bad number" in failed["reason_description"]
 
 
+async def test_a_plugin_bug_never_drops_accepted_work(world: World) -> None:
+    world.channel.failures += [RuntimeError("plugin bug"), KeyError("another")]
+    await world.mo("still here")
+    await world.until(lambda: len(world.channel.outbox) == 1, step=2.0)
+    assert world.channel.outbox[0]["text"] == "echo: still here"
+    assert 'botbridge_job_errors_total{kind="mt"} 2.0' in (await world.client.get("/metrics")).text
+
+
+def test_backoff_is_bounded() -> None:
+    from botbridge.engine import EngineSettings
+
+    settings = EngineSettings(backoff_base=1.0, backoff_cap=300.0)
+    assert all(0 < settings.backoff(n) <= 300 for n in (0, 5, 50, 5000))
+
+
 async def test_delivery_reports_move_state_forward_only(world: World) -> None:
     await world.mo("hello")
     await world.until(lambda: len(world.channel.outbox) == 1)

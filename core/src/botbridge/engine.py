@@ -75,7 +75,7 @@ class EngineSettings:
     backoff_cap: float = 300.0
 
     def backoff(self, attempt: int) -> float:
-        ceiling = min(self.backoff_cap, self.backoff_base * 2.0**attempt)
+        ceiling = min(self.backoff_cap, self.backoff_base * 2.0 ** min(attempt, 30))
         return float(ceiling / 2 + random.uniform(0, ceiling / 2))
 
 
@@ -238,14 +238,14 @@ class Engine:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            # A bug or a corrupt record: retry a few times, then set it aside.
-            logger.exception("%s job %s failed", job.kind, job.id)
-            if job.attempts + 1 < 3:
-                await self.store.retry_job(
-                    job, not_before=self.clock.now() + self.settings.backoff(job.attempts), error=repr(exc)
-                )
-            else:
-                await self.store.complete_job(job)
+            # A bug (ours or a plugin's): accepted work is never dropped. It is
+            # retried with a backoff that grows to `backoff_cap`, and logged
+            # each time, until a fix makes it pass.
+            logger.exception("%s job %s failed (attempt %d)", job.kind, job.id, job.attempts + 1)
+            self.rt.metrics.job_errors.labels(job.kind).inc()
+            await self.store.retry_job(
+                job, not_before=self.clock.now() + self.settings.backoff(job.attempts), error=repr(exc)[:300]
+            )
         finally:
             correlation_id.reset(token)
 

@@ -27,6 +27,9 @@ class Metrics:
         self.conversations_expired = Counter(
             "botbridge_conversations_expired", "Conversations closed by timeout", ["bot"], registry=r
         )
+        self.job_errors = Counter(
+            "botbridge_job_errors", "Jobs that raised an unexpected error (retried)", ["kind"], registry=r
+        )
         self.bot_errors = Counter("botbridge_bot_errors", "Bot calls that failed", ["bot"], registry=r)
         self.bot_latency = Histogram(
             "botbridge_bot_call_seconds", "Bot call latency", ["bot"], buckets=LATENCY_BUCKETS, registry=r
