@@ -16,9 +16,9 @@ from botbridge.settings import Settings
 from botbridge.signing import verify_standard_webhook
 from botbridge.testing.fakes import BotFake, ChannelFake, digits
 
-_plugins = Plugins.discover(Settings())
-CHANNELS = {name: factory for (kind, name), factory in sorted(_plugins.fakes.items()) if kind == "channel"}
-BOTS = {name: factory for (kind, name), factory in sorted(_plugins.fakes.items()) if kind == "bot"}
+_FAKES = sorted(Plugins.discover(Settings(load_plugins="azure_directline,dialogflow,lex,sinch,bird,scg")).fakes.items())
+CHANNELS = {name: factory for (kind, name), factory in _FAKES if kind == "channel"}
+BOTS = {name: factory for (kind, name), factory in _FAKES if kind == "bot"}
 
 
 class Subscriber:

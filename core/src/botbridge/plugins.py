@@ -81,6 +81,18 @@ class PluginInfo:
         }
 
 
+class _Extensions(NamedExtensionManager):  # type: ignore[type-arg]
+    """stevedore, reading the entry points afresh on every discovery.
+
+    stevedore keeps a process-wide list per namespace (and a disk cache keyed
+    by path mtimes at 32-bit precision); a plugin installed after the first
+    discovery in a process would stay invisible.
+    """
+
+    def list_entry_points(self) -> list[importlib.metadata.EntryPoint]:
+        return list(importlib.metadata.entry_points(group=self.namespace))
+
+
 class Plugins:
     """The plugin manager and the registries filled from it."""
 
@@ -126,7 +138,7 @@ class Plugins:
             info.errors.append(f"import failed: {type(error).__name__}: {error}")
             logger.error("plugin %s failed to load: %s", entry_point.name, error)
 
-        manager = NamedExtensionManager(
+        manager = _Extensions(
             ENTRY_POINT_GROUP,
             names=wanted,
             on_load_failure_callback=failed,

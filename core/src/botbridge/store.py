@@ -18,7 +18,7 @@ from botbridge.clock import Clock
 from botbridge.models import Connector, Conversation, EventFailure, Job, OutboundMessage, Sender, Subscription
 
 StoreFactory = Callable[[str, Clock], "Store"]
-SLOT_MARGIN = 1.05
+SLOT_MARGIN = 1.1
 
 
 class Store(ABC):
@@ -186,7 +186,7 @@ class Store(ABC):
     async def reserve_send_slot(self, key: str, rate: float, now: float) -> float:
         """Reserve the next send slot of `key` at `rate` per second; return the wait.
 
-        Slots are spaced evenly (no bursts) with a 5% margin for network
+        Slots are spaced evenly (no bursts) with a 10% margin for network
         jitter, so no window of one second holds more than `rate` sends. This
         default keeps its state in the process; a store shared by several
         hosts must override it.
