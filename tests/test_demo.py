@@ -30,6 +30,8 @@ def test_demo_runs_a_conversation_and_shows_the_events(channel: str, bot: str) -
     assert out.count("mo_message_received") == 3
     assert out.count("message_request_state_change") >= 3  # one per reply; a bot may send several
     assert "gave up" not in out
+    assert out.count("message_state_change") == out.count("message_request_state_change")  # each reply delivered
+    assert "→ DELIVERED" in out
     assert 'credentials":"…"' in out  # the curl lines never show a secret
 
 

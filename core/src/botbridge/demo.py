@@ -148,12 +148,18 @@ class Demo:
                     self.say("  (type as the phone user; an empty line or end of input stops)")
                     while text := await asyncio.to_thread(read_line):
                         await self.turn(sender["webhook_url"], text)
-                expected = self.turns + len(self.channel.texts_to(CONTACT))  # one per MO, one per reply
+                replies = len(self.channel.texts_to(CONTACT))
+                reported = await self.channel.report_delivered(sender["webhook_url"])
+                if reported:
+                    self.say(f"\nThe provider reports {reported} message(s) delivered to the phone.")
+                expected = self.turns + replies + reported  # MOs, sends, delivery reports
                 await self.wait(lambda: len(self.subscriber.events) >= expected, "the events", within=10)
             self.say(f"\nEvents the subscriber received ({len(self.subscriber.events)}, each signature verified):")
             for event in self.subscriber.events:
                 fields = event["event"]["fld-val-list"]
                 detail = fields.get("message_body") or f"{fields.get('previous_state')} → {fields.get('new_state')}"
+                if fields.get("reason_description") and event["event"]["evt-tp"] == "message_state_change":
+                    detail += f" ({fields['reason_description']})"
                 self.say(f"  {event['event']['evt-tp']:<30} attempt {event['attempt']}  {detail}")
             self.say("\nDone: everything ran on loopback and is cleaned up.")
         return 0

@@ -32,6 +32,13 @@ class ChannelFake:
         """What the fake provider was asked to send, as dicts with "to" and "text"."""
         raise NotImplementedError
 
+    async def report_delivered(self, webhook_url: str) -> int:
+        """The provider reports every message it was sent as delivered; how many it reported.
+
+        Optional: a fake without delivery reports keeps this default.
+        """
+        return 0
+
     def texts_to(self, contact: str) -> list[str]:
         return [str(m["text"]) for m in self.sent() if digits(m["to"]) == digits(contact)]
 

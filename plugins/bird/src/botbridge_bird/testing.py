@@ -775,6 +775,14 @@ class BirdPhone(ChannelFake):
     def sent(self) -> list[dict[str, Any]]:
         return self.fake.sent
 
+    async def report_delivered(self, webhook_url: str) -> int:
+        async with httpx.AsyncClient() as http:
+            for message in self.fake.sent:
+                await self.fake.emit_statuses(
+                    message["id"], ("delivered",), url=webhook_url, signing_key=self.signing_key, http=http
+                )
+        return len(self.fake.sent)
+
 
 def serve(host: str = "127.0.0.1", port: int = 8099, **options: Any) -> None:
     """Run a fake on `host:port` until interrupted (needs uvicorn)."""

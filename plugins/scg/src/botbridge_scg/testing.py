@@ -650,6 +650,11 @@ class ScgPhone(ChannelFake):
     def sent(self) -> list[dict[str, Any]]:
         return self.fake.sent
 
+    async def report_delivered(self, webhook_url: str) -> int:
+        for message in self.fake.sent:
+            await self.fake.emit_report(webhook_url, message["id"], "DELIVERED", auth=EssAuth.bearer(self.secret))
+        return len(self.fake.sent)
+
 
 def serve(host: str = "127.0.0.1", port: int = 8090, fake: FakeScg | None = None) -> None:
     """Serve the fake's API with uvicorn until interrupted."""

@@ -694,6 +694,11 @@ class SinchPhone(ChannelFake):
     def sent(self) -> list[dict[str, Any]]:
         return self.fake.sent
 
+    async def report_delivered(self, webhook_url: str) -> int:
+        for message in self.fake.sent:
+            await self.fake.emit_report(webhook_url, message["message_id"], "DELIVERED")
+        return len(self.fake.sent)
+
 
 def serve(host: str = "127.0.0.1", port: int = 8099, fake: FakeSinch | None = None) -> None:
     """Run the fake on a loopback port (blocking)."""
