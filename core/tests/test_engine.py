@@ -451,6 +451,21 @@ async def test_rate_limit_spaces_sends(tmp_path: Any) -> None:
         assert busiest <= 40
 
 
+async def test_long_rate_waits_give_the_job_back_instead_of_outliving_the_lease(tmp_path: Any, caplog: Any) -> None:
+    caplog.set_level("INFO", logger="botbridge.engine")
+    async with make_world(tmp_path, config={"rate_limit": 1}) as world:
+        start = world.clock.now()
+        world.rt.engine.settings.lease = 3.0  # waits over 1 s are handed back to the queue
+        for i in range(6):
+            await world.mo(f"hi {i}", contact=f"+1555040{i:02d}")
+        await world.until(lambda: len(world.channel.outbox) == 6, step=0.2)
+        assert sorted(m["text"] for m in world.channel.outbox) == [f"echo: hi {i}" for i in range(6)]
+        states = world.subscriber.of_type("message_request_state_change")
+        assert len(states) == 6 and all(s["event"]["fld-val-list"]["new_state"] == "SENT" for s in states)
+        assert world.clock.now() - start >= 5 * 1.1  # the slots were kept
+        assert any("waiting for its send slot" in r.getMessage() for r in caplog.records)
+
+
 async def test_metrics_count_what_happened(world: World) -> None:
     await world.mo("hello")
     await world.until(lambda: len(world.channel.outbox) == 1)

@@ -445,15 +445,14 @@ class Engine:
             )
         connector = await self.rt.cache.connector(message.connector_id) if message.connector_id else None
         if connector is not None:
-            wait = await self.store.reserve_send_slot(connector.id, connector.settings.rate_limit, self.clock.now())
-            if wait > 0:
-                await self.clock.sleep(wait)
+            await self._wait_for_slot(job, connector)
         started = time.perf_counter()
         try:
             result = await channel.send(context, outgoing)
         except ProviderError as exc:
             final = isinstance(exc, CredentialsInvalid) or not exc.retryable
-            if not final and job.attempts + 1 < self.settings.send_attempts:
+            failures = job.attempts - job.payload.get("deferrals", 0)
+            if not final and failures + 1 < self.settings.send_attempts:
                 raise Retry(f"send: {exc}", exc.retry_after or self.settings.backoff(job.attempts)) from None
             self.rt.metrics.mt_failed.labels(sender.channel).inc()
             code = str(exc.status_code) if exc.status_code else "send_failed"
@@ -463,6 +462,26 @@ class Engine:
         self.rt.metrics.mt_sent.labels(sender.channel).inc()
         message.provider_message_id = result.provider_message_id
         return await self._transition(sender, message, result.state or "SENT", None, None, request_level=True)
+
+    async def _wait_for_slot(self, job: Job, connector: Connector) -> None:
+        """Wait for this message's send slot under the connector's rate limit.
+
+        A short wait happens in the worker. A long one (a deep queue at a low
+        rate) would outlast the job's lease and let another worker send the
+        same message, so the job is put back until its slot instead; the slot
+        stays reserved for it in the payload.
+        """
+        now = self.clock.now()
+        slot = job.payload.get("slot_at")
+        if slot is None:
+            slot = now + await self.store.reserve_send_slot(connector.id, connector.settings.rate_limit, now)
+        wait = slot - now
+        if wait > self.settings.lease / 3:
+            job.payload["slot_at"] = slot
+            job.payload["deferrals"] = job.payload.get("deferrals", 0) + 1
+            raise Retry("waiting for its send slot", wait)
+        if wait > 0:
+            await self.clock.sleep(wait)
 
     async def _transition(
         self,
