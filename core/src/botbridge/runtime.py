@@ -101,8 +101,11 @@ class Runtime:
 
     async def start(self) -> None:
         await self.store.open()
-        for account, key in self.settings.bootstrap_keys():
+        keys = self.settings.bootstrap_keys()
+        for account, key in keys:
             await self.store.put_api_key(hash_api_key(key), account)
+        if not keys:
+            logger.warning("BOTBRIDGE_API_KEYS is empty: only keys stored earlier can call the API")
         await self.engine.start()
 
     async def stop(self) -> None:
