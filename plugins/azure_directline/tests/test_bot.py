@@ -562,6 +562,31 @@ async def test_poller_stops_after_the_idle_window_and_on_close(
     assert fake.conversation(conversation_id).ended
 
 
+async def test_an_idle_conversation_is_read_less_and_less_often(
+    bot: FastBot, fake: FakeDirectLine, clock: FakeClock
+) -> None:
+    session = make_session_factory(fake, clock, poll_interval=1, late_reply_window=60, late_reply_max_interval=15)()
+    await bot.open(session)
+    await bot.send(session, inbound(session, "hi"))
+    conversation_id = session.state["conversation_id"]
+    reads = len(fake.requests)
+    await until(lambda: not bot.polling(conversation_id), clock, step=1)
+    idle_reads = len(fake.requests) - reads
+    # 1, 2, 4, 8, 15, 15, 15 s: a handful of reads in a minute, not sixty
+    assert 4 <= idle_reads <= 9, idle_reads
+    # and a reply that comes late is still found
+    late: list[Reply] = []
+
+    async def deliver(replies: list[Reply]) -> None:
+        late.extend(replies)
+
+    session.deliver_late = deliver
+    await bot.send(session, inbound(session, "again", 1))
+    fake.push(conversation_id, "much later", delay=40)
+    await until(lambda: bool(late), clock, step=1)
+    assert [r.text for r in late] == ["much later"]
+
+
 async def test_poller_survives_errors_and_stops_on_refused_credentials(
     bot: FastBot, new_session: Callable[..., BotSession], fake: FakeDirectLine, clock: FakeClock
 ) -> None:

@@ -40,11 +40,15 @@ DEFAULTS: dict[str, float] = {
     "reply_wait": 5.0,  # how long `send` polls for the replies to its turn
     "poll_interval": 1.0,  # between two reads of the activities
     "late_reply_window": 60.0,  # the poller stops after this long without activity
+    # An idle conversation is read less and less often, up to this interval:
+    # a thousand open conversations must not cost a thousand reads a second.
+    "late_reply_max_interval": 15.0,
 }
 LIMITS: dict[str, tuple[float, float]] = {
     "reply_wait": (0.0, 60.0),
     "poll_interval": (0.01, 60.0),
     "late_reply_window": (0.0, 86400.0),
+    "late_reply_max_interval": (0.01, 3600.0),
 }
 
 
@@ -365,10 +369,17 @@ class DirectLineBot(BotBackend):
     async def _poll(self, live: _Live) -> None:
         """Read the conversation until it has been idle for `late_reply_window` seconds."""
         failures = 0
+        quiet = 0  # reads in a row that found nothing since the last activity
+        seen_activity = live.last_activity
         try:
             while True:
                 config = live.session.config
-                interval = _number(config, "poll_interval")
+                if live.last_activity != seen_activity:
+                    quiet, seen_activity = 0, live.last_activity
+                interval = min(
+                    _number(config, "poll_interval") * 2 ** min(quiet, 20),
+                    max(_number(config, "poll_interval"), _number(config, "late_reply_max_interval")),
+                )
                 await self.clock.sleep(interval * min(2**failures, 30))
                 if self.clock.now() - live.last_activity >= _number(config, "late_reply_window"):
                     return
@@ -388,6 +399,7 @@ class DirectLineBot(BotBackend):
                     continue
                 failures = 0
                 replies = bot_replies(activities, live.user_id)
+                quiet = 0 if replies else quiet + 1
                 if replies:
                     try:
                         await live.session.deliver_late(replies)
