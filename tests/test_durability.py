@@ -93,9 +93,15 @@ async def test_sigkill_loses_nothing_that_got_a_2xx(tmp_path: Path, sides: Any) 
             lambda: all(channel.texts_to(contact) for contact in accepted),
             f"replies to all {len(accepted)} accepted MOs",
         )
+        duplicates = 0
         for contact in accepted:
             number = int(digits(contact)[-4:])
-            assert channel.texts_to(contact) == [f"echo: message {number}"]
+            replies = channel.texts_to(contact)
+            assert set(replies) == {f"echo: message {number}"}
+            duplicates += len(replies) - 1
+        # At least once: a reply the channel took just before the kill, not yet
+        # recorded, is sent again after the restart (the README's one window).
+        assert duplicates <= 8, duplicates
     finally:
         host.stop()
 
