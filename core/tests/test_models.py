@@ -76,3 +76,12 @@ def test_connector_payloads() -> None:
     for bad in ({"version_number": "x"}, {"version_number": 0}, {}, {"version_number": 1, "id": "x"}):
         with pytest.raises(ValidationError):
             ConnectorUpdate.model_validate(bad)
+
+
+@given(st.floats(min_value=0, max_value=4e9), st.floats(min_value=0.001, max_value=1e6))
+def test_ids_sort_by_creation_time(first: float, later_by: float) -> None:
+    from botbridge.ids import ALPHABET, LENGTH, new_id
+
+    a, b = new_id(first), new_id(first + later_by)
+    assert len(a) == len(b) == LENGTH and set(a + b) <= set(ALPHABET)
+    assert a < b

@@ -27,7 +27,3 @@ def new_id(now: float | None = None) -> str:
     millis = int((time.time() if now is None else now) * 1000)
     random_part = secrets.randbits(84)  # 14 base62 chars hold ~83.4 bits
     return _encode(millis, _TIME_CHARS) + _encode(random_part % 62**14, LENGTH - _TIME_CHARS)
-
-
-def is_id(value: str) -> bool:
-    return len(value) == LENGTH and all(c in ALPHABET for c in value)

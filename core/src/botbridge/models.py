@@ -137,9 +137,6 @@ class ConnectorUpdate(_Model):
     config: ConnectorConfig | None = None
 
 
-ConnectorState = Literal["active", "credentials_invalid", "error"]
-
-
 class Connector(BaseModel):
     id: str = Field(default_factory=new_id)
     account_id: str
@@ -220,8 +217,6 @@ class Reply(BaseModel):
     media: list[Media] = Field(default_factory=list)
     options: list[Option] = Field(default_factory=list)
 
-
-MessageState = Literal["CREATED", "QUEUED", "SENT", "DELIVERED", "READ", "FAILED"]
 
 # Later states never go back to earlier ones: reports may arrive out of order.
 STATE_RANK: dict[str, int] = {
@@ -437,11 +432,3 @@ class EventFailure(BaseModel):
     attempts: int
     last_error: str
     failed_at: datetime = Field(default_factory=utcnow)
-
-
-# --- pagination ---------------------------------------------------------
-
-
-class Page(BaseModel):
-    items: list[dict[str, Any]]
-    next_cursor: str | None = None
