@@ -78,7 +78,7 @@ def test_connector_payloads() -> None:
             ConnectorUpdate.model_validate(bad)
 
 
-@given(st.floats(min_value=0, max_value=4e9), st.floats(min_value=0.001, max_value=1e6))
+@given(st.floats(min_value=0, max_value=4e9), st.floats(min_value=0.002, max_value=1e6))
 def test_ids_sort_by_creation_time(first: float, later_by: float) -> None:
     from botbridge.ids import ALPHABET, LENGTH, new_id
 
