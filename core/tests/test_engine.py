@@ -43,6 +43,7 @@ class ScriptBot(BotBackend):
         self.closed: list[str] = []
         self.failures: list[Exception] = []
         self.open_failures: list[Exception] = []
+        self.down_calls = 0
         self.sessions: dict[str, BotSession] = {}
         self.delay = 0.0
 
@@ -59,6 +60,9 @@ class ScriptBot(BotBackend):
         self.closed.append(session.conversation_id)
 
     async def send(self, session: BotSession, message: InboundMessage) -> list[Reply]:
+        if session.config.get("down"):
+            self.down_calls += 1
+            raise BotError("bot answered 503", retryable=True)
         if self.failures:
             raise self.failures.pop(0)
         if self.delay:
@@ -314,6 +318,44 @@ async def test_a_refused_session_start_is_a_bot_failure(tmp_path: Any) -> None:
         connector = (await world.client.get(f"/v1/connectors/{world.connector_id}")).json()
         assert connector["state"] == "credentials_invalid"
         assert await world.rt.store.get_conversation(world.sender_id, "+15550100") is None
+
+
+async def test_a_bot_that_keeps_failing_is_not_called_for_a_while(world: World) -> None:
+    engine = world.rt.engine
+    engine.settings.bot_attempts = 1
+    engine.settings.breaker_open = engine.settings.breaker_cap = 1000.0  # stays open while the clock steps
+    down_sender = (
+        await world.client.post(
+            "/v1/senders", json={"channel": "loop", "address": "+15558888", "webhook_secret": "loop-secret"}
+        )
+    ).json()
+    await world.client.post(
+        "/v1/connectors",
+        json={
+            "type": "SCRIPT",
+            "sender_id": down_sender["id"],
+            "credentials": "x",
+            "config": {"down": True, "fallback_text": "We will get back to you."},
+        },
+    )
+    healthy_sender = world.sender_id
+    world.sender_id = down_sender["id"]
+    for i in range(8):
+        await world.mo(f"anyone {i}", contact=f"+1555050{i:02d}")
+    world.sender_id = healthy_sender
+    await world.mo("and me?", contact="+15550600")
+    await world.until(lambda: len(world.channel.outbox) == 9)
+    texts = [m["text"] for m in world.channel.outbox]
+    assert texts.count("We will get back to you.") == 8
+    assert "echo: and me?" in texts
+    # Calls already in flight when the circuit opened still count; the rest failed fast.
+    assert engine.settings.breaker_threshold <= world.bot.down_calls < 8
+    calls = world.bot.down_calls
+    world.clock.advance(engine.settings.breaker_open + 1)  # the circuit closes: one more try
+    world.sender_id = down_sender["id"]
+    await world.mo("still there?", contact="+15550700")
+    await world.until(lambda: len(world.channel.outbox) == 10)
+    assert world.bot.down_calls == calls + 1
 
 
 async def test_a_failing_bot_is_retried(world: World) -> None:

@@ -73,10 +73,27 @@ class EngineSettings:
     event_timeout: float = 5.0
     backoff_base: float = 1.0
     backoff_cap: float = 300.0
+    # After this many failed bot calls in a row, a connector's bot is not
+    # called for a while: its MOs get the fallback at once instead of holding
+    # workers that other connectors need.
+    breaker_threshold: int = 3
+    breaker_open: float = 5.0
+    breaker_cap: float = 60.0
 
     def backoff(self, attempt: int) -> float:
         ceiling = min(self.backoff_cap, self.backoff_base * 2.0 ** min(attempt, 30))
         return float(ceiling / 2 + random.uniform(0, ceiling / 2))
+
+
+class CircuitOpen(BotError):
+    """The connector's bot failed repeatedly; it is not called until the circuit closes."""
+
+
+@dataclass
+class Breaker:
+    failures: int = 0
+    open_until: float = 0.0
+    reason: str = ""
 
 
 class Retry(Exception):
@@ -100,6 +117,7 @@ class Engine:
         # One token per runnable job, so a new job wakes one idle worker, not all of them.
         self._tokens: dict[str, asyncio.Queue[None]] = {"message": asyncio.Queue(), "event": asyncio.Queue()}
         self._stopping = False
+        self._breakers: dict[str, Breaker] = {}
 
     @property
     def store(self) -> Store:
@@ -285,6 +303,9 @@ class Engine:
         try:
             if connector.state == "credentials_invalid":
                 raise BotCredentialsInvalid(connector.state_reason or "the bot refused the connector's credentials")
+            breaker = self._breakers.get(connector.id)
+            if breaker is not None and breaker.open_until > self.clock.now():
+                raise CircuitOpen(f"bot unavailable ({breaker.reason}); not called for a few seconds")
             conversation = await self._resolve(sender, connector, message, bot)
             choice = match_option(message.text, conversation.options) if not message.postback else None
             bot_message = message
@@ -297,9 +318,11 @@ class Engine:
             replies = await asyncio.wait_for(bot.send(session, bot_message), self.settings.bot_timeout)
         except (BotError, ProviderError, TimeoutError) as exc:
             self.rt.metrics.bot_errors.labels(connector.type).inc()
+            self._count_failure(connector, exc)
             return events + await self._bot_failed(job, exc, sender, connector, conversation, message)
         finally:
             self.rt.metrics.bot_latency.labels(connector.type).observe(time.perf_counter() - started)
+        self._breakers.pop(connector.id, None)
         conversation.last_mo_at = self.clock.now()
         conversation.timeout = connector.settings.conversation_timeout
         with_options = [r for r in replies if r.options]
@@ -340,6 +363,23 @@ class Engine:
         self.rt.metrics.conversations_opened.labels(connector.type).inc()
         logger.info("conversation %s opened with %s", fresh.id, mask(message.contact))
         return fresh
+
+    def _count_failure(self, connector: Connector, exc: BaseException) -> None:
+        if isinstance(exc, CircuitOpen | BotCredentialsInvalid):
+            return
+        breaker = self._breakers.setdefault(connector.id, Breaker())
+        breaker.failures += 1
+        breaker.reason = (str(exc) or type(exc).__name__)[:200]
+        over = breaker.failures - self.settings.breaker_threshold
+        if over >= 0:
+            pause = min(self.settings.breaker_cap, self.settings.breaker_open * 2 ** min(over, 20))
+            breaker.open_until = self.clock.now() + pause
+            logger.warning(
+                "bot of connector %s failed %d times in a row: not called for %.0f s",
+                connector.id,
+                breaker.failures,
+                pause,
+            )
 
     async def _bot_failed(
         self,
