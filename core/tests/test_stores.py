@@ -58,3 +58,35 @@ async def test_closed_sqlite_store_is_not_ready(tmp_path: Path) -> None:
     assert await store.ping()
     await store.close()
     assert not await store.ping()
+
+
+@pytest.mark.anyio
+async def test_a_failing_write_among_concurrent_ones_rolls_back_alone(tmp_path: Path) -> None:
+    import asyncio
+
+    from botbridge.errors import SenderTaken
+    from botbridge.models import Connector, Sender
+
+    store = SQLiteStore(str(tmp_path / "group.db"), FakeClock())
+    await store.open()
+    try:
+        first = Connector(account_id="a", type="ECHO", sender_id="s1")
+        clash = Connector(account_id="a", type="ECHO", sender_id="s1")
+        sender = Sender(account_id="a", channel="loop", address="+1")
+        results = await asyncio.gather(
+            store.create_connector(first),
+            store.create_connector(clash),
+            store.create_sender(sender),
+            store.claim("k", 60),
+            return_exceptions=True,
+        )
+        assert results[0] is None and isinstance(results[1], SenderTaken) and results[3] is True
+        reopened = SQLiteStore(str(tmp_path / "group.db"), FakeClock())
+        await reopened.open()
+        try:
+            assert await reopened.get_sender(sender.id) == sender
+            assert (await reopened.connector_for_sender("s1")).id == first.id  # type: ignore[union-attr]
+        finally:
+            await reopened.close()
+    finally:
+        await store.close()
