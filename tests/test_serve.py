@@ -62,3 +62,32 @@ def test_seed_calls_and_data_surviving_a_restart(tmp_path: Path) -> None:
         host.stop()
     for stored in tmp_path.glob("botbridge.db*"):
         assert DIRECT_LINE_SECRET.encode() not in stored.read_bytes()
+
+
+def test_json_logs_carry_correlation_ids_and_no_secrets(tmp_path: Path) -> None:
+    import json
+
+    env = {
+        "BOTBRIDGE_STORE": f"sqlite:///{tmp_path}/botbridge.db",
+        "BOTBRIDGE_API_KEYS": f"acct1:{KEY}",
+        "BOTBRIDGE_LOG_FORMAT": "json",
+    }
+    host = HostProcess(env, tmp_path).start()
+    try:
+        with httpx.Client(base_url=host.url, headers={"Authorization": f"Bearer {KEY}"}, timeout=10) as api:
+            sender = api.post(
+                "/v1/senders",
+                json={
+                    "channel": "scg",
+                    "address": "66000",
+                    "credentials": "scg-api-token-0001",
+                    "webhook_secret": "ess-delivery-secret-0001",
+                },
+            )
+            assert sender.status_code == 201
+    finally:
+        host.stop()
+    lines = [json.loads(line) for line in host.output().splitlines() if line.startswith("{")]
+    assert any("sender" in line["message"] and "created" in line["message"] for line in lines)
+    assert all({"time", "level", "logger", "correlation_id", "message"} <= set(line) for line in lines)
+    assert "scg-api-token-0001" not in host.output() and "ess-delivery-secret-0001" not in host.output()

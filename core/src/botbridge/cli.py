@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 
 from botbridge import logs
@@ -18,13 +17,7 @@ def _serve(args: argparse.Namespace) -> int:
     from botbridge.host import create_app
 
     settings = Settings()
-    logs.install()
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s [%(correlation_id)s] %(message)s",
-    )
-    # One line per outbound request is noise at INFO; botbridge logs what matters.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logs.configure(settings.log_level, settings.log_format)
     app = create_app(settings)
     uvicorn.run(
         app,
@@ -33,6 +26,7 @@ def _serve(args: argparse.Namespace) -> int:
         loop="uvloop",
         http="httptools",
         log_level=settings.log_level.lower(),
+        log_config=None,
         access_log=args.access_log,
     )
     return 0

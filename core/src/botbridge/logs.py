@@ -7,6 +7,7 @@ never logged at all.
 from __future__ import annotations
 
 import contextvars
+import json
 import logging
 
 correlation_id: contextvars.ContextVar[str] = contextvars.ContextVar("correlation_id", default="-")
@@ -31,6 +32,37 @@ def mask(address: str) -> str:
     if len(address) <= 6:
         return "…"
     return f"{address[:3]}…{address[-3:]}"
+
+
+class JSONFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, correlation id, message."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname,
+            "logger": record.name,
+            "correlation_id": getattr(record, "correlation_id", "-"),
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def configure(level: str, fmt: str) -> None:
+    """Logging for `botbridge serve`: plain lines or JSON lines, with correlation ids."""
+    install()
+    handler = logging.StreamHandler()
+    if fmt == "json":
+        handler.setFormatter(JSONFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(correlation_id)s] %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # One line per outbound request is noise at INFO; botbridge logs what matters.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 install()

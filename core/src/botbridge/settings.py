@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     http_timeout: float = Field(default=20.0, gt=0)
     http_max_connections: int = Field(default=200, ge=1)
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
 
     @field_validator("public_url")
     @classmethod
