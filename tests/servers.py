@@ -7,8 +7,11 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import anyio
 import httpx
 
 from botbridge.testing.servers import free_port, serve_app
@@ -26,6 +29,32 @@ def wait_for(url: str, timeout: float = 20.0, process: subprocess.Popen[bytes] |
             pass
         time.sleep(0.05)
     raise TimeoutError(f"{url} did not answer")
+
+
+class Stamped:
+    """ASGI middleware that notes when each request reached the app it wraps."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.stamps: list[tuple[float, str]] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            self.stamps.append((time.monotonic(), scope["path"]))
+        await self.app(scope, receive, send)
+
+    def busiest_second(self, path_suffix: str) -> int:
+        """The most requests to paths ending so that fell in any one second."""
+        times = sorted(t for t, path in self.stamps if path.endswith(path_suffix))
+        return max((sum(1 for s in times if t <= s < t + 1) for t in times), default=0)
+
+
+async def eventually(condition: Callable[[], bool], what: str, within: float = 30.0) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await anyio.sleep(0.02)
 
 
 class HostProcess:
@@ -68,4 +97,4 @@ class HostProcess:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
 
-__all__ = ["HostProcess", "free_port", "serve_app", "wait_for"]
+__all__ = ["HostProcess", "Stamped", "eventually", "free_port", "serve_app", "wait_for"]

@@ -7,18 +7,16 @@ the replies arrive at the channel fake; a subscriber receives the events.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
-import anyio
 import httpx
 import pytest
 
 from .providers import BOTS, CHANNELS, BotFake, ChannelFake, Subscriber
-from .servers import HostProcess, serve_app
+from .servers import HostProcess, eventually, serve_app
 
 pytestmark = pytest.mark.anyio
 KEY = "pairs-test-key-1"
@@ -61,14 +59,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             response = api.post("/v1/subscriptions", json={"url": subscriber_url, "secret": SUBSCRIBER_SECRET})
             assert response.status_code == 201, response.text
         yield World(host, channels, bots, subscriber, subscriber_url)
-
-
-async def eventually(condition: Any, what: str, within: float = 15.0) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await anyio.sleep(0.02)
 
 
 @pytest.mark.parametrize("bot_type", list(BOTS))
