@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -15,7 +12,7 @@ import httpx
 import pytest
 
 from .providers import BOTS, CHANNELS, digits
-from .servers import HostProcess, Stamped, eventually, free_port, serve_app
+from .servers import HostProcess, Stamped, eventually, serve_app
 
 redis_testing = pytest.importorskip("botbridge_redis.testing", reason="botbridge-redis is not installed")
 
@@ -152,41 +149,11 @@ async def test_sigkill_of_one_host_loses_nothing_that_got_a_2xx(store: str, tmp_
             assert set(channel.texts_to(contact)) == {f"echo: message {number}"}
 
 
-class OwnRedis:
-    """A redis-server of this test's own, to restart under a running host (never the shared one)."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.workdir = workdir
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server")
-        assert binary is not None
-        options = ["--save", "", "--appendonly", "yes", "--dir", str(self.workdir)]
-        self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", *options],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        url = f"redis://127.0.0.1:{self.port}/0"
-        deadline = time.monotonic() + 10
-        while redis_testing.unavailable_reason.__wrapped__(url) is not None:
-            if time.monotonic() > deadline:
-                raise TimeoutError("redis-server did not start")
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-
-
 async def test_redis_restart_under_a_host_503_then_recovery(tmp_path: Path, sides: Any) -> None:
-    if shutil.which("redis-server") is None:
+    if not redis_testing.OwnRedis.available():
         pytest.skip("no redis-server binary to start a server of this test's own")
     channel, _, channel_url, bot, bot_url = sides
-    server = OwnRedis(tmp_path)
+    server = redis_testing.OwnRedis(tmp_path)
     server.start()
     host = HostProcess(host_env(f"redis://127.0.0.1:{server.port}/0"), tmp_path)
     try:

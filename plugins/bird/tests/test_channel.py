@@ -1,8 +1,7 @@
 from __future__ import annotations
 
 import json
-import threading
-import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -23,6 +22,7 @@ from botbridge.errors import (
 )
 from botbridge.models import Media, Option, OutboundMessage
 from botbridge.testing import ChannelContract, ChannelHarness
+from botbridge.testing.servers import serve_app
 from botbridge_bird import DEFAULT_REPLAY_WINDOW, BirdChannel, sign_webhook
 from botbridge_bird.testing import BirdFake, compact
 
@@ -561,24 +561,9 @@ async def test_provision_needs_an_absolute_webhook_url(fake: BirdFake, channel: 
 
 
 @pytest.fixture
-def loopback(fake: BirdFake):  # type: ignore[no-untyped-def]
-    import socket
-
-    import uvicorn
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(fake.app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "fake did not start"
-        time.sleep(0.01)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+def loopback(fake: BirdFake) -> Iterator[str]:
+    with serve_app(fake.app) as url:
+        yield url
 
 
 async def test_send_over_loopback(fake: BirdFake, clock: FakeClock, loopback: str) -> None:

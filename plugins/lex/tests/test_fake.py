@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from botocore.session import Session
@@ -20,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from botbridge import FakeClock
+from botbridge.testing.servers import serve_app
 from botbridge_lex import parse_credentials
 from botbridge_lex.bot import signed_headers
 from botbridge_lex.testing import (
@@ -242,20 +239,8 @@ async def test_any_changed_byte_breaks_the_signature(
 
 @pytest.fixture(scope="module")
 def loopback() -> Iterator[str]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(FakeLex().app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with serve_app(FakeLex().app) as url:
+        yield url
 
 
 def _sdk(service: str, endpoint: str, secret: str = SECRET_KEY) -> Any:

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import shutil
 import socket
-import subprocess
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -23,7 +20,7 @@ from botbridge.store import Store
 from botbridge.testing import StoreContract
 from botbridge_redis import RedisStore, parse_url
 from botbridge_redis.store import DEFAULT_PREFIX, OUTBOUND_RETENTION
-from botbridge_redis.testing import store_url
+from botbridge_redis.testing import OwnRedis, store_url
 
 pytestmark = pytest.mark.redis
 
@@ -259,44 +256,9 @@ async def test_unreachable_redis_is_unavailable_not_an_error() -> None:
     await store.close()
 
 
-class OwnRedis:
-    """A redis-server of this test's own on a free port, to stop and start at will."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = closed_port()
-        self.workdir = workdir
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server")
-        assert binary is not None
-        # no snapshots; an append-only file in the test's directory keeps the data across restarts
-        options = ["--save", "", "--appendonly", "yes", "--dir", str(self.workdir)]
-        self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", *options],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with redis.Redis(port=self.port, socket_connect_timeout=0.2) as client:
-                    client.ping()
-                    return
-            except redis.RedisError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.02)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-
-
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
-    if shutil.which("redis-server") is None:
+    if not OwnRedis.available():
         pytest.skip("no redis-server binary to start a server of this test's own")
     server = OwnRedis(tmp_path)
     server.start()

@@ -2,16 +2,12 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
-import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import anyio
 import httpx
 import pytest
-import uvicorn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -28,6 +24,7 @@ from botbridge.errors import (
 from botbridge.http import RetryPolicy
 from botbridge.models import Event, Media, Option, OutboundMessage
 from botbridge.testing import ChannelContract, ChannelHarness
+from botbridge.testing.servers import serve_app
 from botbridge_scg import ScgChannel, normalize_address
 from botbridge_scg.channel import check_authorization, rcs_reply
 from botbridge_scg.testing import FakeScg
@@ -677,19 +674,8 @@ def test_request_bodies_respect_the_limits(channel, make_sender, text, labels, k
 
 @pytest.fixture
 def loopback_fake(fake: FakeScg) -> Iterator[str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(fake.app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "the fake did not start"
-        time.sleep(0.01)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve_app(fake.app) as url:
+        yield url
 
 
 async def test_send_over_loopback_http(loopback_fake: str, fake: FakeScg, make_sender, consts) -> None:  # type: ignore[no-untyped-def]

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +11,6 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-import uvicorn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -22,6 +19,7 @@ from botbridge.clock import FakeClock
 from botbridge.errors import ConfigInvalid, CredentialsInvalid, InvalidSignature, MalformedWebhook, SendError
 from botbridge.models import Media, Option, OutboundMessage
 from botbridge.testing import ChannelContract, ChannelHarness
+from botbridge.testing.servers import serve_app
 from botbridge_sinch import SinchChannel
 from botbridge_sinch.testing import FakeSinch
 
@@ -590,21 +588,8 @@ async def test_provision_needs_an_absolute_url(channel: SinchChannel, fake: Fake
 @pytest.fixture
 def loopback_fake() -> Iterator[tuple[FakeSinch, str]]:
     fake = FakeSinch()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(fake.app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "fake did not start"
-        time.sleep(0.01)
-    try:
-        yield fake, f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with serve_app(fake.app) as url:
+        yield fake, url
 
 
 async def test_send_over_loopback_http(loopback_fake: tuple[FakeSinch, str]) -> None:

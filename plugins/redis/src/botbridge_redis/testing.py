@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
+import socket
+import subprocess
+import time
 import uuid
+from pathlib import Path
 
 import redis
 
@@ -59,3 +64,52 @@ def delete_prefix(url: str, prefix: str) -> int:
     finally:
         client.close()
     return deleted
+
+
+class OwnRedis:
+    """A redis-server of a test's own on a free port, to stop and restart at will.
+
+    Never the shared server: tests that restart Redis use this one. It keeps
+    its data in an append-only file in `workdir`, so a restart keeps it.
+    """
+
+    def __init__(self, workdir: Path) -> None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port: int = sock.getsockname()[1]
+        self.workdir = workdir
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @staticmethod
+    def available() -> bool:
+        return shutil.which("redis-server") is not None
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("no redis-server binary")
+        options = ["--save", "", "--appendonly", "yes", "--dir", str(self.workdir)]
+        self.process = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", *options],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with redis.Redis(port=self.port, socket_connect_timeout=0.2) as client:
+                    client.ping()
+                    return
+            except redis.RedisError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
