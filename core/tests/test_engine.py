@@ -24,7 +24,7 @@ from botbridge.signing import verify_standard_webhook
 from botbridge.stores import memory, sqlite
 from botbridge.testing import api_client
 
-from .conftest import KEY_A, LoopChannel, sign_loop
+from .conftest import KEY_A, KEY_B, LoopChannel, sign_loop
 
 pytestmark = pytest.mark.anyio
 SUBSCRIBER = "http://subscriber.test/events"
@@ -161,6 +161,14 @@ class World:
         body, headers = sign_loop("loop-secret", {"id": provider_id, "from": "x", "status": status})
         return await self.client.post(f"/v1/webhooks/loop/{self.sender_id}", content=body, headers=headers)
 
+    def client_of(self, api_key: str) -> httpx.AsyncClient:
+        """Another account's client on the running app (no second lifespan)."""
+        return httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=self.app),
+            base_url="http://botbridge.test",
+            headers={"authorization": f"Bearer {api_key}"},
+        )
+
     async def until(self, condition: Callable[[], bool], within: float = 10.0, step: float = 0.05) -> None:
         deadline = time.monotonic() + within
         while not condition():
@@ -184,7 +192,7 @@ async def make_world(
     plugins.collect()
     settings = Settings(
         store=store,
-        api_keys=f"acct:{KEY_A}",
+        api_keys=f"acct:{KEY_A},acct-b:{KEY_B}",
         secret_key="engine-test-secret-key",
         allow_private_webhook_urls=True,
         workers=workers,  # type: ignore[arg-type]
@@ -416,6 +424,50 @@ async def test_delivery_reports_move_state_forward_only(world: World) -> None:
     ] == [("SENT", "DELIVERED")]
     message = (await world.client.get(f"/v1/messages/{world.channel.outbox[0]['id']}")).json()
     assert message["state"] == "DELIVERED"
+
+
+async def test_a_report_through_another_accounts_sender_never_touches_the_message(world: World) -> None:
+    await world.mo("hello")
+    await world.until(lambda: len(world.channel.outbox) == 1)
+    message_id = world.channel.outbox[0]["id"]
+    provider_id = "sent-" + message_id
+    async with world.client_of(KEY_B) as other:
+        theirs = await other.post(
+            "/v1/senders", json={"channel": "loop", "address": "+15558888", "webhook_secret": "b-secret"}
+        )
+        assert theirs.status_code == 201
+        # correctly signed, through account B's own sender, carrying account A's provider id
+        body, headers = sign_loop("b-secret", {"id": provider_id, "from": "x", "status": "FAILED"})
+        forged = await other.post(f"/v1/webhooks/loop/{theirs.json()['id']}", content=body, headers=headers)
+        assert forged.status_code == 200
+        await world.until(lambda: not world.rt.store.jobs, step=5.0)
+    assert (await world.client.get(f"/v1/messages/{message_id}")).json()["state"] == "SENT"
+    assert world.subscriber.of_type("message_state_change") == []
+    # account A's genuine report is not taken for a duplicate of the forged one
+    await world.report(provider_id, "FAILED")
+    await world.until(lambda: len(world.subscriber.of_type("message_state_change")) == 1)
+    assert (await world.client.get(f"/v1/messages/{message_id}")).json()["state"] == "FAILED"
+
+
+async def test_records_a_plugin_attributes_to_another_sender_stay_with_the_webhooks_sender(world: World) -> None:
+    async with world.client_of(KEY_B) as other:
+        theirs = (
+            await other.post("/v1/senders", json={"channel": "loop", "address": "+1555777", "webhook_secret": "b"})
+        ).json()
+    original = world.channel.parse_webhook
+
+    async def misattributing(request, sender):  # type: ignore[no-untyped-def]
+        result = await original(request, sender)
+        for message in result.messages:
+            message.sender_id = theirs["id"]
+        return result
+
+    world.channel.parse_webhook = misattributing  # type: ignore[method-assign]
+    await world.mo("hello")
+    await world.until(lambda: len(world.channel.outbox) == 1)
+    assert world.channel.outbox[0]["to"] == "+15550100"
+    outbound = await world.rt.store.get_outbound(world.channel.outbox[0]["id"])
+    assert outbound is not None and outbound.sender_id == world.sender_id
 
 
 async def test_subscriber_retries_count_attempts(world: World) -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 
 from botbridge.clock import FakeClock
+from botbridge.models import OutboundMessage
 from botbridge.store import Store
 from botbridge.stores.memory import MemoryStore
 from botbridge.stores.sqlite import SQLiteStore, path_from_url
@@ -88,5 +91,33 @@ async def test_a_failing_write_among_concurrent_ones_rolls_back_alone(tmp_path: 
             assert (await reopened.connector_for_sender("s1")).id == first.id  # type: ignore[union-attr]
         finally:
             await reopened.close()
+    finally:
+        await store.close()
+
+
+@pytest.mark.anyio
+async def test_sqlite_database_from_before_per_sender_provider_ids_is_migrated(tmp_path: Path) -> None:
+    # The outbound table as it was when provider ids were indexed per channel.
+    path = tmp_path / "old.db"
+    message = OutboundMessage(sender_id="s-a", contact="+1", text="hi", provider_message_id="p-1", state="SENT")
+    with closing(sqlite3.connect(path)) as db:
+        db.executescript(
+            "CREATE TABLE outbound (id TEXT PRIMARY KEY, channel TEXT NOT NULL, provider_message_id TEXT, "
+            "data TEXT NOT NULL);"
+            "CREATE UNIQUE INDEX outbound_provider ON outbound (channel, provider_message_id) "
+            "WHERE provider_message_id IS NOT NULL;"
+        )
+        db.execute("INSERT INTO outbound VALUES (?, 'sinch', 'p-1', ?)", (message.id, message.model_dump_json()))
+        db.commit()
+    store = SQLiteStore(str(path), FakeClock())
+    await store.open()
+    try:
+        assert await store.outbound_by_provider_id("s-a", "p-1") == message
+        assert await store.outbound_by_provider_id("s-b", "p-1") is None
+        # the per-channel uniqueness is gone: another sender's message may carry the same id
+        theirs = OutboundMessage(sender_id="s-b", contact="+2", text="x", provider_message_id="p-1", state="SENT")
+        await store.put_outbound(theirs, "sinch")
+        assert await store.outbound_by_provider_id("s-b", "p-1") == theirs
+        assert await store.outbound_by_provider_id("s-a", "p-1") == message
     finally:
         await store.close()

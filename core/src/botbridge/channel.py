@@ -69,7 +69,9 @@ class SenderContext:
     """A sender with its secrets decrypted, for the plugin's use only.
 
     `claim(key, ttl)` atomically records a key (e.g. a webhook nonce) and
-    answers False when it was already recorded: the replay guard.
+    answers False when it was already recorded: the replay guard. Keys are
+    the sender's own (core scopes them), so another sender's webhook never
+    uses one up.
     """
 
     sender: Sender

@@ -174,7 +174,12 @@ class Engine:
         """Durably queue what a verified webhook carried; duplicates are counted, not refused."""
         accepted = duplicates = 0
         metrics = self.rt.metrics
-        for message in result.messages:
+        # What came through a sender's webhook belongs to that sender, whatever
+        # a plugin put in the records: tenancy is core's to enforce.
+        own = {"sender_id": sender.id}
+        messages = [m if m.sender_id == sender.id else m.model_copy(update=own) for m in result.messages]
+        reports = [r if r.sender_id == sender.id else r.model_copy(update=own) for r in result.reports]
+        for message in messages:
             job = Job(
                 kind="mo",
                 key=conversation_key(sender.id, message.contact),
@@ -187,10 +192,10 @@ class Engine:
             else:
                 duplicates += 1
                 metrics.mo_duplicates.labels(sender.channel).inc()
-        for report in result.reports:
+        for report in reports:
             job = Job(
                 kind="dr",
-                key=f"dr:{report.channel}:{report.provider_message_id}",
+                key=f"dr:{sender.id}:{report.provider_message_id}",
                 payload=report.model_dump(mode="json"),
             )
             if await self.store.enqueue([job], dedupe_key=report.dedupe_key, dedupe_ttl=DEDUPE_TTL):
@@ -546,7 +551,7 @@ class Engine:
 
     async def _dr(self, job: Job) -> list[Job]:
         report = DeliveryReport.model_validate(job.payload)
-        message = await self.store.outbound_by_provider_id(report.channel, report.provider_message_id)
+        message = await self.store.outbound_by_provider_id(report.sender_id, report.provider_message_id)
         if message is None:
             if job.attempts + 1 < self.settings.report_attempts:
                 raise Retry("report for a message not yet recorded", self.settings.backoff(job.attempts))

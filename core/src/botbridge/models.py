@@ -269,7 +269,9 @@ class DeliveryReport(BaseModel):
 
     @property
     def dedupe_key(self) -> str:
-        return f"dr:{self.channel}:{self.provider_message_id}:{self.state}"
+        # Scoped by sender like the lookup: another tenant's report carrying
+        # the same provider id must not use up this one's dedupe key.
+        return f"dr:{self.channel}:{self.sender_id}:{self.provider_message_id}:{self.state}"
 
 
 # --- conversations ------------------------------------------------------

@@ -6,6 +6,7 @@ secret box and one instance of each channel and bot plugin.
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 from typing import Any
@@ -155,8 +156,13 @@ class Runtime:
             credentials=self.box.decrypt(sender.credentials_enc),
             webhook_secret=self.box.decrypt(sender.webhook_secret_enc),
             webhook_url=self.webhook_url(sender),
-            claim=self.store.claim,
+            claim=functools.partial(self._sender_claim, sender.id),
         )
+
+    async def _sender_claim(self, sender_id: str, key: str, ttl: float) -> bool:
+        # A plugin's replay keys (nonces, event ids) live in the sender's own
+        # namespace: one tenant's webhook can never use up another's.
+        return await self.store.claim(f"sender:{sender_id}:{key}", ttl)
 
     def bot_session(
         self, connector: Connector, conversation: Conversation, deliver_late: LateReplies | None = None

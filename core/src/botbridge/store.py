@@ -151,13 +151,19 @@ class Store(ABC):
     # --- outbound messages ---
     @abstractmethod
     async def put_outbound(self, message: OutboundMessage, channel: str) -> None:
-        """Insert or replace; indexed by (channel, provider_message_id) when set."""
+        """Insert or replace; indexed by (message.sender_id, provider_message_id) when set."""
 
     @abstractmethod
     async def get_outbound(self, message_id: str) -> OutboundMessage | None: ...
 
     @abstractmethod
-    async def outbound_by_provider_id(self, channel: str, provider_message_id: str) -> OutboundMessage | None: ...
+    async def outbound_by_provider_id(self, sender_id: str, provider_message_id: str) -> OutboundMessage | None:
+        """The message sent through `sender_id` that the provider calls `provider_message_id`.
+
+        Scoped by sender, never by channel alone: a provider id is only
+        unique within one provider account, and a report arriving through
+        one tenant's sender must never reach another tenant's message.
+        """
 
     # --- subscriptions ---
     @abstractmethod

@@ -539,6 +539,37 @@ async def test_late_replies_go_to_the_newest_session_of_the_conversation(
     assert [r.text for r in new] == ["ping"] and old == []
 
 
+async def test_another_connectors_session_naming_the_same_conversation_gets_neither_its_token_nor_its_replies(
+    bot: FastBot, fake: FakeDirectLine, clock: FakeClock
+) -> None:
+    mine = make_session_factory(fake, clock, poll_interval=0.5, reply_wait=0)()
+    theirs = make_session_factory(fake, clock, poll_interval=0.5, reply_wait=0)()
+    to_me: list[Reply] = []
+    to_them: list[Reply] = []
+
+    async def deliver_mine(replies: list[Reply]) -> None:
+        to_me.extend(replies)
+
+    async def deliver_theirs(replies: list[Reply]) -> None:
+        to_them.extend(replies)
+
+    mine.deliver_late, theirs.deliver_late = deliver_mine, deliver_theirs
+    await bot.open(mine)
+    await bot.send(mine, inbound(mine, "one"))
+    await bot.open(theirs)
+    # the other tenant's bot service answered with this conversation's id
+    theirs.state["conversation_id"] = mine.state["conversation_id"]
+    my_token = mine.state["token"]
+    try:
+        await bot.send(theirs, inbound(theirs, "two", 1))
+    except BotError:
+        pass  # Direct Line refuses their token for a conversation that is not theirs
+    assert theirs.state["token"] != my_token
+    fake.push(mine.state["conversation_id"], "for me only")
+    await until(lambda: bool(to_me), clock)
+    assert [r.text for r in to_me] == ["for me only"] and to_them == []
+
+
 async def test_poller_stops_after_the_idle_window_and_on_close(
     bot: FastBot, fake: FakeDirectLine, clock: FakeClock
 ) -> None:

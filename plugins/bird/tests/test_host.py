@@ -202,3 +202,24 @@ def test_public_exports() -> None:
     assert botbridge_bird.BirdChannel.name == "bird"
     assert set(botbridge_bird.BirdChannel.credential_keys) == {"access_key"}
     assert {"workspace_id", "channel_id", "base_url", "provision"} <= set(botbridge_bird.BirdChannel.config_keys)
+
+
+async def test_a_channel_event_changes_only_the_sender_whose_connector_it_names(
+    client: httpx.AsyncClient, fake: BirdFake
+) -> None:
+    # Bird sends channel.created/updated for the whole workspace to every
+    # subscription: each sender must take only the news about its own connector.
+    fake.channels.clear()
+    senders = []
+    for number in ("+3197010250071", "+3197010250072"):
+        body = sender_body(fake, provision=True, phone_number_id=fake.add_phone_number(number))
+        body["config"]["channel_message_type"] = "transactional"
+        body["webhook_secret"] = ""
+        senders.append(await create_sender(client, {**body, "address": number}))
+    mine, theirs = senders
+    emission = await fake.complete_install(mine["config"]["connector_id"], ok=False, reason="number refused")
+    assert emission is not None and emission.status_codes == [200, 200]  # it reached both senders
+    current = {s["id"]: (await client.get(f"/v1/senders/{s['id']}")).json() for s in senders}
+    assert (current[mine["id"]]["state"], current[mine["id"]]["state_reason"]) == ("failed", "number refused")
+    assert current[theirs["id"]]["state"] == "pending"
+    assert current[theirs["id"]]["config"] == theirs["config"]

@@ -13,7 +13,7 @@ import redis
 
 from botbridge.clock import FakeClock
 from botbridge.errors import StoreUnavailable
-from botbridge.models import Conversation, Job, Sender
+from botbridge.models import Conversation, Job, OutboundMessage, Sender
 from botbridge.plugins import Plugins
 from botbridge.settings import Settings
 from botbridge.store import Store
@@ -238,6 +238,28 @@ async def test_records_are_json_under_the_prefix(
         assert client.zrange(prefix + "senders:a", 0, -1) == [sender.id]
     finally:
         client.close()
+
+
+@pytest.mark.anyio
+async def test_provider_ids_indexed_per_channel_before_are_still_found_for_their_sender_only(
+    prefix: str, redis_url: str, hosts: tuple[RedisStore, RedisStore]
+) -> None:
+    one, _ = hosts
+    mine = Sender(account_id="a", channel="sinch", address="+1")
+    theirs = Sender(account_id="b", channel="sinch", address="+2")
+    for sender in (mine, theirs):
+        await one.create_sender(sender)
+    message = OutboundMessage(sender_id=mine.id, contact="+9", text="hi", provider_message_id="p-1", state="SENT")
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        # what an earlier version wrote: the record and a per-channel index entry
+        client.set(prefix + "outbound:" + message.id, message.model_dump_json())
+        client.set(prefix + "outbound-by-provider:sinch:p-1", message.id)
+    finally:
+        client.close()
+    assert await one.outbound_by_provider_id(mine.id, "p-1") == message
+    assert await one.outbound_by_provider_id(theirs.id, "p-1") is None
+    assert await one.outbound_by_provider_id("no-such-sender", "p-1") is None
 
 
 # --- Redis down ----------------------------------------------------------

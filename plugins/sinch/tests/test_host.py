@@ -189,3 +189,18 @@ async def test_provisioning_limit_is_a_provider_failure(client: httpx.AsyncClien
     assert response.status_code == 502
     assert response.json()["error"]["code"] == "provision_failed"
     assert len(fake.webhooks) == 5
+
+
+async def test_nonces_are_per_sender(client: httpx.AsyncClient, fake: FakeSinch) -> None:
+    # Another sender's webhook (another tenant's, even) that happened to use a
+    # nonce must not make this sender's genuine webhook look like a replay.
+    theirs = await create_sender(client, fake)
+    mine = await create_sender(client, fake)
+    body = fake.inbound_body("Hello", "+15550001111", "01HWXYZMSG0000000000000002")
+    headers = fake.sign(body, nonce="SHARED-NONCE")
+    assert (await client.post(webhook_path(theirs), content=body, headers=headers)).status_code == 200
+    response = await client.post(webhook_path(mine), content=body, headers=headers)
+    assert response.status_code == 200, response.text
+    assert response.json()["accepted"] == 1
+    # within one sender the nonce is still spent
+    assert (await client.post(webhook_path(mine), content=body, headers=headers)).status_code == 401

@@ -195,14 +195,14 @@ class MemoryStore(Store):
     async def put_outbound(self, message: OutboundMessage, channel: str) -> None:
         self.outbound[message.id] = (channel, message.model_copy(deep=True))
         if message.provider_message_id:
-            self.outbound_index[(channel, message.provider_message_id)] = message.id
+            self.outbound_index[(message.sender_id, message.provider_message_id)] = message.id
 
     async def get_outbound(self, message_id: str) -> OutboundMessage | None:
         found = self.outbound.get(message_id)
         return found[1].model_copy(deep=True) if found else None
 
-    async def outbound_by_provider_id(self, channel: str, provider_message_id: str) -> OutboundMessage | None:
-        message_id = self.outbound_index.get((channel, provider_message_id))
+    async def outbound_by_provider_id(self, sender_id: str, provider_message_id: str) -> OutboundMessage | None:
+        message_id = self.outbound_index.get((sender_id, provider_message_id))
         return await self.get_outbound(message_id) if message_id else None
 
     # --- subscriptions ---

@@ -42,14 +42,25 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE INDEX IF NOT EXISTS jobs_key ON jobs (key, seq);
 CREATE INDEX IF NOT EXISTS jobs_due ON jobs (kind, not_before);
 CREATE TABLE IF NOT EXISTS outbound (
-    id TEXT PRIMARY KEY, channel TEXT NOT NULL, provider_message_id TEXT, data TEXT NOT NULL);
-CREATE UNIQUE INDEX IF NOT EXISTS outbound_provider ON outbound (channel, provider_message_id)
-    WHERE provider_message_id IS NOT NULL;
+    id TEXT PRIMARY KEY, channel TEXT NOT NULL, provider_message_id TEXT, data TEXT NOT NULL, sender_id TEXT);
 CREATE TABLE IF NOT EXISTS subscriptions (
     id TEXT PRIMARY KEY, account_id TEXT NOT NULL, topic TEXT NOT NULL, data TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS event_failures (
     id TEXT PRIMARY KEY, subscription_id TEXT NOT NULL, data TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS event_failures_subscription ON event_failures (subscription_id, id);
+"""
+
+# Provider ids are indexed per sender (a provider id is unique only within one
+# provider account). Databases made before the sender_id column get it here,
+# filled from the stored records; the old per-channel index goes.
+OUTBOUND_BY_SENDER = """
+CREATE UNIQUE INDEX IF NOT EXISTS outbound_sender_provider ON outbound (sender_id, provider_message_id)
+    WHERE provider_message_id IS NOT NULL;
+"""
+MIGRATE_OUTBOUND = """
+ALTER TABLE outbound ADD COLUMN sender_id TEXT;
+UPDATE outbound SET sender_id = json_extract(data, '$.sender_id');
+DROP INDEX IF EXISTS outbound_provider;
 """
 
 # A job is runnable when due, not leased, and the oldest of its key: that one
@@ -128,6 +139,10 @@ class SQLiteStore(Store):
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA busy_timeout=5000")
         db.executescript(SCHEMA)
+        columns = {row[1] for row in db.execute("PRAGMA table_info(outbound)")}
+        if "sender_id" not in columns:
+            db.executescript(f"BEGIN; {MIGRATE_OUTBOUND} COMMIT;")
+        db.executescript(OUTBOUND_BY_SENDER)
         self._db = db
 
     def _disconnect(self) -> None:
@@ -355,23 +370,24 @@ class SQLiteStore(Store):
     async def put_outbound(self, message: OutboundMessage, channel: str) -> None:
         await self._run(
             self._write,
-            "INSERT INTO outbound VALUES (?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET "
-            "provider_message_id=excluded.provider_message_id, data=excluded.data",
+            "INSERT INTO outbound (id, channel, provider_message_id, data, sender_id) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT(id) DO UPDATE SET provider_message_id=excluded.provider_message_id, data=excluded.data",
             message.id,
             channel,
             message.provider_message_id,
             message.model_dump_json(),
+            message.sender_id,
         )
 
     async def get_outbound(self, message_id: str) -> OutboundMessage | None:
         row = await self._run(self._one, "SELECT data FROM outbound WHERE id=?", message_id)
         return OutboundMessage.model_validate_json(row[0]) if row else None
 
-    async def outbound_by_provider_id(self, channel: str, provider_message_id: str) -> OutboundMessage | None:
+    async def outbound_by_provider_id(self, sender_id: str, provider_message_id: str) -> OutboundMessage | None:
         row = await self._run(
             self._one,
-            "SELECT data FROM outbound WHERE channel=? AND provider_message_id=?",
-            channel,
+            "SELECT data FROM outbound WHERE sender_id=? AND provider_message_id=?",
+            sender_id,
             provider_message_id,
         )
         return OutboundMessage.model_validate_json(row[0]) if row else None

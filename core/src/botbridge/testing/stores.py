@@ -302,9 +302,19 @@ class StoreContract:
         assert await store.get_outbound(message.id) == message
         message.provider_message_id, message.state = "prov-1", "SENT"
         await store.put_outbound(message, "sinch")
-        assert (await store.outbound_by_provider_id("sinch", "prov-1")) == message
-        assert await store.outbound_by_provider_id("bird", "prov-1") is None
+        assert (await store.outbound_by_provider_id("s", "prov-1")) == message
+        assert await store.outbound_by_provider_id("other", "prov-1") is None
         assert await store.get_outbound("missing") is None
+
+    async def test_provider_ids_are_scoped_by_sender(self, store: Store) -> None:
+        # Two provider accounts may hand out the same id: each sender keeps its own message.
+        mine = OutboundMessage(sender_id="a", contact="+1", text="mine", provider_message_id="same", state="SENT")
+        theirs = OutboundMessage(sender_id="b", contact="+2", text="theirs", provider_message_id="same", state="SENT")
+        await store.put_outbound(mine, "sinch")
+        await store.put_outbound(theirs, "sinch")
+        assert await store.outbound_by_provider_id("a", "same") == mine
+        assert await store.outbound_by_provider_id("b", "same") == theirs
+        assert await store.outbound_by_provider_id("c", "same") is None
 
     async def test_subscriptions_and_failures(self, store: Store) -> None:
         mine = Subscription(account_id="a", url="https://x.example/hook", secret_enc="enc")

@@ -95,6 +95,10 @@ class _Live:
         except (KeyError, TypeError, ValueError):
             raise BotError("the Direct Line conversation was not opened", retryable=False) from None
 
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.session.connector.id, self.conversation_id)
+
     def save(self) -> None:
         self.session.state.update(
             conversation_id=self.conversation_id,
@@ -140,7 +144,10 @@ class DirectLineBot(BotBackend):
 
     def __init__(self, http: httpx.AsyncClient, clock: Clock) -> None:
         super().__init__(http, clock)
-        self._live: dict[str, _Live] = {}
+        # Keyed by (connector id, Direct Line conversation id): the id comes from
+        # a tenant's bot service, so on its own it could name another tenant's
+        # conversation (and hand over its token and its late replies).
+        self._live: dict[tuple[str, str], _Live] = {}
 
     # --- configuration ----------------------------------------------------
 
@@ -266,7 +273,7 @@ class DirectLineBot(BotBackend):
     def _attach(self, session: BotSession) -> _Live:
         """The live record of a session's conversation; the newest session wins."""
         conversation_id = session.state.get("conversation_id")
-        live = self._live.get(conversation_id) if isinstance(conversation_id, str) else None
+        live = self._live.get((session.connector.id, conversation_id)) if isinstance(conversation_id, str) else None
         if live is None:
             live = _Live.from_state(session, self.clock.now())
         else:
@@ -333,7 +340,8 @@ class DirectLineBot(BotBackend):
 
     async def close(self, session: BotSession) -> None:
         conversation_id = session.state.get("conversation_id")
-        live = self._live.pop(conversation_id, None) if isinstance(conversation_id, str) else None
+        key = (session.connector.id, conversation_id)
+        live = self._live.pop(key, None) if isinstance(conversation_id, str) else None
         if live is not None:
             await _stop(live)
         if not session.config.get("send_end_of_conversation", True) or not isinstance(conversation_id, str):
@@ -362,7 +370,7 @@ class DirectLineBot(BotBackend):
     # --- late replies -----------------------------------------------------
 
     def _keep_polling(self, live: _Live) -> None:
-        self._live[live.conversation_id] = live
+        self._live[live.key] = live
         if live.task is None or live.task.done():
             live.task = asyncio.create_task(self._poll(live), name=f"directline-poll-{live.conversation_id}")
 
@@ -406,13 +414,15 @@ class DirectLineBot(BotBackend):
                     except Exception:
                         logger.exception("delivering late replies of %s failed", live.conversation_id)
         finally:
-            if self._live.get(live.conversation_id) is live and live.task is asyncio.current_task():
-                del self._live[live.conversation_id]
+            if self._live.get(live.key) is live and live.task is asyncio.current_task():
+                del self._live[live.key]
 
     def polling(self, conversation_id: str) -> bool:
         """Whether a late-reply poller runs for this Direct Line conversation."""
-        live = self._live.get(conversation_id)
-        return live is not None and live.task is not None and not live.task.done()
+        return any(
+            key[1] == conversation_id and live.task is not None and not live.task.done()
+            for key, live in self._live.items()
+        )
 
 
 async def _stop(live: _Live) -> None:

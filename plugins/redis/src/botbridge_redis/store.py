@@ -432,7 +432,8 @@ class RedisStore(Store):
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.set(self.k("outbound", message.id), message.model_dump_json(), px=ttl)
             if message.provider_message_id:
-                pipe.set(self.k("outbound-by-provider", channel, message.provider_message_id), message.id, px=ttl)
+                index = self.k("outbound-by-sender", message.sender_id, message.provider_message_id)
+                pipe.set(index, message.id, px=ttl)
             await pipe.execute()
 
     @guarded
@@ -441,9 +442,18 @@ class RedisStore(Store):
         return OutboundMessage.model_validate_json(raw) if raw else None
 
     @guarded
-    async def outbound_by_provider_id(self, channel: str, provider_message_id: str) -> OutboundMessage | None:
-        message_id = await self.redis.get(self.k("outbound-by-provider", channel, provider_message_id))
-        return await self.get_outbound(message_id) if message_id else None
+    async def outbound_by_provider_id(self, sender_id: str, provider_message_id: str) -> OutboundMessage | None:
+        message_id = await self.redis.get(self.k("outbound-by-sender", sender_id, provider_message_id))
+        if message_id:
+            return await self.get_outbound(message_id)
+        # Messages indexed before the index was per sender (at most the outbound
+        # TTL ago) sit under their channel: found there, they still must be this sender's.
+        sender = await self.get_sender(sender_id)
+        if sender is None:
+            return None
+        message_id = await self.redis.get(self.k("outbound-by-provider", sender.channel, provider_message_id))
+        message = await self.get_outbound(message_id) if message_id else None
+        return message if message is not None and message.sender_id == sender_id else None
 
     # --- subscriptions ---
 
