@@ -7,7 +7,6 @@ handing it the shared HTTP client and the clock; it never builds its own.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
@@ -15,6 +14,7 @@ from typing import Any, ClassVar, TypeVar
 import httpx
 from pydantic import BaseModel, Field, ValidationError
 
+from botbridge import json_input
 from botbridge.clock import Clock
 from botbridge.errors import ConfigInvalid, MalformedWebhook
 from botbridge.models import DeliveryReport, InboundMessage, OutboundMessage, Sender, SendResult
@@ -37,9 +37,13 @@ class WebhookRequest:
 
     def json(self) -> Any:
         try:
-            return json.loads(self.body)
-        except (ValueError, RecursionError):  # bad UTF-8, bad JSON, absurd numbers or nesting
-            raise MalformedWebhook("body is not valid JSON") from None
+            return json_input.loads(self.body)
+        except json_input.JSONRefused as exc:
+            if exc.field == "body":
+                raise MalformedWebhook(
+                    f"body is {exc.reason}" if exc.reason == "not valid JSON" else str(exc)
+                ) from None
+            raise MalformedWebhook(f"unexpected payload: {exc}") from None
 
     def json_object(self) -> dict[str, Any]:
         data = self.json()

@@ -223,3 +223,16 @@ async def test_a_channel_event_changes_only_the_sender_whose_connector_it_names(
     assert (current[mine["id"]]["state"], current[mine["id"]]["state_reason"]) == ("failed", "number refused")
     assert current[theirs["id"]]["state"] == "pending"
     assert current[theirs["id"]]["config"] == theirs["config"]
+
+
+async def test_odd_types_in_sender_settings_are_422_naming_the_field(client: httpx.AsyncClient, fake: BirdFake) -> None:
+    cases = [
+        (sender_body(fake, channel_type=[]), "config.channel_type"),
+        (sender_body(fake, channel_type={"sms": 1}), "config.channel_type"),
+        (sender_body(fake, channel_id={}), "config.channel_id"),
+        ({**sender_body(fake), "address": {}}, "address"),
+    ]
+    for body, field in cases:
+        response = await client.post("/v1/senders", json=body)
+        assert response.status_code == 422, response.text
+        assert response.json()["error"]["details"][0]["field"] == field

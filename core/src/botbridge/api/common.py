@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
-import json
+import logging
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from botbridge import json_input
 from botbridge.crypto import hash_api_key
-from botbridge.errors import APIError, NotFound, Unauthorized
+from botbridge.errors import APIError, ConfigInvalid, NotFound, Unauthorized
 from botbridge.runtime import Runtime
 
 M = TypeVar("M", bound=BaseModel)
+logger = logging.getLogger("botbridge.api")
 
 
 def runtime(request: Request) -> Runtime:
@@ -60,9 +65,11 @@ async def json_body(request: Request, model: type[M]) -> M:
         raise APIError("Content-Type must be application/json", status_code=415, code="unsupported_media_type")
     raw = await read_body(request)
     try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        raise APIError("body is not valid JSON", code="invalid_json") from None
+        data = json_input.loads(raw)
+    except json_input.JSONRefused as exc:
+        if exc.field == "body" and exc.reason == "not valid JSON":
+            raise APIError("body is not valid JSON", code="invalid_json") from None
+        raise ConfigInvalid(exc.field, exc.reason) from None
     if not isinstance(data, dict):
         raise APIError("body must be a JSON object", status_code=422, code="validation_error")
     return validate(model, data)
@@ -108,3 +115,38 @@ def not_found(kind: str, item_id: str) -> NotFound:
 
 def no_content() -> Response:
     return Response(status_code=204)
+
+
+def check_credentials_text(credentials: str) -> None:
+    """Refuse credentials holding unbounded JSON before any plugin parses them."""
+    try:
+        json_input.check_json_text(credentials, "credentials")
+    except json_input.JSONRefused as exc:
+        raise ConfigInvalid(exc.field, exc.reason) from None
+
+
+@contextmanager
+def plugin_validation(plugin: str) -> Iterator[None]:
+    """Turn a plugin's unexpected exception while checking settings into a 422.
+
+    A plugin should raise ConfigInvalid naming the field; anything else is
+    its bug, but the caller still gets a 4xx and the operator a log line that
+    says where (not the message, which could quote a credential).
+    """
+    try:
+        yield
+    except APIError:
+        raise
+    except Exception as exc:
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        logger.error(
+            "plugin %s raised %s checking settings, at %s:%s; answered 422 (a bug in the plugin)",
+            plugin,
+            type(exc).__name__,
+            where.filename.rsplit("/", 1)[-1],
+            where.lineno,
+        )
+        message = f"the {plugin} plugin could not check these settings (its error is in the host's log)"
+        raise APIError(
+            message, status_code=422, code="validation_error", details=[{"field": "body", "message": message}]
+        ) from None

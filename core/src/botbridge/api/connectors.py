@@ -8,7 +8,17 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from botbridge.api.common import account, json_body, no_content, not_found, page, page_params, runtime
+from botbridge.api.common import (
+    account,
+    check_credentials_text,
+    json_body,
+    no_content,
+    not_found,
+    page,
+    page_params,
+    plugin_validation,
+    runtime,
+)
 from botbridge.errors import ConfigInvalid, Conflict, SenderTaken, VersionConflict
 from botbridge.models import Connector, ConnectorConfig, ConnectorCreate, ConnectorUpdate, utcnow
 from botbridge.runtime import Runtime, api_error_from_config
@@ -31,8 +41,10 @@ async def _check_sender(rt: Runtime, account_id: str, sender_id: str) -> None:
 
 def _check_credentials(rt: Runtime, type_name: str, credentials: str, config: dict[str, Any]) -> None:
     bot = rt.bot(type_name)
+    check_credentials_text(credentials)
     try:
-        bot.validate_credentials(credentials, config)
+        with plugin_validation(type_name):
+            bot.validate_credentials(credentials, config)
     except ConfigInvalid as exc:
         root = "config" if exc.field.startswith("config") else "credentials"
         raise api_error_from_config(exc, root) from None

@@ -9,11 +9,13 @@ from starlette.responses import JSONResponse, Response
 
 from botbridge.api.common import (
     account,
+    check_credentials_text,
     json_body,
     no_content,
     not_found,
     page,
     page_params,
+    plugin_validation,
     runtime,
 )
 from botbridge.errors import APIError, ConfigInvalid, Conflict, CredentialsInvalid, ProviderError
@@ -32,8 +34,10 @@ async def owned_sender(rt: Runtime, account_id: str, sender_id: str) -> Sender:
 
 def _validated_config(rt: Runtime, channel: str, address: str, credentials: str, secret: str, config: dict) -> dict:  # type: ignore[type-arg]
     plugin = rt.channel(channel)
+    check_credentials_text(credentials)
     try:
-        return plugin.validate_sender(address, credentials, secret, dict(config))
+        with plugin_validation(channel):
+            return plugin.validate_sender(address, credentials, secret, dict(config))
     except ConfigInvalid as exc:
         field = exc.field.split(".", 1)[0]
         raise (

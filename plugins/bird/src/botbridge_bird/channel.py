@@ -333,7 +333,7 @@ class BirdChannel(Channel):
             raise ConfigInvalid("credentials.access_key", "is required (a string, or JSON with access_key)")
         config = dict(config)
         channel_type = config.setdefault("channel_type", "sms")
-        if channel_type not in CHANNEL_TYPES:
+        if not isinstance(channel_type, str) or channel_type not in CHANNEL_TYPES:
             raise ConfigInvalid("config.channel_type", f"must be one of {', '.join(CHANNEL_TYPES)}")
         if not _is_uuid(config.get("workspace_id")):
             raise ConfigInvalid("config.workspace_id", "is required: the Bird workspace UUID")
