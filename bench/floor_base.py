@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import hmac
 import json
 from collections.abc import Awaitable, Callable
@@ -78,8 +79,13 @@ class Relay:
                 raise RuntimeError(f"SCG send answered {status}")
 
     async def webhook(self, request: Request) -> Response:
-        scheme, _, secret = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(secret.encode(), ESS_SECRET.encode()):
+        # ESS authenticates with HTTP Basic; the secret is the password.
+        scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
+        try:
+            secret = base64.b64decode(encoded.strip(), validate=True).decode().partition(":")[2]
+        except (ValueError, UnicodeDecodeError):
+            secret = ""
+        if scheme.lower() != "basic" or not hmac.compare_digest(secret.encode(), ESS_SECRET.encode()):
             return JSONResponse({"error": "unauthorized"}, status_code=401)
         event = json.loads(await request.body())
         fields = event["event"]["fld-val-list"]

@@ -60,7 +60,7 @@ class Run:
     def __init__(self, spec: Spec) -> None:
         self.spec = spec
         self.ess = FakeScg()
-        self.auth = EssAuth.bearer(ESS_SECRET)
+        self.auth = EssAuth.basic(ESS_SECRET)
         self.sent_at: dict[int, float] = {}
         self.status: dict[int, int] = {}
         self.arrivals: dict[int, tuple[float, float]] = {}

@@ -26,6 +26,7 @@ def test_seed_calls_and_data_surviving_a_restart(tmp_path: Path) -> None:
                     "address": "66000",
                     "credentials": "scg-api-token-0001",
                     "webhook_secret": "ess-delivery-secret-0001",
+                    "config": {"from": "channel:demoChannel01"},
                 },
             )
             assert sender.status_code == 201, sender.text
@@ -82,6 +83,7 @@ def test_json_logs_carry_correlation_ids_and_no_secrets(tmp_path: Path) -> None:
                     "address": "66000",
                     "credentials": "scg-api-token-0001",
                     "webhook_secret": "ess-delivery-secret-0001",
+                    "config": {"from": "channel:demoChannel01"},
                 },
             )
             assert sender.status_code == 201

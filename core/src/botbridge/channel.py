@@ -7,6 +7,7 @@ handing it the shared HTTP client and the clock; it never builds its own.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
@@ -118,6 +119,20 @@ class ProvisionResult(BaseModel):
     state_reason: str | None = None
 
 
+@dataclass(frozen=True)
+class ChannelResponse:
+    """What a channel's own route answers (see `Channel.handle_route`)."""
+
+    status: int = 200
+    body: bytes = b""
+    content_type: str = "application/json"
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def json(cls, data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> ChannelResponse:
+        return cls(status, json.dumps(data, separators=(",", ":")).encode(), "application/json", headers or {})
+
+
 class Capabilities(BaseModel):
     options: bool = False  # native buttons / quick replies
     media: bool = False
@@ -167,6 +182,15 @@ class Channel:
         Raise `SendError` (retryable or not) or `CredentialsInvalid`.
         """
         raise NotImplementedError
+
+    async def handle_route(self, route: str, request: WebhookRequest, sender: SenderContext) -> ChannelResponse | None:
+        """Answer `GET|POST {webhook_url}/{route}`, or None for 404.
+
+        For what a provider calls besides the webhook (e.g. an OAuth token
+        endpoint) and what the host serves on the provider's behalf (e.g.
+        media behind the provider's credentials). Raise `APIError`s for 4xx.
+        """
+        return None
 
     async def provision(self, sender: SenderContext) -> ProvisionResult | None:
         """Set up the provider side for a sender created with config.provision."""

@@ -47,6 +47,7 @@ ROUTES = [
     Route("/v1/messages", messages.send_message, methods=["POST"]),
     Route("/v1/messages/{message_id}", messages.get_message, methods=["GET"]),
     Route("/v1/webhooks/{channel}/{sender_id}", webhooks.receive_webhook, methods=["POST"]),
+    Route("/v1/webhooks/{channel}/{sender_id}/{route:path}", webhooks.channel_route, methods=["GET", "POST"]),
     Route("/metrics", system.metrics, methods=["GET"]),
 ]
 

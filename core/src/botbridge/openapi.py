@@ -6,6 +6,7 @@ when one is missing, so the document cannot drift from the routes.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic import BaseModel
@@ -170,6 +171,13 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         **_op("Provider webhook; verified by the channel plugin", auth=False, errors=(400, 401, 404, 413, 503)),
         "requestBody": {"required": True, "content": {"*/*": {"schema": {}}}},
     },
+    ("/v1/webhooks/{channel}/{sender_id}/{route}", "get"): _op(
+        "A channel's own route (e.g. inbound media it serves)", auth=False, errors=(401, 404)
+    ),
+    ("/v1/webhooks/{channel}/{sender_id}/{route}", "post"): {
+        **_op("A channel's own route (e.g. an OAuth token endpoint)", auth=False, errors=(400, 401, 404, 413)),
+        "requestBody": {"required": False, "content": {"*/*": {"schema": {}}}},
+    },
 }
 
 
@@ -179,7 +187,8 @@ def route_operations(app: Starlette) -> set[tuple[str, str]]:
         if isinstance(route, Route):
             for method in route.methods or ():
                 if method != "HEAD":
-                    found.add((route.path, method.lower()))
+                    # OpenAPI has no converters: `{route:path}` is `{route}`.
+                    found.add((re.sub(r"\{(\w+):\w+\}", r"{\1}", route.path), method.lower()))
     return found
 
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,10 @@ from botbridge_scg.testing import FakeScg, iso_now
 T0 = 1_700_000_000.0
 
 
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
 @dataclass(frozen=True)
 class Consts:
     token: str = "scg-test-token-0001"
@@ -24,6 +29,7 @@ class Consts:
     secret: str = "ess-webhook-secret-0123456789"
     address: str = "+15550001111"
     base_url: str = "http://scg.fake"
+    sender_from: str = "channel:DJm-vHcnSBKbeK4b2FAOLQ"
 
 
 @pytest.fixture
@@ -36,7 +42,6 @@ def fake(consts: Consts) -> FakeScg:
     return FakeScg(
         tokens={consts.token},
         expired_tokens={consts.expired_token},
-        sender_addresses={consts.address},
         now=T0,
     )
 
@@ -80,7 +85,7 @@ def make_sender(consts: Consts) -> Callable[..., SenderContext]:
             account_id="acct",
             channel="scg",
             address=address or consts.address,
-            config={"base_url": consts.base_url, **(config or {})},
+            config={"base_url": consts.base_url, "from": consts.sender_from, **(config or {})},
         )
         return SenderContext(
             sender=sender,
@@ -95,7 +100,7 @@ def make_sender(consts: Consts) -> Callable[..., SenderContext]:
 
 @pytest.fixture
 def ess_request(consts: Consts) -> Callable[..., WebhookRequest]:
-    """A webhook request as ESS delivers it with a Bearer delivery configuration."""
+    """A webhook request as ESS delivers it with a Basic delivery configuration."""
 
     def build(
         body: bytes,
@@ -106,7 +111,7 @@ def ess_request(consts: Consts) -> Callable[..., WebhookRequest]:
         **extra: str,
     ) -> WebhookRequest:
         headers = {
-            "authorization": f"Bearer {consts.secret if secret is None else secret}",
+            "authorization": basic("syniverse", consts.secret if secret is None else secret),
             "content-type": "application/json; charset=UTF-8",
             "x-ess-event-key": "+15551230001,",
             "x-ess-event-timestamp": iso_now(T0 - age),

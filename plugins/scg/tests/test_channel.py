@@ -22,11 +22,12 @@ from botbridge.errors import (
     WebhookRejected,
 )
 from botbridge.http import RetryPolicy
-from botbridge.models import Event, Media, Option, OutboundMessage
+from botbridge.models import Event, Media, Option, OutboundMessage, Sender
 from botbridge.testing import ChannelContract, ChannelHarness
 from botbridge.testing.servers import serve_app
 from botbridge_scg import ScgChannel, normalize_address
-from botbridge_scg.channel import check_authorization, rcs_reply
+from botbridge_scg.channel import rcs_reply, sender_from
+from botbridge_scg.ess_auth import check_authorization
 from botbridge_scg.testing import FakeScg
 
 pytestmark = pytest.mark.anyio
@@ -41,14 +42,15 @@ HYPO = settings(max_examples=60, deadline=None, suppress_health_check=[HealthChe
 class TestScgContract(ChannelContract):
     @pytest.fixture
     def harness(self, fake: FakeScg, channel: ScgChannel, make_sender, ess_request, consts) -> ChannelHarness:  # type: ignore[no-untyped-def]
-        sender = make_sender()
+        # With a user name configured, every byte of the Basic credentials counts.
+        sender = make_sender({"webhook_username": "syniverse"})
 
         def sign(body: bytes, secret: str | None = None, age: float = 0.0) -> WebhookRequest:
             return ess_request(body, url=sender.webhook_url, secret=secret, age=age)
 
         async def after_send(record: dict[str, Any]) -> None:
             assert record["token"] == consts.token
-            assert record["from"] == consts.address
+            assert record["from"] == consts.sender_from
             assert fake.requests_seen[-1]["authorization"] == f"Bearer {consts.token}"
             assert fake.requests_seen[-1]["path"] == "/scg-external-api/api/v1/messaging/message_requests"
 
@@ -68,7 +70,7 @@ class TestScgContract(ChannelContract):
 
     # ESS authenticates the request, not the body: there is no signature a
     # changed body byte could break. These two replace the contract's body
-    # tampering checks with their equivalent for a bearer/Basic secret.
+    # tampering checks with their equivalent for Basic credentials.
     async def test_one_changed_byte_is_refused(self, harness: ChannelHarness) -> None:
         body = harness.inbound_body("Hello there", "+15551230001", "mo-2")
         good = harness.sign(body)
@@ -257,7 +259,10 @@ async def test_media_and_attachments(channel, make_sender, ess_request, fake) ->
     ).messages
     urls = [m.url for m in message.media]
     assert urls[0] == "https://cdn.example/a.jpg"
-    assert urls[1].endswith("/scg-external-api/api/v1/messaging/attachments/Att0000000000000000001")
+    # SCG's own attachment URL is metadata behind its token: the bot gets an expiring host URL.
+    sender_url = make_sender().webhook_url.rsplit("/", 1)[0]
+    assert all(url.startswith(sender_url) and "/attachments/" in url for url in urls[1:])
+    assert "scg-external-api" not in " ".join(urls) and "Att0000000000000000001" not in " ".join(urls)
     assert len(urls) == 3
     assert message.metadata["attachment_ids"] == ["Att0000000000000000001", "Att0000000000000000002"]
 
@@ -382,16 +387,22 @@ async def test_old_event_timestamps_are_accepted_and_left_to_dedupe(channel, mak
 @given(header=st.text(max_size=80))
 def test_arbitrary_authorization_headers_only_match_the_secret(header: str) -> None:
     secret = "ess-webhook-secret-0123456789"
+    sender = SenderContext(Sender(account_id="a", channel="scg", address="+15550001111"), "t", secret, "u", _no_claim)
     try:
-        check_authorization(header, secret)
+        check_authorization(header, sender, T0)
     except InvalidSignature as exc:
         assert secret not in str(exc)
     else:
         scheme, _, value = header.strip().partition(" ")
-        if scheme.lower() == "bearer":
-            assert value.strip() == secret
-        else:
-            assert base64.b64decode(value.strip()).decode().partition(":")[2] == secret
+        assert scheme.lower() == "basic"  # no static bearer: ESS has none
+        assert base64.b64decode(value.strip()).decode().partition(":")[2] == secret
+
+
+T0 = 1_700_000_000.0
+
+
+async def _no_claim(key: str, ttl: float) -> bool:
+    return True
 
 
 json_values = st.recursive(
@@ -480,7 +491,7 @@ async def test_send_posts_a_message_request(channel, make_sender, fake, consts) 
     assert len(result.provider_message_id) == 22
     assert result.fragments_count == 1
     assert record["payload"] == {
-        "from": consts.address,
+        "from": consts.sender_from,
         "to": ["+15551230002"],
         "body": "Hello",
         "external_id": "order-1",
@@ -576,11 +587,9 @@ async def test_other_404_is_a_plain_send_error(channel, make_sender, fake) -> No
 
 async def test_bad_request_is_not_retried(channel, make_sender, fake) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(SendError) as caught:
-        await channel.send(
-            make_sender(address="+15559999999"), OutboundMessage(sender_id="s", contact="+15551230002", text="x")
-        )
+        await channel.send(make_sender(), OutboundMessage(sender_id="s", contact="not-a-number", text="x"))
     assert caught.value.status_code == 400
-    assert "SCG_ERROR_40018" in str(caught.value)
+    assert "SCG_ERROR_40024" in str(caught.value)
     assert not caught.value.retryable
     assert len([r for r in fake.requests_seen if r["method"] == "POST"]) == 1
 
@@ -700,22 +709,50 @@ async def test_send_over_loopback_http(loopback_fake: str, fake: FakeScg, make_s
 # --- configuration and provisioning ---------------------------------------------------
 
 
+FROM = {"from": "channel:DJm-vHcnSBKbeK4b2FAOLQ"}
+
+
 def validate(
-    channel: ScgChannel, credentials: str = "scg-test-token-0001", secret: str = "s" * 20, **config: Any
+    channel: ScgChannel,
+    credentials: str = "scg-test-token-0001",
+    secret: str = "s" * 20,
+    address: str = "+15550001111",
+    **config: Any,
 ) -> dict[str, Any]:
-    return channel.validate_sender("+15550001111", credentials, secret, config)
+    return channel.validate_sender(address, credentials, secret, {**FROM, **config})
 
 
 def test_valid_senders(channel: ScgChannel) -> None:
-    assert validate(channel) == {}
+    assert validate(channel) == FROM
     assert validate(
         channel,
         credentials='{"token": "scg-test-token-0001"}',
         channel_type="rcs",
         **{"from": "sender_id:Fy4db1bd4RE9A665JjY4v6"},
     )
-    assert validate(channel, provision=True) == {"provision": True}
+    assert validate(channel, provision=True) == {**FROM, "provision": True}
     assert validate(channel, address_prefix="", webhook_username="syniverse", max_text_length=160)
+    assert validate(channel, webhook_auth="oauth2", oauth_client_id="ess-client")
+
+
+def test_from_is_channel_or_sender_id_never_a_bare_address(channel: ScgChannel) -> None:
+    # SCG expects `channel:<id>` / `sender_id:<id>`; a bare address is ambiguous (40019) or unknown (40018).
+    with pytest.raises(ConfigInvalid) as caught:
+        channel.validate_sender("+15550001111", "scg-test-token-0001", "s" * 20, {})
+    assert caught.value.field == "config.from"
+    # An address that is itself an SCG sender id needs no `from`.
+    assert channel.validate_sender("Fy4db1bd4RE9A665JjY4v6", "scg-test-token-0001", "s" * 20, {}) == {}
+    assert sender_from("Fy4db1bd4RE9A665JjY4v6", {}) == "sender_id:Fy4db1bd4RE9A665JjY4v6"
+    assert sender_from("+15550001111", {}) is None
+
+
+async def test_a_stored_sender_without_from_is_not_sent_bare(channel, make_sender, fake) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(SendError) as caught:
+        await channel.send(
+            make_sender({"from": None}), OutboundMessage(sender_id="s", contact="+15551230002", text="x")
+        )
+    assert "config.from" in str(caught.value) and not caught.value.retryable
+    assert fake.sent == []
 
 
 @pytest.mark.parametrize(
@@ -737,6 +774,8 @@ def test_valid_senders(channel: ScgChannel) -> None:
         ({"max_text_length": 0}, "config.max_text_length"),
         ({"max_text_length": True}, "config.max_text_length"),
         ({"webhook_username": "a:b"}, "config.webhook_username"),
+        ({"webhook_auth": "bearer"}, "config.webhook_auth"),
+        ({"oauth_client_id": "a b"}, "config.oauth_client_id"),
         ({"provision": "yes"}, "config.provision"),
         ({"regoin": "us"}, "config.regoin"),
     ],
@@ -769,12 +808,23 @@ async def test_provision_describes_the_delivery_configuration(channel, make_send
         "SCG-Message",
     )
     assert description["evt-tp"] == ["mo_message_received", "message_state_change", "message_request_state_change"]
-    assert description["auth"] == {"type": "BEARER", "token": "<webhook_secret>"}
+    # Basic is the default: ESS offers no static bearer (KB "ESS good practices").
+    assert description["auth"] == {"type": "BASIC", "username": "syniverse", "password": "<webhook_secret>"}
     assert sender.webhook_secret not in json.dumps(result.config)
 
-    basic = await channel.provision(make_sender({"webhook_username": "syniverse"}))
-    auth = basic.config["ess_delivery_configuration"]["auth"]
-    assert auth == {"type": "BASIC", "username": "syniverse", "password": "<webhook_secret>"}
+    named = await channel.provision(make_sender({"webhook_username": "ess-user"}))
+    auth = named.config["ess_delivery_configuration"]["auth"]
+    assert auth == {"type": "BASIC", "username": "ess-user", "password": "<webhook_secret>"}
+
+    oauth_sender = make_sender({"webhook_auth": "oauth2", "oauth_client_id": "ess-client"})
+    oauth = (await channel.provision(oauth_sender)).config["ess_delivery_configuration"]["auth"]
+    assert oauth == {
+        "type": "OAUTH2",
+        "grant_type": "client_credentials",
+        "token_url": oauth_sender.webhook_url + "/oauth/token",
+        "client_id": "ess-client",
+        "client_secret": "<webhook_secret>",
+    }
     assert await channel.deprovision(sender) is None
 
 
@@ -782,3 +832,36 @@ async def test_event_model_of_core_reads_what_the_fake_emits(fake: FakeScg) -> N
     event = Event.model_validate_payload(fake.mo_event("hi", "+15551230001"))
     assert event.type == "mo_message_received"
     assert event.payload()["event"]["fld-val-list"]["message_body"] == "hi"
+
+
+async def test_captions_of_native_media_are_kept(channel, make_sender, fake) -> None:  # type: ignore[no-untyped-def]
+    # SCG has no caption field: on MMS/OTT the caption goes into the body beside media_urls.
+    for kind in ("mms", "whatsapp"):
+        message = OutboundMessage(
+            sender_id="s",
+            contact="+15551230002",
+            text="Your ticket",
+            media=[Media(url="https://cdn.example/t.png", caption="Gate 12"), Media(url="https://cdn.example/u.png")],
+        )
+        await channel.send(make_sender({"channel_type": kind}), message)
+        payload = fake.sent[-1]["payload"]
+        assert payload["body"] == "Your ticket\nGate 12"
+        assert payload["media_urls"] == ["https://cdn.example/t.png", "https://cdn.example/u.png"]
+    only_caption = OutboundMessage(
+        sender_id="s", contact="+15551230002", media=[Media(url="https://cdn.example/t.png", caption="Gate 12")]
+    )
+    await channel.send(make_sender({"channel_type": "mms"}), only_caption)
+    assert fake.sent[-1]["payload"]["body"] == "Gate 12"
+
+
+async def test_whatsapp_report_contact_matches_the_inbound_contact(channel, make_sender, ess_request, fake) -> None:  # type: ignore[no-untyped-def]
+    sender = make_sender({"channel_type": "whatsapp"})
+    [inbound] = (
+        await channel.parse_webhook(ess_request(fake.encode(fake.mo_event("hi", "wa:+447700900123"))), sender)
+    ).messages
+    sent = await channel.send(sender, OutboundMessage(sender_id="s", contact=inbound.contact, text="hello"))
+    assert fake.sent[-1]["recipients"] == ["wa:+447700900123"]
+    event = fake.state_event(sent.provider_message_id, "DELIVERED")
+    assert "@" in event["event"]["fld-val-list"]["to_address"]
+    [report] = (await channel.parse_webhook(ess_request(fake.encode(event)), sender)).reports
+    assert report.contact == inbound.contact == "+447700900123"

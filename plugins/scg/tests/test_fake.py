@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from botbridge.models import Event
-from botbridge_scg.testing import EssAuth, FakeScg, delivered
+from botbridge_scg.testing import API, EssAuth, FakeScg, ScgReject, delivered
 
 pytestmark = pytest.mark.anyio
 
@@ -112,8 +112,11 @@ async def test_validation_errors(api: httpx.AsyncClient, fake: FakeScg, change: 
     assert fake.sent == []
 
 
-async def test_known_sender_address_and_ott_recipients(api: httpx.AsyncClient, consts) -> None:  # type: ignore[no-untyped-def]
+async def test_from_needs_a_prefix_and_ott_recipients_pass(api: httpx.AsyncClient, consts) -> None:  # type: ignore[no-untyped-def]
     body = {"from": consts.address, "to": ["wa:+447700900123", "Contact000000000000001"], "media_urls": ["https://x/a"]}
+    # Swagger `Message_Request.from`: `channel:<id>` or `sender_id:<id>`; a bare address is refused.
+    assert error(await api.post(REQUESTS, json=body)) == (400, "SCG_ERROR_40018")
+    body["from"] = "sender_id:Fy4db1bd4RE9A665JjY4v6"
     assert (await api.post(REQUESTS, json=body)).status_code == 200
 
 
@@ -281,7 +284,38 @@ def test_command_line_parses(monkeypatch: pytest.MonkeyPatch) -> None:
 
     served: dict[str, Any] = {}
     monkeypatch.setattr(testing, "serve", lambda host, port, fake: served.update(host=host, port=port, fake=fake))
-    testing.main(["--port", "9123", "--token", "tok-123456", "--sender-address", "66000"])
+    testing.main(["--port", "9123", "--token", "tok-123456"])
     assert served["port"] == 9123
     assert served["fake"].tokens == {"tok-123456"}
-    assert served["fake"].sender_addresses == {"66000"}
+
+
+async def test_delivery_configurations_offer_no_static_bearer(api: httpx.AsyncClient, fake: FakeScg) -> None:
+    # KB "ESS good practices": none, Basic, OAuth 2.0 (a token from the customer's endpoint) or mTLS.
+    base = {"del-cfg-nm": "n", "del-prtcl-cd": "REST", "addr": "https://h/x", "del-fmt-cd": "JSON"}
+    bearer = {**base, "auth": {"type": "BEARER", "token": "static"}}
+    assert error(await api.post("/ess/v1/delivery-configurations", json=bearer)) == (400, "SCG_ERROR_4004")
+    with pytest.raises(ScgReject):
+        fake.add_delivery_configuration(bearer)
+    half_oauth = {**base, "auth": {"type": "OAUTH2", "client_id": "c"}}
+    assert error(await api.post("/ess/v1/delivery-configurations", json=half_oauth)) == (400, "SCG_ERROR_4001")
+    oauth = {**base, "auth": {"type": "OAUTH2", "client_id": "c", "client_secret": "s", "token_url": "https://h/t"}}
+    config_id = (await api.post("/ess/v1/delivery-configurations", json=oauth)).json()["id"]
+    assert fake.target(config_id) == ("https://h/x", EssAuth.oauth2("https://h/t", "c", "s"))
+
+
+async def test_attachments_are_metadata_and_content_behind_the_token(api: httpx.AsyncClient, fake: FakeScg) -> None:
+    attachment = fake.add_attachment(b"GIF89a", "image/gif")
+    meta = await api.get(f"{API}/messaging/attachments/{attachment}")
+    assert meta.json() == {"id": attachment, "type": "image/gif", "size": 6, "state": "UPLOADED"}
+    content = await api.get(f"{API}/messaging/attachments/{attachment}/content")
+    assert (content.content, content.headers["content-type"]) == (b"GIF89a", "image/gif")
+    anonymous = await api.get(f"{API}/messaging/attachments/{attachment}/content", headers={"authorization": ""})
+    assert error(anonymous) == (401, "SCG_ERROR_4010")
+    assert error(await api.get(f"{API}/messaging/attachments/nope/content")) == (404, "SCG_ERROR_4040")
+
+
+async def test_whatsapp_reports_carry_the_routing_suffix(api: httpx.AsyncClient, fake: FakeScg) -> None:
+    body = {"from": "channel:abc", "to": ["wa:+447700900123"], "body": "x"}
+    request_id = (await api.post(REQUESTS, json=body)).json()["id"]
+    to = fake.state_event(request_id, "DELIVERED")["event"]["fld-val-list"]["to_address"]
+    assert to.startswith("wa:+447700900123@")

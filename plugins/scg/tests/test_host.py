@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 import botbridge_scg.plugin
+from botbridge.channel import WebhookRequest
 from botbridge.clock import FakeClock
 from botbridge.host import create_app
 from botbridge.plugins import Plugins
@@ -51,7 +52,7 @@ def sender_body(consts: Any, **changes: Any) -> dict[str, Any]:
         "address": consts.address,
         "credentials": consts.token,
         "webhook_secret": consts.secret,
-        "config": {"base_url": consts.base_url, "channel_type": "sms"},
+        "config": {"base_url": consts.base_url, "channel_type": "sms", "from": consts.sender_from},
     }
     body.update(changes)
     return body
@@ -100,7 +101,7 @@ async def test_signed_webhook_is_accepted_and_refusals_are_401(client, consts, f
     assert "credentials" not in sender and "webhook_secret" not in sender
     url = sender["webhook_url"]
     body = fake.encode(fake.mo_event("Hello", "+15551230001", consts.address))
-    headers = fake.headers(fake.mo_event("x", "+15551230001"), EssAuth.bearer(consts.secret))
+    headers = fake.headers(fake.mo_event("x", "+15551230001"), EssAuth.basic(consts.secret))
 
     response = await client.post(url, content=body, headers=headers)
     assert response.status_code == 200
@@ -116,6 +117,8 @@ async def test_signed_webhook_is_accepted_and_refusals_are_401(client, consts, f
     for refused in (
         {**headers, "Authorization": changed},
         {**headers, "Authorization": basic},
+        # ESS has no static bearer: the secret as a bearer token is refused.
+        {**headers, "Authorization": f"Bearer {consts.secret}"},
         {k: v for k, v in headers.items() if k != "Authorization"},
     ):
         response = await client.post(url, content=body, headers=refused)
@@ -139,7 +142,7 @@ async def test_ess_duplicates_and_retries_through_the_host(client, consts, fake)
         HOST + sender["webhook_url"],
         text="hi",
         contact="+15551230001",
-        auth=EssAuth.bearer(consts.secret),
+        auth=EssAuth.basic(consts.secret),
         client=client,
     )
     assert [a.status for a in attempts] == [200, 200]
@@ -148,7 +151,7 @@ async def test_ess_duplicates_and_retries_through_the_host(client, consts, fake)
         HOST + sender["webhook_url"],
         text="hi",
         contact="+15551230001",
-        auth=EssAuth.bearer("wrong-secret"),
+        auth=EssAuth.basic("wrong-secret"),
         client=client,
     )
     assert [a.status for a in refused] == [401] * fake.max_attempts
@@ -160,7 +163,7 @@ async def test_report_for_a_sent_message_through_the_host(client, consts, fake) 
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=fake.app), base_url=consts.base_url) as api:
         sent = await api.post(
             "/scg-external-api/api/v1/messaging/message_requests",
-            json={"from": consts.address, "to": ["+15551230002"], "body": "x"},
+            json={"from": consts.sender_from, "to": ["+15551230002"], "body": "x"},
             headers={"authorization": f"Bearer {consts.token}"},
         )
     request_id = sent.json()["id"]
@@ -169,7 +172,7 @@ async def test_report_for_a_sent_message_through_the_host(client, consts, fake) 
         HOST + sender["webhook_url"],
         request_id,
         ("SENT", "DELIVERED"),
-        auth=EssAuth.bearer(consts.secret),
+        auth=EssAuth.basic(consts.secret),
         client=client,
     )
     assert [a.status for a in delivered(attempts)] == [200, 200]
@@ -202,3 +205,126 @@ async def test_provisioning_round_trip(client, consts, fake) -> None:  # type: i
     assert deleted.status_code == 204
     gone = await fake.emit_inbound(url, text="hello", contact="+15551230001", auth=auth, client=client)
     assert [a.status for a in gone] == [404] * fake.max_attempts
+
+
+@pytest.fixture
+async def host(fake: FakeScg) -> AsyncIterator[tuple[Any, httpx.AsyncClient, FakeClock]]:
+    settings = Settings(store="memory://", api_keys=f"acct:{API_KEY}", secret_key="x" * 32)  # type: ignore[arg-type]
+    clock = FakeClock()
+    app = create_app(
+        settings,
+        plugins=make_plugins(),
+        http=httpx.AsyncClient(transport=httpx.ASGITransport(app=fake.app)),
+        clock=clock,
+    )
+    async with api_client(app, API_KEY) as c:
+        yield app.state.runtime, c, clock
+
+
+async def test_oauth2_delivery_configuration_through_the_host(host, consts, fake) -> None:  # type: ignore[no-untyped-def]
+    _rt, client, clock = host
+    body = sender_body(consts)
+    body["config"] = {**body["config"], "provision": True, "webhook_auth": "oauth2", "oauth_client_id": "ess-client"}
+    response = await client.post("/v1/senders", json=body)
+    assert response.status_code == 201, response.text
+    sender = response.json()
+    description = sender["config"]["ess_delivery_configuration"]
+    assert description["auth"]["type"] == "OAUTH2"
+    assert consts.secret not in response.text
+
+    # The operator enters it in SCG with the client secret; ESS fetches tokens from our endpoint.
+    auth = {**description["auth"], "client_secret": consts.secret, "token_url": HOST + description["auth"]["token_url"]}
+    config_id = fake.add_delivery_configuration({**description, "auth": auth, "addr": HOST + description["addr"]})
+    url, ess = fake.target(config_id)
+    attempts = await fake.emit_inbound(url, text="hello", contact="+15551230001", auth=ess, client=client)
+    assert [a.status for a in attempts] == [200]
+
+    token_url = auth["token_url"]
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    issued = await client.post(
+        token_url, content=b"grant_type=client_credentials", headers={**form, **basic_auth("ess-client", consts.secret)}
+    )
+    assert issued.status_code == 200
+    assert issued.headers["cache-control"] == "no-store"
+    grant = issued.json()
+    assert grant["token_type"] == "Bearer" and 0 < grant["expires_in"] <= 3600
+    assert consts.secret not in issued.text
+    # Client credentials in the body are accepted too (RFC 6749 §2.3.1).
+    in_body = b"grant_type=client_credentials&client_id=ess-client&client_secret=" + consts.secret.encode()
+    assert (await client.post(token_url, content=in_body, headers=form)).status_code == 200
+
+    for headers, content, status, error in (
+        (basic_auth("ess-client", "wrong-secret-000000"), b"grant_type=client_credentials", 401, "invalid_client"),
+        (basic_auth("other-client", consts.secret), b"grant_type=client_credentials", 401, "invalid_client"),
+        ({}, b"grant_type=client_credentials", 401, "invalid_client"),
+        (basic_auth("ess-client", consts.secret), b"grant_type=password", 400, "unsupported_grant_type"),
+    ):
+        refused = await client.post(token_url, content=content, headers={**form, **headers})
+        assert (refused.status_code, refused.json()["error"]) == (status, error)
+        assert consts.secret not in refused.text
+
+    mo = fake.encode(fake.mo_event("x", "+15551230001"))
+    bearer = {"authorization": f"Bearer {grant['access_token']}", "content-type": "application/json"}
+    assert (await client.post(HOST + sender["webhook_url"], content=mo, headers=bearer)).status_code == 200
+    # Neither Basic nor the secret as a static bearer works for an OAuth 2.0 sender.
+    for wrong in (basic_auth("ess-client", consts.secret)["Authorization"], f"Bearer {consts.secret}"):
+        response = await client.post(
+            HOST + sender["webhook_url"], content=mo, headers={**bearer, "authorization": wrong}
+        )
+        assert response.status_code == 401
+    # Tokens are short-lived.
+    clock.advance(3601)
+    assert (await client.post(HOST + sender["webhook_url"], content=mo, headers=bearer)).status_code == 401
+
+
+async def test_token_endpoint_exists_only_for_oauth2_senders(client, consts) -> None:  # type: ignore[no-untyped-def]
+    sender = await create_sender(client, consts)
+    response = await client.post(
+        sender["webhook_url"] + "/oauth/token",
+        content=b"grant_type=client_credentials",
+        headers={"content-type": "application/x-www-form-urlencoded", **basic_auth(sender["id"], consts.secret)},
+    )
+    assert response.status_code == 404
+    assert (await client.get(sender["webhook_url"] + "/nothing-here")).status_code == 404
+
+
+async def test_inbound_attachments_are_served_by_the_host(host, consts, fake) -> None:  # type: ignore[no-untyped-def]
+    rt, client, clock = host
+    sender = await create_sender(client, consts)
+    attachment = fake.add_attachment(b"\x89PNG-bytes", "image/png")
+    context = rt.sender_context(await rt.cache.sender(sender["id"]))
+    body = fake.encode(fake.mo_event("see this", "+15551230001", attachment_ids=[attachment]))
+    request = WebhookRequest(
+        "POST",
+        HOST + sender["webhook_url"],
+        fake.headers(fake.mo_event("x", "+1"), None)
+        | {"authorization": basic_auth("syniverse", consts.secret)["Authorization"]},
+        body,
+    )
+    [message] = (await rt.channel("scg").parse_webhook(request, context)).messages
+    [media] = message.media
+    assert media.url.startswith(sender["webhook_url"] + "/attachments/")
+
+    served = await client.get(media.url)  # no SCG token needed: the host fetches with it
+    assert served.status_code == 200
+    assert served.content == b"\x89PNG-bytes"
+    assert served.headers["content-type"] == "image/png"
+    assert served.headers["content-disposition"] == "attachment"
+    content_fetches = [r for r in fake.requests_seen if r["path"].endswith(f"/attachments/{attachment}/content")]
+    assert content_fetches[-1]["authorization"] == f"Bearer {consts.token}"
+
+    head, _, token = media.url.rpartition("/")
+    forged = token[:-1] + ("A" if token[-1] != "A" else "B")
+    assert (await client.get(f"{head}/{forged}")).status_code == 404
+    # Another sender cannot use the link.
+    other = await create_sender(client, consts, address="+15550002222")
+    assert (await client.get(f"{other['webhook_url']}/attachments/{token}")).status_code == 404
+    fake.attachments.clear()
+    assert (await client.get(media.url)).status_code == 404
+    clock.advance(24 * 3600 + 1)
+    fake.add_attachment(b"x")
+    assert (await client.get(media.url)).status_code == 404  # expired
+
+
+def basic_auth(user: str, password: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}

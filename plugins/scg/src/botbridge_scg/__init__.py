@@ -5,11 +5,11 @@ from botbridge_scg.channel import (
     DEFAULT_BASE_URL,
     MESSAGE_REQUESTS_PATH,
     ScgChannel,
-    check_authorization,
     normalize_address,
     parse_event,
     parse_token,
 )
+from botbridge_scg.ess_auth import check_authorization
 
 __version__ = "0.1.0"
 

@@ -13,8 +13,6 @@ reports are matched back to it through `message_request_id`.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import re
 from typing import Any, ClassVar
@@ -25,18 +23,19 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 from botbridge.channel import (
     Capabilities,
     Channel,
+    ChannelResponse,
     ProvisionResult,
     SenderContext,
     WebhookRequest,
     WebhookResult,
     parse_payload,
 )
-from botbridge.errors import ConfigInvalid, CredentialsInvalid, InvalidSignature, MalformedWebhook, SendError
+from botbridge.errors import ConfigInvalid, CredentialsInvalid, MalformedWebhook, SendError
 from botbridge.http import RetryPolicy, call_with_retry
 from botbridge.models import DeliveryReport, Event, InboundMessage, Media, OutboundMessage, Reply, SendResult
 from botbridge.render import as_text
-from botbridge.signing import secrets_equal
 from botbridge.sms import fragments_count, truncate
+from botbridge_scg import attachments, ess_auth
 
 DEFAULT_BASE_URL = "https://api.syniverse.com"
 API_PREFIX = "/scg-external-api/api/v1"
@@ -65,6 +64,10 @@ TOKEN_PATTERN = re.compile(r"^[\x21-\x7e]{8,4096}$")
 USERNAME_PATTERN = re.compile(r"^[^:\s]{1,256}$")
 PHONE = re.compile(r"^\+?\d{7,15}$")
 _SEPARATORS = re.compile(r"[\s().-]")
+# An OTT address as SCG writes it: `wa:+14085551212`, and in WhatsApp
+# delivery reports `wa:+14085551212@1…` (a routing suffix, not the contact).
+_OTT_ADDRESS = re.compile(r"^[a-z]{1,12}:(?P<id>[^@\s]+)(@\S*)?$")
+SENDER_ID = re.compile(r"^[A-Za-z0-9_-]{22}$")
 
 # SCG message states → botbridge states. Unknown states give no report.
 MESSAGE_STATES: dict[str, str] = {
@@ -133,12 +136,32 @@ def address_prefix(config: dict[str, Any]) -> str:
 
 
 def normalize_address(raw: str) -> str:
-    """`+` and digits for phone numbers; short codes and OTT ids unchanged."""
+    """The contact: `+` and digits for phone numbers, without an OTT prefix or suffix.
+
+    Inbound `from_address` and report `to_address` thus give the same
+    contact, and `to_address()` adds the channel's prefix back.
+    """
     value = raw.strip()
+    ott = _OTT_ADDRESS.match(value)
+    if ott:
+        value = ott.group("id")
     compact = _SEPARATORS.sub("", value)
     if PHONE.match(compact):
         return "+" + compact.lstrip("+")
     return value
+
+
+def sender_from(address: str, config: dict[str, Any]) -> str | None:
+    """SCG's `from`: `channel:<id>` or `sender_id:<id>` (Swagger `Message_Request.from`).
+
+    A bare address is ambiguous to SCG (`SCG_ERROR_40019`) and refused by
+    sender ids that own several addresses, so only an address that is
+    itself an SCG sender id (22 characters) is turned into `sender_id:`.
+    """
+    value = config.get("from")
+    if isinstance(value, str) and value:
+        return value
+    return f"sender_id:{address.strip()}" if SENDER_ID.match(address.strip()) else None
 
 
 def to_address(contact: str, config: dict[str, Any]) -> str:
@@ -265,37 +288,6 @@ def _find(data: Any, key: str, depth: int = 0) -> Any:
     return None
 
 
-# --- webhook authentication ------------------------------------------------
-
-
-def check_authorization(header: str | None, secret: str, username: str | None = None) -> None:
-    """Accept `Bearer <secret>` or Basic auth whose password is the secret.
-
-    Compares in constant time; never says what was expected.
-    """
-    if not header:
-        raise InvalidSignature("missing Authorization header")
-    scheme, _, value = header.strip().partition(" ")
-    value = value.strip()
-    scheme = scheme.lower()
-    if scheme == "bearer":
-        if secrets_equal(value, secret):
-            return
-        raise InvalidSignature("bearer token does not match")
-    if scheme == "basic":
-        try:
-            decoded = base64.b64decode(value, validate=True).decode("utf-8")
-        except (ValueError, binascii.Error, UnicodeDecodeError):
-            raise InvalidSignature("malformed Basic credentials") from None
-        user, sep, password = decoded.partition(":")
-        password_ok = secrets_equal(password, secret) if sep else False
-        user_ok = secrets_equal(user, username) if username else True
-        if password_ok and user_ok:
-            return
-        raise InvalidSignature("Basic credentials do not match")
-    raise InvalidSignature("unsupported Authorization scheme")
-
-
 # --- the channel ---------------------------------------------------------------
 
 
@@ -310,6 +302,8 @@ class ScgChannel(Channel):
         "address_prefix",
         "max_text_length",
         "webhook_username",
+        "webhook_auth",
+        "oauth_client_id",
         "provision",
     )
     requires_webhook_secret = True
@@ -336,8 +330,10 @@ class ScgChannel(Channel):
             not isinstance(base_url, str) or not re.match(r"^https?://[^\s/]+(/[^\s]*)?$", base_url)
         ):
             raise ConfigInvalid("config.base_url", "must be an http(s) URL")
-        sender_from = config.get("from")
-        if sender_from is not None and (not isinstance(sender_from, str) or not FROM_PATTERN.match(sender_from)):
+        configured_from = config.get("from")
+        if configured_from is not None and (
+            not isinstance(configured_from, str) or not FROM_PATTERN.match(configured_from)
+        ):
             raise ConfigInvalid("config.from", "must be 'channel:<id>' or 'sender_id:<id>' ([A-Za-z0-9_-])")
         kind = config.get("channel_type")
         if kind is not None and kind not in CHANNEL_TYPES:
@@ -353,10 +349,20 @@ class ScgChannel(Channel):
         username = config.get("webhook_username")
         if username is not None and (not isinstance(username, str) or not USERNAME_PATTERN.match(username)):
             raise ConfigInvalid("config.webhook_username", "must be 1-256 characters without ':' or spaces")
+        auth = config.get("webhook_auth")
+        if auth is not None and auth not in ess_auth.WEBHOOK_AUTHS:
+            raise ConfigInvalid("config.webhook_auth", "must be 'basic' (default) or 'oauth2'")
+        client = config.get("oauth_client_id")
+        if client is not None and (not isinstance(client, str) or not USERNAME_PATTERN.match(client)):
+            raise ConfigInvalid("config.oauth_client_id", "must be 1-256 characters without ':' or spaces")
         if "provision" in config and not isinstance(config["provision"], bool):
             raise ConfigInvalid("config.provision", "must be true or false")
         if not address.strip():
             raise ConfigInvalid("address", "is required")
+        if sender_from(address, config) is None:
+            raise ConfigInvalid(
+                "config.from", "is required: 'channel:<id>' or 'sender_id:<id>' (SCG does not resolve bare addresses)"
+            )
         return config
 
     def capabilities(self, sender: SenderContext) -> Capabilities:
@@ -382,9 +388,7 @@ class ScgChannel(Channel):
         # and no signed timestamp: retries of one event keep its event-id,
         # and core dedupes by message id, so a replay is answered 2xx and
         # dropped rather than refused.
-        check_authorization(
-            request.headers.get("authorization"), sender.webhook_secret, sender.config.get("webhook_username")
-        )
+        ess_auth.check_authorization(request.headers.get("authorization"), sender, self.clock.now())
         event = parse_event(request.body)
         if event.topic != TOPIC:
             return WebhookResult()
@@ -405,10 +409,9 @@ class ScgChannel(Channel):
         if parsed is not None and (channel_type(sender.config) == "rcs" or parsed[1] is not None):
             text, postback = parsed
         media = [Media(url=url) for url in fields.media_urls]
-        base = self._base_url(sender.config)
-        media += [
-            Media(url=f"{base}{API_PREFIX}/messaging/attachments/{attachment}") for attachment in fields.attachment_ids
-        ]
+        # SCG's attachment URLs need its token: the bot gets an expiring host URL.
+        now = self.clock.now()
+        media += [Media(url=attachments.media_url(sender, attachment, now)) for attachment in fields.attachment_ids]
         metadata: dict[str, Any] = {"event_id": event.event_id, "attempt": event.attempt, "evt_tp": event.type}
         if fields.message_body_truncated:
             metadata["message_body_truncated"] = True
@@ -463,9 +466,16 @@ class ScgChannel(Channel):
             Reply(text=message.text, options=message.options, media=message.media),
             media_as_links=not native_media,
         )
+        if native_media:
+            # SCG has no per-media caption field: captions go into the body.
+            captions = [m.caption.strip() for m in message.media if m.caption and m.caption.strip()]
+            text = "\n".join([text, *captions] if text else captions)
         text, _ = truncate(text, self._max_text(config))
+        sender_address = sender_from(sender.address, config)
+        if sender_address is None:
+            raise SendError("config.from is required: 'channel:<id>' or 'sender_id:<id>'", retryable=False)
         body: dict[str, Any] = {
-            "from": config.get("from") or sender.address,
+            "from": sender_address,
             "to": [to_address(message.contact, config)],
             "external_id": message.external_id or message.id,
         }
@@ -512,6 +522,17 @@ class ScgChannel(Channel):
             fragments_count=fragments_count(body.get("body", "")) if channel_type(sender.config) == "sms" else None,
         )
 
+    # --- the sender's own routes ---
+
+    async def handle_route(self, route: str, request: WebhookRequest, sender: SenderContext) -> ChannelResponse | None:
+        if route == ess_auth.TOKEN_ROUTE and ess_auth.webhook_auth(sender.config) == "oauth2":
+            return ess_auth.token_response(request, sender, self.clock.now())
+        if route.startswith(attachments.ROUTE_PREFIX) and request.method == "GET":
+            attachment = attachments.attachment_id(sender, route[len(attachments.ROUTE_PREFIX) :], self.clock.now())
+            api_url = self._base_url(sender.config) + API_PREFIX
+            return await attachments.fetch(self.http, api_url, parse_token(sender.credentials), attachment)
+        return None
+
     # --- provisioning ---
 
     async def provision(self, sender: SenderContext) -> ProvisionResult:
@@ -523,11 +544,21 @@ class ScgChannel(Channel):
         """
         # The API never returns secrets, so the operator chooses this one and
         # enters it in SCG; the description only names where it goes.
-        username = sender.config.get("webhook_username")
-        if username:
-            auth: dict[str, Any] = {"type": "BASIC", "username": username, "password": "<webhook_secret>"}
+        # ESS offers Basic, OAuth 2.0 and mTLS, no static bearer (KB "ESS good practices").
+        if ess_auth.webhook_auth(sender.config) == "oauth2":
+            auth: dict[str, Any] = {
+                "type": "OAUTH2",
+                "grant_type": "client_credentials",
+                "token_url": f"{sender.webhook_url}/{ess_auth.TOKEN_ROUTE}",
+                "client_id": ess_auth.client_id(sender),
+                "client_secret": "<webhook_secret>",
+            }
         else:
-            auth = {"type": "BEARER", "token": "<webhook_secret>"}
+            auth = {
+                "type": "BASIC",
+                "username": sender.config.get("webhook_username") or "syniverse",
+                "password": "<webhook_secret>",
+            }
         description = {
             "del-cfg-nm": f"botbridge-{sender.id}",
             "del-prtcl-cd": "REST",

@@ -102,29 +102,62 @@ class ScgReject(Exception):
         self.response = scg_error(status, code, description)
 
 
+# What a delivery configuration may use to authenticate to the customer's
+# webhook (Syniverse KB "ESS good practices": none, Basic, OAuth 2.0, mTLS;
+# there is no static bearer). mTLS is out of this fake's reach.
+DELIVERY_AUTH_TYPES = ("NONE", "BASIC", "OAUTH2")
+
+
+def _basic_header(user: str, password: str) -> dict[str, str]:
+    pair = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {pair}"}
+
+
 @dataclass(frozen=True)
 class EssAuth:
-    """How a delivery configuration authenticates to the customer's webhook."""
+    """How a delivery configuration authenticates to the customer's webhook.
 
-    scheme: str = "bearer"  # "bearer", "basic" or "none"
+    `bearer` presents a fixed token (what an OAuth 2.0 configuration sends
+    once it holds one; tests use it to present forged or stale tokens).
+    `oauth2` first fetches a token from the customer's `token_url` with the
+    client credentials grant, as ESS does, and presents that.
+    """
+
+    scheme: str = "bearer"  # "bearer", "basic", "oauth2" or "none"
     secret: str = ""
     username: str = "syniverse"
+    token_url: str = ""
 
     def header(self) -> dict[str, str]:
         if self.scheme == "bearer":
             return {"Authorization": f"Bearer {self.secret}"}
         if self.scheme == "basic":
-            pair = base64.b64encode(f"{self.username}:{self.secret}".encode()).decode()
-            return {"Authorization": f"Basic {pair}"}
+            return _basic_header(self.username, self.secret)
         return {}
 
+    async def headers(self, http: httpx.AsyncClient) -> dict[str, str]:
+        if self.scheme != "oauth2":
+            return self.header()
+        response = await http.post(
+            self.token_url,
+            content=b"grant_type=client_credentials",
+            headers={"content-type": "application/x-www-form-urlencoded", **_basic_header(self.username, self.secret)},
+        )
+        if response.status_code != 200:
+            return {}  # ESS delivers nothing it cannot authenticate; the webhook answers 401
+        return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
     @classmethod
-    def bearer(cls, secret: str) -> EssAuth:
-        return cls("bearer", secret)
+    def bearer(cls, token: str) -> EssAuth:
+        return cls("bearer", token)
 
     @classmethod
     def basic(cls, secret: str, username: str = "syniverse") -> EssAuth:
         return cls("basic", secret, username)
+
+    @classmethod
+    def oauth2(cls, token_url: str, client_id: str, client_secret: str) -> EssAuth:
+        return cls("oauth2", client_secret, client_id, token_url)
 
 
 @dataclass
@@ -148,7 +181,6 @@ class FakeScg:
 
     tokens: set[str] = field(default_factory=lambda: {"scg-test-token-0001"})
     expired_tokens: set[str] = field(default_factory=set)
-    sender_addresses: set[str] = field(default_factory=set)
     max_recipients: int = 100
     # Queue of (status, error_code, retry_after) answers for the next sends.
     failures: list[tuple[int, str, str | None]] = field(default_factory=list)
@@ -164,6 +196,7 @@ class FakeScg:
         self.message_requests: dict[str, dict[str, Any]] = {}
         self.messages: dict[str, dict[str, Any]] = {}
         self.delivery_configurations: dict[str, dict[str, Any]] = {}
+        self.attachments: dict[str, tuple[str, bytes]] = {}
         self.deliveries: list[Delivery] = []
         self.requests_seen: list[dict[str, Any]] = []
         self.app = self._build_app()
@@ -179,6 +212,8 @@ class FakeScg:
             Route(API + "/messaging/messages", self._create_message, methods=["POST"]),
             Route(API + "/messaging/messages/", self._create_message, methods=["POST"]),
             Route(API + "/messaging/messages/{id}", self._get_message, methods=["GET"]),
+            Route(API + "/messaging/attachments/{id}", self._get_attachment, methods=["GET"]),
+            Route(API + "/messaging/attachments/{id}/content", self._attachment_content, methods=["GET"]),
             Route("/ess/v1/delivery-configurations", self._create_delivery_configuration, methods=["POST"]),
             Route("/ess/v1/delivery-configurations/{id}", self._get_delivery_configuration, methods=["GET"]),
             Route("/ess/v1/delivery-configurations/{id}", self._delete_delivery_configuration, methods=["DELETE"]),
@@ -216,7 +251,9 @@ class FakeScg:
             raise ScgReject(400, "4001", "Missing mandatory parameter: from")
         if not isinstance(sender, str):
             raise ScgReject(400, "4002", "Invalid parameter type: from")
-        if not FROM_PATTERN.match(sender) and sender not in self.sender_addresses:
+        # `channel:<id>` or `sender_id:<id>` (Swagger `Message_Request.from`); a bare
+        # address is refused, as SCG does when it maps to no single sender id.
+        if not FROM_PATTERN.match(sender):
             raise ScgReject(400, "40018", "Invalid sender")
         body = data.get("body")
         if body is not None and not isinstance(body, str):
@@ -367,9 +404,43 @@ class FakeScg:
             raise ScgReject(404, "4041", "Message not found")
         return JSONResponse(found)
 
+    async def _get_attachment(self, request: Request) -> Response:
+        """Metadata only (SCG Swagger "Attachments"); the bytes are at `…/content`."""
+        self._authorize(request)
+        found = self.attachments.get(request.path_params["id"])
+        if found is None:
+            raise ScgReject(404, "4040", "Attachment not found")
+        content_type, content = found
+        return JSONResponse(
+            {"id": request.path_params["id"], "type": content_type, "size": len(content), "state": "UPLOADED"}
+        )
+
+    async def _attachment_content(self, request: Request) -> Response:
+        self._authorize(request)
+        found = self.attachments.get(request.path_params["id"])
+        if found is None:
+            raise ScgReject(404, "4040", "Attachment not found")
+        return Response(found[1], media_type=found[0])
+
+    def add_attachment(self, content: bytes, content_type: str = "image/jpeg") -> str:
+        """An attachment a phone sent (to reference in `mo_event(attachment_ids=…)`)."""
+        attachment_id = new_scg_id()
+        self.attachments[attachment_id] = (content_type, content)
+        return attachment_id
+
+    @staticmethod
+    def _check_delivery_auth(data: dict[str, Any]) -> None:
+        auth = data.get("auth") or {"type": "NONE"}
+        kind = str(auth.get("type", "")).upper() if isinstance(auth, dict) else ""
+        if kind not in DELIVERY_AUTH_TYPES:
+            raise ScgReject(400, "4004", "Invalid parameter: auth.type (NONE, BASIC or OAUTH2)")
+        if kind == "OAUTH2" and not all(isinstance(auth.get(k), str) and auth[k] for k in ("token_url", "client_id")):
+            raise ScgReject(400, "4001", "Missing mandatory parameter: auth.token_url and auth.client_id")
+
     async def _create_delivery_configuration(self, request: Request) -> Response:
         self._authorize(request)
         data = await self._json_object(request)
+        self._check_delivery_auth(data)
         for name in ("del-cfg-nm", "addr"):
             if not isinstance(data.get(name), str) or not data[name]:
                 raise ScgReject(400, "4001", f"Missing mandatory parameter: {name}")
@@ -398,6 +469,7 @@ class FakeScg:
 
     def add_delivery_configuration(self, description: dict[str, Any]) -> str:
         """Register a delivery configuration as an operator would in SCG's console."""
+        self._check_delivery_auth(description)
         config_id = new_scg_id()
         self.delivery_configurations[config_id] = {**description, "id": config_id}
         return config_id
@@ -409,8 +481,8 @@ class FakeScg:
         kind = str(auth.get("type", "")).lower()
         if kind == "basic":
             return config["addr"], EssAuth.basic(auth.get("password", ""), auth.get("username", "syniverse"))
-        if kind == "bearer":
-            return config["addr"], EssAuth.bearer(auth.get("token", ""))
+        if kind == "oauth2":
+            return config["addr"], EssAuth.oauth2(auth["token_url"], auth["client_id"], auth.get("client_secret", ""))
         return config["addr"], EssAuth("none")
 
     # --- ESS events --------------------------------------------------------
@@ -488,7 +560,7 @@ class FakeScg:
             "new_state": new_state,
             "message_request_id": message_request_id,
             "message_id": message["id"] if message else message_request_id,
-            "to_address": message["to_address"] if message else "+14085551212",
+            "to_address": _report_address(message["to_address"]) if message else "+14085551212",
             "from_address": message["from_address"] if message else "28776",
             "has_attachment": False,
             "reason_code": reason_code,
@@ -515,6 +587,7 @@ class FakeScg:
         return json.dumps(event, separators=(",", ":")).encode()
 
     def headers(self, event: dict[str, Any], auth: EssAuth | None) -> dict[str, str]:
+        """ESS's headers, with the auth of a fixed-credential configuration."""
         fields = event["event"]["fld-val-list"]
         key_address = fields.get("from_address") if event["event"]["evt-tp"] == "mo_message_received" else None
         key_address = key_address or fields.get("to_address") or ""
@@ -556,7 +629,9 @@ class FakeScg:
         for attempt in range(1, self.max_attempts + 1):
             event["attempt"] = attempt
             try:
-                response = await http.post(url, content=self.encode(event), headers=self.headers(event, auth))
+                headers = self.headers(event, None)
+                headers.update(await (auth or EssAuth("none")).headers(http))
+                response = await http.post(url, content=self.encode(event), headers=headers)
                 status: int | None = response.status_code
             except httpx.HTTPError:
                 status = None
@@ -616,6 +691,11 @@ class FakeScg:
         return attempts
 
 
+def _report_address(to: str) -> str:
+    # WhatsApp delivery reports carry `wa:+1…@1…`, not the `wa:+1…` sent to [OBS].
+    return f"{to}@15550000000" if to.startswith("wa:") else to
+
+
 async def _reject_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ScgReject)
     return exc.response
@@ -643,7 +723,7 @@ class ScgPhone(ChannelFake):
 
     async def phone_says(self, webhook_url: str, text: str, contact: str) -> int | None:
         deliveries = await self.fake.emit_inbound(
-            webhook_url, text=text, contact=contact, auth=EssAuth.bearer(self.secret)
+            webhook_url, text=text, contact=contact, auth=EssAuth.basic(self.secret)
         )
         return deliveries[-1].status if deliveries else None
 
@@ -652,7 +732,7 @@ class ScgPhone(ChannelFake):
 
     async def report_delivered(self, webhook_url: str) -> int:
         for message in self.fake.sent:
-            await self.fake.emit_report(webhook_url, message["id"], "DELIVERED", auth=EssAuth.bearer(self.secret))
+            await self.fake.emit_report(webhook_url, message["id"], "DELIVERED", auth=EssAuth.basic(self.secret))
         return len(self.fake.sent)
 
 
@@ -668,9 +748,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8090)
     parser.add_argument("--token", action="append", help="an accepted bearer token (repeatable)")
-    parser.add_argument("--sender-address", action="append", default=[], help="an address accepted as 'from'")
     args = parser.parse_args(argv)
-    fake = FakeScg(sender_addresses=set(args.sender_address))
+    fake = FakeScg()
     if args.token:
         fake.tokens = set(args.token)
     serve(args.host, args.port, fake)
