@@ -14,7 +14,7 @@ import pytest
 
 from botbridge import BotBackend, BotCredentialsInvalid, BotError, BotSession, InboundMessage, Option, Reply, hookimpl
 from botbridge.clock import FakeClock, SystemClock
-from botbridge.errors import SendError
+from botbridge.errors import SendError, StoreUnavailable
 from botbridge.events import TOPIC
 from botbridge.host import create_app
 from botbridge.models import DeliveryReport
@@ -181,8 +181,14 @@ class World:
 
 @asynccontextmanager
 async def make_world(
-    tmp_path: Any, *, clock: Any = None, store: str = "memory://", workers: int = 4, config: dict | None = None
-) -> AsyncIterator[World]:  # type: ignore[type-arg]
+    tmp_path: Any,
+    *,
+    clock: Any = None,
+    store: str = "memory://",
+    workers: int = 4,
+    config: dict | None = None,  # type: ignore[type-arg]
+    store_instance: Any = None,
+) -> AsyncIterator[World]:
     clock = clock or FakeClock()
     subscriber = Subscriber()
     plugins = Plugins()
@@ -198,8 +204,10 @@ async def make_world(
         workers=workers,  # type: ignore[arg-type]
     )
     http = httpx.AsyncClient(transport=httpx.MockTransport(subscriber.handler))
-    app = create_app(settings, plugins=plugins, clock=clock, http=http)
+    app = create_app(settings, plugins=plugins, clock=clock, http=http, store=store_instance)
     app.state.runtime.engine.settings.poll_interval = 0.02
+    app.state.runtime.engine.settings.store_backoff = 0.005
+    app.state.runtime.engine.settings.store_backoff_cap = 0.02
     async with api_client(app, KEY_A) as client:
         world = World(app, client, clock, subscriber)
         sender = (
@@ -400,6 +408,105 @@ async def test_a_plugin_bug_never_drops_accepted_work(world: World) -> None:
     await world.until(lambda: len(world.channel.outbox) == 1, step=2.0)
     assert world.channel.outbox[0]["text"] == "echo: still here"
     assert 'botbridge_job_errors_total{kind="mt"} 2.0' in (await world.client.get("/metrics")).text
+
+
+class FailingStore(memory.MemoryStore):
+    """The memory store, with the next calls of chosen methods failing as a store outage does."""
+
+    def __init__(self, clock: Any) -> None:
+        super().__init__(clock)
+        self.failing: dict[str, int] = {}
+        self.failed: dict[str, int] = {}
+
+    def fail(self, method: str, times: int) -> None:
+        self.failing[method] = times
+
+    def _trip(self, method: str) -> None:
+        if self.failing.get(method, 0) > 0:
+            self.failing[method] -= 1
+            self.failed[method] = self.failed.get(method, 0) + 1
+            raise StoreUnavailable(f"{method}: database or disk is full")
+
+    async def claim_jobs(self, kinds, *, limit, lease):  # type: ignore[no-untyped-def]
+        self._trip("claim_jobs")
+        return await super().claim_jobs(kinds, limit=limit, lease=lease)
+
+    async def complete_job(self, job, *, then=()):  # type: ignore[no-untyped-def]
+        self._trip("complete_job")
+        await super().complete_job(job, then=then)
+
+    async def retry_job(self, job, *, not_before, error):  # type: ignore[no-untyped-def]
+        self._trip("retry_job")
+        await super().retry_job(job, not_before=not_before, error=error)
+
+    async def get_conversation(self, sender_id, contact):  # type: ignore[no-untyped-def]
+        self._trip("get_conversation")
+        return await super().get_conversation(sender_id, contact)
+
+
+@pytest.mark.parametrize(
+    "failures",
+    [
+        {"claim_jobs": 30},
+        {"complete_job": 12},
+        {"get_conversation": 3, "retry_job": 12},  # a store error inside the job, then in putting it back
+    ],
+    ids=["claim", "complete", "inside-and-retry"],
+)
+async def test_store_errors_anywhere_in_a_jobs_life_are_waited_out(tmp_path: Any, failures: dict[str, int]) -> None:
+    clock = FakeClock()
+    store = FailingStore(clock)
+    async with make_world(tmp_path, clock=clock, store_instance=store) as world:
+        tasks = list(world.rt.engine._tasks)
+        for method, times in failures.items():
+            store.fail(method, times)
+        for i in range(6):
+            await world.mo(f"turn {i}", contact=f"+1555000{i}")
+        await world.until(lambda: len(world.channel.outbox) == 6, within=20.0, step=0.5)
+        assert sorted(m["text"] for m in world.channel.outbox) == [f"echo: turn {i}" for i in range(6)]
+        assert store.failed == failures
+        assert all(not task.done() for task in tasks) and world.rt.engine._tasks == tasks
+        assert world.rt.engine.workers_restarted == 0
+        assert len(world.bot.seen) == 6  # nothing ran twice for the outage
+        assert (await world.client.get("/readyz")).status_code == 200
+
+
+async def test_readiness_says_when_workers_wait_for_the_store(tmp_path: Any, monkeypatch: Any) -> None:
+    from botbridge import store_waits
+
+    monkeypatch.setattr(store_waits, "NOT_READY_AFTER", 0.0)
+    clock = FakeClock()
+    store = FailingStore(clock)
+    async with make_world(tmp_path, clock=clock, store_instance=store) as world:
+        store.fail("claim_jobs", 10**9)
+        await world.until(lambda: store.failed.get("claim_jobs", 0) > 2)
+        response = await world.client.get("/readyz")
+        assert response.status_code == 503
+        assert "workers are waiting for the store" in response.json()["status"]
+        store.fail("claim_jobs", 0)
+        await world.mo("back")
+        await world.until(lambda: len(world.channel.outbox) == 1)
+        assert (await world.client.get("/readyz")).status_code == 200
+
+
+async def test_a_worker_that_ends_anyway_is_started_again(world: World) -> None:
+    engine = world.rt.engine
+    original = engine._work
+
+    async def broken(kinds):  # type: ignore[no-untyped-def]
+        engine._work = original  # type: ignore[method-assign]
+        raise RuntimeError("a bug past every handler")
+
+    engine._work = broken  # type: ignore[method-assign]
+    engine._tasks[0].cancel()  # cancelled: stopped on purpose, so not restarted
+    await asyncio.sleep(0.01)
+    assert engine.problems() == [f"1 of {len(engine._tasks)} workers are not running"]
+    engine._tasks[0] = engine._start_worker(("mo", "mt", "dr"), "worker-0")  # this one hits the bug
+    await asyncio.sleep(0.01)
+    assert engine.workers_restarted == 1 and not engine._tasks[0].done()
+    assert engine.problems() == []
+    await world.mo("still served")
+    await world.until(lambda: len(world.channel.outbox) == 1)
 
 
 def test_backoff_is_bounded() -> None:

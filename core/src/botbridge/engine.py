@@ -16,7 +16,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +51,7 @@ from botbridge.render import as_text, match_option
 from botbridge.signing import standard_webhook_headers
 from botbridge.ssrf import UnsafeURL, check_url
 from botbridge.store import Store
+from botbridge.store_waits import StoreWaits
 
 logger = logging.getLogger("botbridge.engine")
 
@@ -79,6 +80,9 @@ class EngineSettings:
     breaker_threshold: int = 3
     breaker_open: float = 5.0
     breaker_cap: float = 60.0
+    # While the store fails, workers wait this long between tries, doubling to the cap.
+    store_backoff: float = 0.05
+    store_backoff_cap: float = 2.0
 
     def backoff(self, attempt: int) -> float:
         ceiling = min(self.backoff_cap, self.backoff_base * 2.0 ** min(attempt, 30))
@@ -94,6 +98,10 @@ class Breaker:
     failures: int = 0
     open_until: float = 0.0
     reason: str = ""
+
+
+def _jittered(delay: float) -> float:
+    return delay / 2 + random.uniform(0, delay / 2)
 
 
 class Retry(Exception):
@@ -118,6 +126,8 @@ class Engine:
         self._tokens: dict[str, asyncio.Queue[None]] = {"message": asyncio.Queue(), "event": asyncio.Queue()}
         self._stopping = False
         self._breakers: dict[str, Breaker] = {}
+        self.store_waits = StoreWaits()
+        self.workers_restarted = 0
 
     @property
     def store(self) -> Store:
@@ -136,19 +146,41 @@ class Engine:
                 logger.info("resuming %d jobs left unfinished by the last run", released)
         self._stopping = False
         self._tasks = [
-            *(asyncio.create_task(self._work(MESSAGE_KINDS), name=f"worker-{i}") for i in range(self.settings.workers)),
-            *(
-                asyncio.create_task(self._work(EVENT_KINDS), name=f"events-{i}")
-                for i in range(self.settings.event_workers)
-            ),
+            *(self._start_worker(MESSAGE_KINDS, f"worker-{i}") for i in range(self.settings.workers)),
+            *(self._start_worker(EVENT_KINDS, f"events-{i}") for i in range(self.settings.event_workers)),
         ]
+
+    def _start_worker(self, kinds: tuple[str, ...], name: str) -> asyncio.Task[None]:
+        task = asyncio.create_task(self._work(kinds), name=name)
+        task.add_done_callback(lambda done: self._worker_ended(done, kinds))
+        return task
+
+    def _worker_ended(self, task: asyncio.Task[None], kinds: tuple[str, ...]) -> None:
+        # `_work` catches everything; this is the last line should a bug let something through.
+        if self._stopping or task.cancelled() or task not in self._tasks:
+            return
+        logger.error("worker %s ended (%r); starting it again", task.get_name(), task.exception())
+        self.workers_restarted += 1
+        self._tasks[self._tasks.index(task)] = self._start_worker(kinds, task.get_name())
+
+    def problems(self) -> list[str]:
+        """Why workers cannot do their work right now (for /readyz); empty when they can."""
+        found = []
+        if self._tasks and not self._stopping:
+            ended = sum(1 for task in self._tasks if task.done())
+            if ended:
+                found.append(f"{ended} of {len(self._tasks)} workers are not running")
+        waiting = self.store_waits.problem()
+        if waiting:
+            found.append(waiting)
+        return found
 
     async def stop(self) -> None:
         self._stopping = True
-        for task in self._tasks:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks = []
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def wake(self, jobs: int = 1, lane: str = "message") -> None:
         tokens = self._tokens[lane]
@@ -226,17 +258,19 @@ class Engine:
 
     async def _work(self, kinds: tuple[str, ...]) -> None:
         tokens = self._tokens["event" if kinds == EVENT_KINDS else "message"]
+        delay = self.settings.store_backoff
         while not self._stopping:
             try:
                 jobs = await self.store.claim_jobs(kinds, limit=1, lease=self.settings.lease)
-            except StoreUnavailable as exc:
-                logger.warning("store unavailable, workers wait: %s", exc)
-                await asyncio.sleep(1.0)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.store_waits.failed("claiming work", exc)
+                await asyncio.sleep(_jittered(delay))
+                delay = min(self.settings.store_backoff_cap, delay * 2)
                 continue
-            except Exception:
-                logger.exception("claiming work failed; retrying")
-                await asyncio.sleep(1.0)
-                continue
+            delay = self.settings.store_backoff
+            self.store_waits.answered()
             if not jobs:
                 # Sleep until a local enqueue hands over a token, or poll: other
                 # hosts and delayed retries add work nobody here announces.
@@ -246,31 +280,74 @@ class Engine:
                     pass
                 continue
             for job in jobs:
-                await self._run(job)
+                try:
+                    await self._run(job)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # `_run` settles every outcome; a worker outlives even its bugs
+                    logger.exception("%s job %s: unexpected error settling it", job.kind, job.id)
 
     async def _run(self, job: Job) -> None:
         handler = {"mo": self._mo, "mt": self._mt, "dr": self._dr, "event": self._event}[job.kind]
         token = correlation_id.set(job.payload.get("correlation_id") or job.id)
         try:
-            follow_ups = await handler(job)
-            await self.store.complete_job(job, then=follow_ups)
-            self._wake_for(follow_ups)
-        except Retry as retry:
-            logger.info("%s job %s will retry in %.1fs: %s", job.kind, job.id, retry.delay, retry.reason)
-            await self.store.retry_job(job, not_before=self.clock.now() + retry.delay, error=retry.reason)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            # A bug (ours or a plugin's): accepted work is never dropped. It is
-            # retried with a backoff that grows to `backoff_cap`, and logged
-            # each time, until a fix makes it pass.
-            logger.exception("%s job %s failed (attempt %d)", job.kind, job.id, job.attempts + 1)
-            self.rt.metrics.job_errors.labels(job.kind).inc()
-            await self.store.retry_job(
-                job, not_before=self.clock.now() + self.settings.backoff(job.attempts), error=repr(exc)[:300]
-            )
+            try:
+                follow_ups = await handler(job)
+            except Retry as retry:
+                logger.info("%s job %s will retry in %.1fs: %s", job.kind, job.id, retry.delay, retry.reason)
+                not_before, reason = self.clock.now() + retry.delay, retry.reason
+                await self._settle(
+                    "retrying a job", lambda: self.store.retry_job(job, not_before=not_before, error=reason)
+                )
+            except StoreUnavailable as exc:
+                # The store failed mid-job: not the job's fault, and not one of its
+                # attempts (retry_job counts one, so it gets the count before this
+                # try). Its own count of put-backs keeps a job that always meets a
+                # store error from coming back without a pause.
+                logger.warning("%s job %s put back: %s", job.kind, job.id, exc)
+                putbacks = job.payload.get("store_putbacks", 0)
+                job.payload["store_putbacks"] = putbacks + 1
+                uncounted = job.model_copy(update={"attempts": job.attempts - 1})
+                soon, why = self.clock.now() + self.settings.backoff(putbacks), str(exc)[:300]
+                await self._settle(
+                    "putting back a job", lambda: self.store.retry_job(uncounted, not_before=soon, error=why)
+                )
+            except Exception as exc:
+                # A bug (ours or a plugin's): accepted work is never dropped. It is
+                # retried with a backoff that grows to `backoff_cap`, and logged
+                # each time, until a fix makes it pass.
+                logger.exception("%s job %s failed (attempt %d)", job.kind, job.id, job.attempts + 1)
+                self.rt.metrics.job_errors.labels(job.kind).inc()
+                later, why = self.clock.now() + self.settings.backoff(job.attempts), repr(exc)[:300]
+                await self._settle("retrying a job", lambda: self.store.retry_job(job, not_before=later, error=why))
+            else:
+                await self._settle("completing a job", lambda: self.store.complete_job(job, then=follow_ups))
+                self._wake_for(follow_ups)
         finally:
             correlation_id.reset(token)
+
+    async def _settle(self, what: str, write: Callable[[], Awaitable[None]]) -> None:
+        """Record a job's outcome, waiting out a failing store (bounded backoff) until it is written.
+
+        The work is done (a bot answered, a message went out): doing it again
+        because the store blinked would be the duplicate, so the write is what
+        gets retried. Given up only when the host stops; the job's lease then
+        brings it back.
+        """
+        delay = self.settings.store_backoff
+        while True:
+            try:
+                await write()
+                self.store_waits.answered()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.store_waits.failed(what, exc)
+                if self._stopping:
+                    return
+                await asyncio.sleep(_jittered(delay))
+                delay = min(self.settings.store_backoff_cap, delay * 2)
 
     # --- MO: one turn of a conversation ---
 

@@ -116,7 +116,7 @@ CONNECTOR_FILTERS = [
 
 OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("/healthz", "get"): _op("Liveness", auth=False),
-    ("/readyz", "get"): _op("Readiness: the store answers", auth=False, errors=(503,)),
+    ("/readyz", "get"): _op("Readiness: the store answers and workers can run", auth=False, errors=(503,)),
     ("/openapi.json", "get"): _op("This document", auth=False),
     ("/v1/plugins", "get"): _op("Installed plugins, what they provide, and load errors"),
     ("/v1/senders", "post"): _op(

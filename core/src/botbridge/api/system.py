@@ -13,8 +13,12 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    ready = await runtime(request).store.ping()
-    return JSONResponse({"status": "ready" if ready else "store unreachable"}, status_code=200 if ready else 503)
+    rt = runtime(request)
+    problems = [] if await rt.store.ping() else ["store unreachable"]
+    problems += rt.engine.problems()
+    if problems:
+        return JSONResponse({"status": "; ".join(problems)}, status_code=503)
+    return JSONResponse({"status": "ready"})
 
 
 async def list_plugins(request: Request) -> Response:
