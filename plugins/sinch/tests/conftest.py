@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
@@ -13,6 +13,8 @@ from botbridge.http import RetryPolicy
 from botbridge.models import Sender
 from botbridge_sinch import SinchChannel
 from botbridge_sinch.testing import FakeSinch
+
+from .sdk_oracle import assert_sdk_accepts_send
 
 WEBHOOK_URL = "https://bb.example.com/v1/webhooks/sinch/snd-1"
 FAST_RETRY = RetryPolicy(attempts=3, base=0.0, cap=0.0)
@@ -42,8 +44,12 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def fake(clock: FakeClock) -> FakeSinch:
-    return FakeSinch(clock=clock)
+def fake(clock: FakeClock) -> Iterator[FakeSinch]:
+    fake = FakeSinch(clock=clock)
+    yield fake
+    # Every request the fake accepted in the test is one the official SDK's models accept.
+    for record in fake.sent:
+        assert_sdk_accepts_send(record["body"])
 
 
 @pytest.fixture

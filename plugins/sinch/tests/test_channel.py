@@ -386,13 +386,74 @@ async def test_media_on_rich_channels_is_native(channel: SinchChannel, fake: Fak
         media=[Media(url="https://cdn.example/a.jpg", caption="A")],
     )
     result = await channel.send(sender, message)
+    # One card, not media then text: one send, one id the reports match.
     assert [m["message"] for m in fake.sent] == [
-        {"media_message": {"url": "https://cdn.example/a.jpg"}},
-        {"text_message": {"text": "Here\nA"}},
+        {"card_message": {"media_message": {"url": "https://cdn.example/a.jpg"}, "description": "Here\nA"}},
     ]
     assert fake.sent[0]["to"] == "2742085512340733"
     assert result.provider_message_id == fake.sent[-1]["message_id"]
     assert result.fragments_count is None
+    bare = OutboundMessage(sender_id=sender.id, contact="274", media=[Media(url="https://cdn.example/b.jpg")])
+    await channel.send(sender, bare)
+    assert fake.sent[-1]["message"] == {"media_message": {"url": "https://cdn.example/b.jpg"}}
+
+
+async def test_media_text_and_choices_are_one_card(channel: SinchChannel, fake: FakeSinch) -> None:
+    options = [Option(label="Yes", value="confirm"), Option(label="No", value="cancel")]
+    for kind in ("RCS", "WHATSAPP"):
+        fake.sent.clear()
+        sender = make_sender(fake, channel=kind)
+        message = OutboundMessage(
+            sender_id=sender.id,
+            contact="+46701234567",
+            text="Your seat?",
+            options=options,
+            media=[Media(url="https://cdn.example/extra.jpg"), Media(url="https://cdn.example/seat.jpg")],
+        )
+        result = await channel.send(sender, message)
+        assert [m["message"] for m in fake.sent] == [
+            {"media_message": {"url": "https://cdn.example/extra.jpg"}},
+            {
+                "card_message": {
+                    "media_message": {"url": "https://cdn.example/seat.jpg"},
+                    "description": "Your seat?",
+                    "choices": [
+                        {"text_message": {"text": "Yes"}, "postback_data": "confirm"},
+                        {"text_message": {"text": "No"}, "postback_data": "cancel"},
+                    ],
+                }
+            },
+        ]
+        assert result.provider_message_id == fake.sent[-1]["message_id"]
+
+
+async def test_whatsapp_buttons_only_for_three_short_choices(channel: SinchChannel, fake: FakeSinch) -> None:
+    sender = make_sender(fake, channel="WHATSAPP")
+    four = [Option(label=f"Plan {i}", value=str(i)) for i in range(4)]
+    long_label = [Option(label="Talk to a human being please", value="human"), Option(label="No", value="no")]
+    for options in (four, long_label):
+        await channel.send(sender, OutboundMessage(sender_id=sender.id, contact="+4670", text="Pick", options=options))
+        assert list(fake.sent[-1]["message"]) == ["text_message"]
+        assert fake.sent[-1]["text"].startswith("Pick\n1. ")
+    with_media = OutboundMessage(
+        sender_id=sender.id, contact="+4670", text="Pick", options=four, media=[Media(url="https://cdn.example/p.png")]
+    )
+    await channel.send(sender, with_media)
+    card = fake.sent[-1]["message"]["card_message"]
+    assert "choices" not in card and "4. Plan 3" in card["description"]
+    three = four[:3]
+    await channel.send(sender, OutboundMessage(sender_id=sender.id, contact="+4670", text="Pick", options=three))
+    assert len(fake.sent[-1]["message"]["choice_message"]["choices"]) == 3
+    # RCS suggestions have no such limit.
+    rcs = make_sender(fake, channel="RCS")
+    await channel.send(rcs, OutboundMessage(sender_id=rcs.id, contact="+4670", text="Pick", options=four))
+    assert len(fake.sent[-1]["message"]["choice_message"]["choices"]) == 4
+
+
+async def test_mms_names_its_sender_mms_sender(channel: SinchChannel, fake: FakeSinch) -> None:
+    sender = make_sender(fake, channel="MMS", sms_sender="+46700000000")
+    await channel.send(sender, OutboundMessage(sender_id=sender.id, contact="+46701234567", text="pic"))
+    assert fake.sent[-1]["body"]["channel_properties"] == {"MMS_SENDER": "+46700000000"}
 
 
 async def test_long_text_is_truncated_to_the_channel_limit(channel: SinchChannel, fake: FakeSinch) -> None:

@@ -18,6 +18,8 @@ from botbridge.clock import FakeClock
 from botbridge_sinch import sign_callback
 from botbridge_sinch.testing import FakeSinch, main, new_ulid
 
+from .sdk_oracle import assert_sdk_accepts_send, sdk_event
+
 pytestmark = pytest.mark.anyio
 
 API = "https://us.conversation.api.sinch.com"
@@ -127,6 +129,26 @@ async def test_sdk_shaped_request_is_accepted_and_recorded(fake: FakeSinch, http
     assert fake.sent[-1]["to"] == "C"
 
 
+TEXT_CHOICE = {"text_message": {"text": "a"}}
+LONG_CHOICE = {"text_message": {"text": "x" * 21}}
+MMS_BODY: dict[str, Any] = {
+    **SDK_BODY,
+    "recipient": {"identified_by": {"channel_identities": [{"channel": "MMS", "identity": "46701234567"}]}},
+    "channel_priority_order": ["MMS"],
+    "message": {"text_message": {"text": "pic"}},
+}
+
+
+async def test_cards_and_mms_senders_the_sdk_accepts_pass(fake: FakeSinch, http: httpx.AsyncClient) -> None:
+    card = {"card_message": {"media_message": {"url": "https://x/a.png"}, "description": "d", "choices": []}}
+    for body in (
+        {**MMS_BODY, "channel_properties": {"MMS_SENDER": "+46700000000"}},
+        {**SDK_BODY, "message": card},
+    ):
+        assert (await send(http, fake, body)).status_code == 200
+        assert_sdk_accepts_send(body)
+
+
 def _without(key: str) -> dict[str, Any]:
     return {k: v for k, v in SDK_BODY.items() if k != key}
 
@@ -160,6 +182,22 @@ def _without(key: str) -> dict[str, Any]:
         {**SDK_BODY, "message_metadata": "x" * 1025},
         {**SDK_BODY, "unexpected": True},
         ["not", "an", "object"],
+        # MMS's sender property is MMS_SENDER (Sinch MMS channel docs)
+        {**MMS_BODY, "channel_properties": {"SMS_SENDER": "+46700000000"}},
+        # WhatsApp reply buttons: at most 3, titles of at most 20 characters
+        {
+            **SDK_BODY,
+            "message": {"choice_message": {"choices": [{"text_message": {"text": str(i)}} for i in range(4)]}},
+        },
+        {**SDK_BODY, "message": {"choice_message": {"choices": [{"text_message": {"text": "x" * 21}}]}}},
+        {
+            **SDK_BODY,
+            "message": {"card_message": {"description": "d", "choices": [{"text_message": {"text": "x" * 21}}]}},
+        },
+        # SDK `CardMessage`
+        {**SDK_BODY, "message": {"card_message": {}}},
+        {**SDK_BODY, "message": {"card_message": {"description": "d", "caption": "c"}}},
+        {**SDK_BODY, "message": {"card_message": {"media_message": {}}}},
     ],
 )
 async def test_invalid_send_bodies_get_invalid_argument(fake: FakeSinch, http: httpx.AsyncClient, body: Any) -> None:
@@ -318,3 +356,13 @@ async def test_callbacks_go_to_registered_webhooks_with_their_secret(fake: FakeS
 def test_command_line_rejects_unknown_region() -> None:
     with pytest.raises(SystemExit):
         main(["--region", "mars"])
+
+
+def test_the_sdk_verifies_and_parses_the_fakes_callbacks(fake: FakeSinch) -> None:
+    # The official SDK is the oracle for what the fake emits (and the channel parses).
+    inbound = fake.inbound_body("hi", "+46701234567", channel="WHATSAPP")
+    event = sdk_event(inbound, fake.webhook_secret, fake.sign(inbound))
+    assert type(event).__name__ == "MessageInboundEvent"
+    report = fake.report_body("01EQBF0BT63J7S1FEKJZ0Z08VD", "FAILED", reason_code="RECIPIENT_NOT_REACHABLE")
+    event = sdk_event(report, fake.webhook_secret, fake.sign(report))
+    assert type(event).__name__ == "MessageDeliveryReceiptEvent"

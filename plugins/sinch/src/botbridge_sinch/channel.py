@@ -44,6 +44,18 @@ DEFAULT_SIGNATURE_WINDOW = 300.0
 # replies, suggestions); elsewhere options become numbered text.
 CHOICE_CHANNELS = frozenset({"WHATSAPP", "RCS", "MESSENGER", "VIBER", "VIBERBM", "TELEGRAM", "INSTAGRAM", "LINE"})
 MAX_CHOICES = 10
+# Channels on which Sinch renders a card_message (media + text + choices) as
+# one message: RCS rich cards, Messenger generic templates, WhatsApp
+# interactive messages with a media header, … (Sinch "Card message"
+# transcoding). Media + text + choices there is one send with one id.
+CARD_CHANNELS = CHOICE_CHANNELS
+# WhatsApp reply buttons: at most 3, titles at most 20 characters (WhatsApp
+# Cloud API, interactive "button" messages). Other choice sets are numbered text.
+WHATSAPP_MAX_BUTTONS = 3
+WHATSAPP_MAX_BUTTON_TITLE = 20
+# The channel property naming our sender number, per channel (Sinch SMS and
+# MMS channel docs): MMS ignores SMS_SENDER.
+SENDER_PROPERTY: dict[str, str] = {"SMS": "SMS_SENDER", "MMS": "MMS_SENDER"}
 # Channels whose media_message Sinch does not deliver as media: links go in the text.
 TEXT_ONLY_CHANNELS = frozenset({"SMS"})
 # Identities that are phone numbers (MSISDN digits); the others are app-scoped ids.
@@ -315,7 +327,7 @@ class SinchChannel(Channel):
     def capabilities(self, sender: SenderContext) -> Capabilities:
         channel = self._channel_of(sender)
         return Capabilities(
-            options=channel in CHOICE_CHANNELS,
+            options=channel in CHOICE_CHANNELS,  # on WhatsApp: up to 3 short labels (else numbered text)
             media=channel not in TEXT_ONLY_CHANNELS,
             max_text_length=MAX_TEXT_LENGTH.get(channel, DEFAULT_MAX_TEXT_LENGTH),
             sms=channel in ("SMS", "MMS"),
@@ -529,34 +541,56 @@ class SinchChannel(Channel):
 
     # --- outbound ---
 
+    def _native_choices(self, channel: str, message: OutboundMessage) -> bool:
+        if channel not in CHOICE_CHANNELS or not 0 < len(message.options) <= MAX_CHOICES:
+            return False
+        if channel == "WHATSAPP":
+            return len(message.options) <= WHATSAPP_MAX_BUTTONS and all(
+                len(option.label) <= WHATSAPP_MAX_BUTTON_TITLE for option in message.options
+            )
+        return True
+
     def _message_bodies(self, channel: str, message: OutboundMessage) -> list[dict[str, Any]]:
-        """The Sinch `message` objects one outbound message becomes, in order."""
+        """The Sinch `message` objects one outbound message becomes, in order.
+
+        One, whenever the channel can carry it in one (a card for media with
+        text or choices): each extra send is an id the reports cannot tie to
+        the message.
+        """
         limit = MAX_TEXT_LENGTH.get(channel, DEFAULT_MAX_TEXT_LENGTH)
         native_media = channel not in TEXT_ONLY_CHANNELS
-        native_choice = channel in CHOICE_CHANNELS and 0 < len(message.options) <= MAX_CHOICES
+        native_choice = self._native_choices(channel, message)
+        choices = [
+            {"text_message": {"text": option.label}, "postback_data": option.value} for option in message.options
+        ]
         bodies: list[dict[str, Any]] = []
         if native_media:
-            bodies.extend({"media_message": {"url": media.url}} for media in message.media)
-            # Captions travel as text after the media.
+            # Captions travel in the text.
             captions = [m.caption for m in message.media if m.caption]
             text = "\n".join([message.text.strip(), *captions]).strip() if captions else message.text
         else:
             text = as_text(Reply(text=message.text, media=message.media))
+        if message.options and not native_choice:
+            text = as_text(Reply(text=text, options=message.options), media_as_links=False)
+        media = list(message.media) if native_media else []
+        if media and channel in CARD_CHANNELS and (text.strip() or native_choice):
+            # Extra media go first, on their own; the last one heads the card.
+            bodies.extend({"media_message": {"url": m.url}} for m in media[:-1])
+            card: dict[str, Any] = {"media_message": {"url": media[-1].url}}
+            if text.strip():
+                card["description"] = truncate(text, limit)[0]
+            if native_choice:
+                card["choices"] = choices
+            bodies.append({"card_message": card})
+            return bodies
+        bodies.extend({"media_message": {"url": m.url}} for m in media)
         if native_choice:
-            choice: dict[str, Any] = {
-                "choices": [
-                    {"text_message": {"text": option.label}, "postback_data": option.value}
-                    for option in message.options
-                ]
-            }
+            choice: dict[str, Any] = {"choices": choices}
             if text.strip():
                 choice["text_message"] = {"text": truncate(text, limit)[0]}
             bodies.append({"choice_message": choice})
-        else:
-            if message.options:
-                text = as_text(Reply(text=text, options=message.options), media_as_links=False)
-            if text.strip():
-                bodies.append({"text_message": {"text": truncate(text, limit)[0]}})
+        elif text.strip():
+            bodies.append({"text_message": {"text": truncate(text, limit)[0]}})
         if not bodies:
             raise SendError("nothing to send: the message has no text, media or options")
         return bodies
@@ -573,8 +607,8 @@ class SinchChannel(Channel):
             "message": content,
         }
         sms_sender = sender.config.get("sms_sender")
-        if sms_sender and channel in ("SMS", "MMS"):
-            body["channel_properties"] = {"SMS_SENDER": str(sms_sender)}
+        if sms_sender and channel in SENDER_PROPERTY:
+            body["channel_properties"] = {SENDER_PROPERTY[channel]: str(sms_sender)}
         return body
 
     async def send(self, sender: SenderContext, message: OutboundMessage) -> SendResult:

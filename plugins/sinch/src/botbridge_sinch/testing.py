@@ -151,6 +151,34 @@ def rfc3339(now: float) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond:06d}Z"
 
 
+CARD_KEYS = frozenset({"title", "description", "media_message", "height", "choices", "message_properties"})
+# WhatsApp Cloud API, interactive "button" messages: at most 3 reply buttons,
+# each title at most 20 characters. Sinch turns choices into such buttons.
+WHATSAPP_MAX_BUTTONS = 3
+WHATSAPP_MAX_BUTTON_TITLE = 20
+
+
+def _check_choices(choices: Any, where: str, *, minimum: int) -> None:
+    if not isinstance(choices, list) or not minimum <= len(choices) <= 10:
+        raise invalid(f"message.{where}.choices must hold {minimum} to 10 choices")
+    for choice in choices:
+        if not isinstance(choice, dict) or len(set(choice) & CHOICE_KINDS) != 1:
+            raise invalid("each choice must have exactly one choice kind")
+        if "text_message" in choice and not (choice["text_message"] or {}).get("text"):
+            raise invalid("a text choice needs a non-empty text")
+
+
+def _check_whatsapp_buttons(message: dict[str, Any]) -> None:
+    content = message.get("choice_message") or message.get("card_message") or {}
+    choices = content.get("choices") or []
+    if len(choices) > WHATSAPP_MAX_BUTTONS:
+        raise invalid(f"WhatsApp renders at most {WHATSAPP_MAX_BUTTONS} reply buttons")
+    for choice in choices:
+        title = (choice.get("text_message") or {}).get("text", "")
+        if len(title) > WHATSAPP_MAX_BUTTON_TITLE:
+            raise invalid(f"WhatsApp button titles have at most {WHATSAPP_MAX_BUTTON_TITLE} characters")
+
+
 class FakeError(Exception):
     def __init__(self, http_status: int, message: str, status: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
@@ -332,6 +360,8 @@ class FakeSinch:
             text = message["text_message"]["text"]
         elif "choice_message" in message:
             text = message["choice_message"].get("text_message", {}).get("text", "")
+        elif "card_message" in message:
+            text = message["card_message"].get("description", "")
         else:
             text = ""
         self.sent.append(
@@ -371,6 +401,15 @@ class FakeSinch:
         elif not isinstance(recipient["contact_id"], str) or not recipient["contact_id"]:
             raise invalid("recipient.contact_id must be a non-empty string")
         self._validate_message(body.get("message"))
+        channels = {i["channel"] for i in identities}
+        if "WHATSAPP" in channels:
+            _check_whatsapp_buttons(body["message"])
+        properties = body.get("channel_properties", {})
+        if "MMS" in channels and isinstance(properties, dict) and "SMS_SENDER" in properties:
+            if "MMS_SENDER" not in properties:
+                # Sinch MMS channel docs: the sender is `MMS_SENDER`; MMS ignores
+                # SMS_SENDER, so such a send has no sender (a FAILED report at Sinch).
+                raise invalid("channel_properties: the MMS sender is MMS_SENDER, not SMS_SENDER")
         order = body.get("channel_priority_order", [])
         if not isinstance(order, list) or any(c not in {i["channel"] for i in identities} for c in order):
             raise invalid("every channel_priority_order entry needs a matching channel identity")
@@ -396,15 +435,25 @@ class FakeSinch:
             raise invalid("message.text_message.text must be a non-empty string")
         if kind == "media_message" and not (isinstance(content.get("url"), str) and content["url"]):
             raise invalid("message.media_message.url is required")
+        if kind == "card_message":
+            # SDK `CardMessage`: title, description, media_message, height, choices (≤10).
+            unknown = set(content) - CARD_KEYS
+            if unknown:
+                raise invalid(f"message.card_message: unknown field(s): {', '.join(sorted(unknown))}")
+            if not any(content.get(k) for k in ("title", "description", "media_message")):
+                raise invalid("message.card_message needs a title, a description or a media_message")
+            media = content.get("media_message")
+            if media is not None and not (
+                isinstance(media, dict) and isinstance(media.get("url"), str) and media["url"]
+            ):
+                raise invalid("message.card_message.media_message.url is required")
+            for key in ("title", "description"):
+                if key in content and not isinstance(content[key], str):
+                    raise invalid(f"message.card_message.{key} must be a string")
+            if "choices" in content:
+                _check_choices(content["choices"], "card_message", minimum=0)
         if kind == "choice_message":
-            choices = content.get("choices")
-            if not isinstance(choices, list) or not 1 <= len(choices) <= 10:
-                raise invalid("message.choice_message.choices must hold 1 to 10 choices")
-            for choice in choices:
-                if not isinstance(choice, dict) or len(set(choice) & CHOICE_KINDS) != 1:
-                    raise invalid("each choice must have exactly one choice kind")
-                if "text_message" in choice and not (choice["text_message"] or {}).get("text"):
-                    raise invalid("a text choice needs a non-empty text")
+            _check_choices(content.get("choices"), "choice_message", minimum=1)
             text = content.get("text_message")
             if text is not None and not (isinstance(text, dict) and isinstance(text.get("text"), str)):
                 raise invalid("message.choice_message.text_message.text must be a string")
