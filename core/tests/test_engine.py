@@ -689,3 +689,37 @@ async def test_accepted_work_survives_a_restart(tmp_path: Any) -> None:
         world.sender_id = sender_id
         await world.until(lambda: len(world.channel.outbox) == 3)
         assert sorted(m["text"] for m in world.channel.outbox) == [f"echo: kept {i}" for i in range(3)]
+
+
+async def test_a_store_announcing_new_work_wakes_idle_workers_before_their_poll() -> None:
+    from types import SimpleNamespace
+
+    from botbridge.engine import Engine, EngineSettings
+    from botbridge.stores.memory import MemoryStore
+
+    class Announcing(MemoryStore):
+        def watch(self, wake: Callable[[str, int], None]) -> None:
+            self.wake = wake
+
+        async def claim_jobs(self, kinds: Any, *, limit: int, lease: float) -> list[Any]:
+            self.claims.append(tuple(kinds))
+            return []
+
+    clock = FakeClock()
+    store = Announcing(clock)
+    store.claims = []
+    engine = Engine(SimpleNamespace(store=store, clock=clock), EngineSettings(workers=2, event_workers=1))
+    engine.settings.poll_interval = 60.0
+    await engine.start()
+    try:
+        await asyncio.sleep(0.05)
+        before = len(store.claims)
+        assert before == 3  # each worker looked once, then sleeps until woken or a minute passes
+        store.wake("message", 5)
+        await asyncio.sleep(0.05)
+        assert len(store.claims) == before + 2  # as many as there are message workers, no more
+        store.wake("event", 1)
+        await asyncio.sleep(0.05)
+        assert store.claims[-1] == ("event",)
+    finally:
+        await engine.stop()

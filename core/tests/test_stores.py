@@ -121,3 +121,13 @@ async def test_sqlite_database_from_before_per_sender_provider_ids_is_migrated(t
         assert await store.outbound_by_provider_id("s-a", "p-1") == message
     finally:
         await store.close()
+
+
+def test_store_migrate_command_on_a_store_without_migrations(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from botbridge.cli import main
+
+    monkeypatch.setenv("BOTBRIDGE_STORE", f"sqlite:///{tmp_path}/bb.db")
+    assert main(["store", "migrate"]) == 0
+    assert capsys.readouterr().out == "the store's schema is up to date\n"

@@ -1,4 +1,4 @@
-"""The `botbridge` command: serve, plugins."""
+"""The `botbridge` command: serve, plugins, demo, new-plugin, store migrate."""
 
 from __future__ import annotations
 
@@ -71,6 +71,27 @@ def _new_plugin(args: argparse.Namespace) -> int:
     return 0
 
 
+def _store_migrate(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from botbridge.clock import SystemClock
+    from botbridge.errors import StoreUnavailable
+    from botbridge.runtime import open_store
+
+    settings = Settings()
+    store = open_store(settings, Plugins.discover(settings), SystemClock())
+    try:
+        applied = asyncio.run(store.migrate())
+    except StoreUnavailable as exc:
+        print(f"botbridge store migrate: {exc}", file=sys.stderr)
+        return 1
+    if applied:
+        print("applied migrations " + ", ".join(map(str, applied)))
+    else:
+        print("the store's schema is up to date")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="botbridge", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -92,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     scaffold.add_argument("--kind", choices=("channel", "bot", "store"), required=True)
     scaffold.add_argument("--dest", default=".", help="folder to create it in")
     scaffold.set_defaults(func=_new_plugin)
+    store = commands.add_parser("store", help="store maintenance").add_subparsers(dest="action", required=True)
+    store.add_parser("migrate", help="apply the store's pending schema migrations").set_defaults(func=_store_migrate)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

@@ -145,6 +145,7 @@ class Engine:
             if released:
                 logger.info("resuming %d jobs left unfinished by the last run", released)
         self._stopping = False
+        self.store.watch(lambda lane, jobs: self.wake(jobs, lane))
         self._tasks = [
             *(self._start_worker(MESSAGE_KINDS, f"worker-{i}") for i in range(self.settings.workers)),
             *(self._start_worker(EVENT_KINDS, f"events-{i}") for i in range(self.settings.event_workers)),

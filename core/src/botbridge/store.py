@@ -39,6 +39,21 @@ class Store(ABC):
         """True when the store answers (for /readyz)."""
         return True
 
+    async def migrate(self) -> list[int]:
+        """Apply pending schema migrations; return the versions applied now.
+
+        For `botbridge store migrate`. A store with versioned migrations also
+        applies them in `open`; one that creates its tables there returns [].
+        """
+        return []
+
+    def watch(self, wake: Callable[[str, int], None]) -> None:
+        """Call `wake(lane, jobs)` when another process adds runnable work.
+
+        Lets a shared store wake idle workers at once instead of at their next
+        poll. The default does nothing: workers poll.
+        """
+
     # --- API keys ---
     @abstractmethod
     async def put_api_key(self, key_hash: str, account_id: str) -> None: ...

@@ -1,0 +1,97 @@
+"""The schema, as numbered migrations applied in order, each once.
+
+A migration is never edited after release: a change to the schema is a new
+entry at the end. `migrate` holds a session advisory lock for the whole run,
+so hosts starting at once apply each step exactly once (the others wait, then
+find nothing left to do).
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+
+import asyncpg
+
+logger = logging.getLogger("botbridge.postgres")
+
+MIGRATIONS: tuple[tuple[int, str], ...] = (
+    (
+        1,
+        """
+        CREATE TABLE api_keys (key_hash TEXT PRIMARY KEY, account_id TEXT NOT NULL);
+        CREATE TABLE senders (id TEXT PRIMARY KEY, account_id TEXT NOT NULL, data JSONB NOT NULL);
+        CREATE INDEX senders_account ON senders (account_id, id);
+        CREATE TABLE connectors (
+            id TEXT PRIMARY KEY, account_id TEXT NOT NULL, sender_id TEXT NOT NULL UNIQUE,
+            type TEXT NOT NULL, external_id TEXT, version_number INTEGER NOT NULL, data JSONB NOT NULL);
+        CREATE INDEX connectors_account ON connectors (account_id, id);
+        CREATE TABLE conversations (
+            sender_id TEXT NOT NULL, contact TEXT NOT NULL, data JSONB NOT NULL,
+            PRIMARY KEY (sender_id, contact));
+        CREATE TABLE claims (key TEXT PRIMARY KEY, expires_at DOUBLE PRECISION NOT NULL);
+        CREATE INDEX claims_expiry ON claims (expires_at);
+        CREATE TABLE jobs (
+            seq BIGSERIAL PRIMARY KEY, id TEXT NOT NULL UNIQUE, kind TEXT NOT NULL, key TEXT NOT NULL,
+            not_before DOUBLE PRECISION NOT NULL, lease_until DOUBLE PRECISION NOT NULL DEFAULT 0,
+            data JSONB NOT NULL);
+        CREATE INDEX jobs_key ON jobs (key, seq);
+        CREATE TABLE outbound (
+            id TEXT PRIMARY KEY, sender_id TEXT NOT NULL, channel TEXT NOT NULL, provider_message_id TEXT,
+            data JSONB NOT NULL);
+        CREATE INDEX outbound_provider ON outbound (sender_id, provider_message_id)
+            WHERE provider_message_id IS NOT NULL;
+        CREATE TABLE subscriptions (
+            id TEXT PRIMARY KEY, account_id TEXT NOT NULL, topic TEXT NOT NULL, data JSONB NOT NULL);
+        CREATE INDEX subscriptions_account ON subscriptions (account_id, id);
+        CREATE TABLE event_failures (id TEXT PRIMARY KEY, subscription_id TEXT NOT NULL, data JSONB NOT NULL);
+        CREATE INDEX event_failures_subscription ON event_failures (subscription_id, id);
+        CREATE TABLE send_slots (key TEXT PRIMARY KEY, next_slot DOUBLE PRECISION NOT NULL);
+        """,
+    ),
+)
+
+LATEST = MIGRATIONS[-1][0]
+
+
+def lock_id(schema: str) -> int:
+    """The advisory lock of one schema's migrations (a signed 64-bit key)."""
+    return zlib.crc32(f"botbridge-migrate:{schema}".encode()) - 2**31
+
+
+def quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+async def migrate(conn: asyncpg.Connection, schema: str) -> list[int]:
+    """Apply the migrations `schema` lacks; return the versions applied now.
+
+    `conn` has `schema` as its search_path (it need not exist yet).
+    """
+    applied: list[int] = []
+    await conn.execute("SELECT pg_advisory_lock($1)", lock_id(schema))
+    try:
+        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}")
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations "
+            "(version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+        )
+        done = {row[0] for row in await conn.fetch("SELECT version FROM schema_migrations")}
+        for version, sql in MIGRATIONS:
+            if version in done:
+                continue
+            async with conn.transaction():
+                await conn.execute(sql)
+                await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
+            logger.info("postgres schema %s: applied migration %d", schema, version)
+            applied.append(version)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", lock_id(schema))
+    return applied
+
+
+async def current_version(conn: asyncpg.Connection, schema: str) -> int:
+    exists = await conn.fetchval("SELECT to_regclass($1)", f"{quote(schema)}.schema_migrations")
+    if exists is None:
+        return 0
+    return int(await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_migrations"))

@@ -1,0 +1,615 @@
+"""`postgresql://user@host:port/db` — the store several hosts share, durable by PostgreSQL's commit.
+
+Records are JSONB beside the columns that are looked up. Each check-and-write
+is one statement or one transaction (no read-then-write across round trips),
+so a PostgreSQL row lock or unique index decides every race. The work queue is
+the `jobs` table: a job is runnable when due, unleased and the oldest of its
+key; claimers lock candidate rows with `FOR UPDATE SKIP LOCKED`, so hosts
+never wait on each other's claims. Enqueues of one key are serialized with a
+transaction advisory lock, which makes a key's committed jobs always a prefix
+of its sequence: a later job can never become visible (and run) before an
+earlier one still committing. Every enqueue NOTIFYs the schema's channel in
+its transaction, so an idle worker on any host wakes at commit; polling stays
+as the fallback. Times that decide anything come from the injected clock, as
+in the Redis store: hosts keep their clocks in step (NTP).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import secrets
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from typing import Any, ParamSpec, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import asyncpg
+
+from botbridge.clock import Clock
+from botbridge.errors import SenderTaken, StoreUnavailable, VersionConflict
+from botbridge.models import Connector, Conversation, EventFailure, Job, OutboundMessage, Sender, Subscription
+from botbridge.store import SLOT_MARGIN, Store
+from botbridge_postgres.migrations import LATEST, current_version, migrate, quote
+
+logger = logging.getLogger("botbridge.postgres")
+
+DEFAULT_SCHEMA = "botbridge"
+DEFAULT_POOL = 10
+SWEEP_EVERY = 1000  # dedupe claims between two deletions of expired ones
+# Connection trouble (refused, reset, terminated by an administrator, too
+# many clients, a standby that cannot take writes): the host answers 503.
+UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InsufficientResourcesError,
+    asyncpg.exceptions.ReadOnlySQLTransactionError,
+)
+
+# Raised before a statement was sent, on a session the server had already
+# ended (asyncpg read the FATAL but not yet the close): safe to run again.
+UNSENT: tuple[type[BaseException], ...] = (asyncpg.exceptions.InternalClientError, asyncpg.InterfaceError)
+UNSENT_RETRIES = 3
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def parse_url(url: str) -> tuple[str, str, int]:
+    """Split `postgresql://…/db?schema=…&pool=…` into (driver DSN, schema, pool size).
+
+    Other query options go to the driver (e.g. `sslmode`, server settings).
+    """
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    ours = {k: v for k, v in query if k in ("schema", "pool")}
+    rest = [(k, v) for k, v in query if k not in ours]
+    schema = ours.get("schema") or DEFAULT_SCHEMA
+    pool = int(ours["pool"]) if ours.get("pool") else DEFAULT_POOL
+    if pool < 2:
+        raise ValueError("postgres store option pool must be at least 2")
+    scheme = "postgresql" if parts.scheme in ("postgres", "postgresql") else parts.scheme
+    return urlunsplit(parts._replace(scheme=scheme, query=urlencode(rest))), schema, pool
+
+
+def guarded(method: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
+    """Turn connection trouble into StoreUnavailable (the host's 503 + Retry-After)."""
+
+    @functools.wraps(method)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        for attempt in range(UNSENT_RETRIES + 1):
+            try:
+                return await method(*args, **kwargs)
+            except UNSENT as exc:
+                # A pooled session the server ended: nothing reached PostgreSQL, so
+                # the whole call runs again on another one (the broken one is gone).
+                if attempt == UNSENT_RETRIES:
+                    raise StoreUnavailable(f"postgres is unavailable: {type(exc).__name__}: {exc}") from exc
+            except UNAVAILABLE as exc:
+                raise StoreUnavailable(f"postgres is unavailable: {type(exc).__name__}: {exc}") from exc
+        raise AssertionError("unreachable")
+
+    return wrapper
+
+
+def lane_of(kind: str) -> str:
+    return "event" if kind == "event" else "message"
+
+
+# A job is runnable when due, not leased, and the oldest of its key. Rows
+# another claimer holds are skipped, not waited for; a row whose lease was
+# committed meanwhile fails the re-check of `lease_until` and is left out.
+CLAIM_JOBS = """
+WITH picked AS (
+    SELECT j.seq FROM jobs j
+    WHERE j.kind = ANY($1::text[]) AND j.not_before <= $2 AND j.lease_until <= $2
+      AND NOT EXISTS (SELECT 1 FROM jobs k WHERE k.key = j.key AND k.seq < j.seq)
+    ORDER BY j.seq LIMIT $3
+    FOR UPDATE SKIP LOCKED)
+UPDATE jobs SET lease_until = $4 FROM picked WHERE jobs.seq = picked.seq
+RETURNING jobs.seq, jobs.data::text
+"""
+
+# Insert, or take over an expired claim: the row lock decides between racers.
+CLAIM = """
+INSERT INTO claims VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at
+WHERE claims.expires_at <= $3
+RETURNING 1
+"""
+
+SEND_SLOT = """
+INSERT INTO send_slots VALUES ($1, $2::float8 + $3::float8)
+ON CONFLICT (key) DO UPDATE SET next_slot = greatest(send_slots.next_slot, $2::float8) + $3::float8
+RETURNING next_slot - $3::float8
+"""
+
+
+class PostgresStore(Store):
+    shared = True
+
+    def __init__(self, dsn: str, clock: Clock, *, schema: str = DEFAULT_SCHEMA, pool_size: int = DEFAULT_POOL) -> None:
+        self.dsn = dsn
+        self.clock = clock
+        self.schema = schema
+        self.pool_size = pool_size
+        self.channel = f"botbridge:{schema}"
+        # Sessions show up under this name in pg_stat_activity (one per store instance).
+        self.application_name = f"botbridge {os.getpid()} {secrets.token_hex(4)}"
+        self._pool: asyncpg.Pool | None = None
+        self._wake: Callable[[str, int], None] | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self._claims = 0
+
+    @classmethod
+    def from_url(cls, url: str, clock: Clock) -> PostgresStore:
+        dsn, schema, pool = parse_url(url)
+        return cls(dsn, clock, schema=schema, pool_size=pool)
+
+    # --- plumbing ---
+
+    def _settings(self) -> dict[str, str]:
+        return {"search_path": quote(self.schema), "application_name": self.application_name}
+
+    async def _connect(self) -> asyncpg.Connection:
+        return await asyncpg.connect(self.dsn, timeout=2.0, server_settings=self._settings())
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise StoreUnavailable("store is not open")
+        return self._pool
+
+    @contextlib.asynccontextmanager
+    async def _conn(self) -> AsyncIterator[asyncpg.Connection]:
+        async with self.pool.acquire(timeout=5.0) as conn:
+            try:
+                yield conn
+            except UNAVAILABLE:
+                # Never handed out again, nor the other idle sessions opened before
+                # it: a server that cut one (failover, restart) has cut them all.
+                conn.terminate()
+                await self.pool.expire_connections()
+                raise
+
+    @contextlib.asynccontextmanager
+    async def _tx(self) -> AsyncIterator[asyncpg.Connection]:
+        async with self._conn() as conn, conn.transaction():
+            yield conn
+
+    async def _fetch(self, sql: str, *args: object) -> list[asyncpg.Record]:
+        async with self._conn() as conn:
+            rows: list[asyncpg.Record] = await conn.fetch(sql, *args, timeout=5.0)
+            return rows
+
+    async def _fetchval(self, sql: str, *args: object) -> Any:
+        async with self._conn() as conn:
+            return await conn.fetchval(sql, *args, timeout=5.0)
+
+    async def _execute(self, sql: str, *args: object) -> int:
+        async with self._conn() as conn:
+            status = await conn.execute(sql, *args, timeout=5.0)
+        return int(status.rsplit(" ", 1)[-1])  # "UPDATE 3", "DELETE 1", "INSERT 0 1"
+
+    async def _data(self, sql: str, *args: object) -> list[str]:
+        return [row[0] for row in await self._fetch(sql, *args)]
+
+    @guarded
+    async def migrate(self) -> list[int]:
+        """Bring the schema up to date; return the migrations applied now (none when current)."""
+        conn = await self._connect()
+        try:
+            return await migrate(conn, self.schema)
+        finally:
+            await conn.close()
+
+    @guarded
+    async def schema_version(self) -> int:
+        conn = await self._connect()
+        try:
+            return await current_version(conn, self.schema)
+        finally:
+            await conn.close()
+
+    @guarded
+    async def open(self) -> None:
+        if self._pool is not None:
+            return
+        applied = await self.migrate()
+        if applied:
+            logger.info("postgres schema %s is at version %d", self.schema, LATEST)
+        self._pool = await asyncpg.create_pool(
+            self.dsn,
+            min_size=1,
+            max_size=self.pool_size,
+            timeout=2.0,
+            command_timeout=10.0,
+            # a connection unused for a while is closed, so a pool sized for a burst shrinks again
+            max_inactive_connection_lifetime=60.0,
+            server_settings=self._settings(),
+        )
+        await self._execute("DELETE FROM claims WHERE expires_at <= $1", self.clock.now())
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            await asyncio.gather(self._listener, return_exceptions=True)
+            self._listener = None
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self._fetchval("SELECT 1"))
+        except (StoreUnavailable, *UNAVAILABLE):
+            return False
+
+    # --- waking idle workers on every host ---
+
+    def watch(self, wake: Callable[[str, int], None]) -> None:
+        """Call `wake(lane, jobs)` whenever any host commits new work (LISTEN on a connection of its own)."""
+        self._wake = wake
+        if self._listener is None:
+            self._listener = asyncio.create_task(self._listen(), name="postgres-listen")
+
+    async def _listen(self) -> None:
+        def notified(_conn: object, _pid: int, _channel: str, payload: str) -> None:
+            lane, _, jobs = payload.partition(":")
+            if self._wake is not None and lane in ("message", "event"):
+                self._wake(lane, int(jobs or 1))
+
+        while True:
+            try:
+                conn = await self._connect()
+            except (asyncio.CancelledError, KeyboardInterrupt):
+                raise
+            except Exception as exc:
+                logger.debug("postgres LISTEN connection failed (%s); workers poll meanwhile", exc)
+                await asyncio.sleep(1.0)
+                continue
+            lost = asyncio.Event()
+            conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
+            try:
+                await conn.add_listener(self.channel, notified)
+                # Work committed while nobody listened is found by the first claim.
+                if self._wake is not None:
+                    self._wake("message", 1)
+                    self._wake("event", 1)
+                await lost.wait()
+            except (asyncio.CancelledError, KeyboardInterrupt):
+                raise
+            except Exception as exc:
+                logger.debug("postgres LISTEN connection lost (%s)", exc)
+            finally:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(conn.close(), 1.0)
+            await asyncio.sleep(0.2)
+
+    async def _notify(self, conn: asyncpg.Connection, jobs: Sequence[Job]) -> None:
+        lanes: dict[str, int] = {}
+        for job in jobs:
+            if job.not_before <= self.clock.now():
+                lanes[lane_of(job.kind)] = lanes.get(lane_of(job.kind), 0) + 1
+        for lane, count in lanes.items():
+            await conn.execute("SELECT pg_notify($1, $2)", self.channel, f"{lane}:{count}")
+
+    # --- API keys ---
+
+    @guarded
+    async def put_api_key(self, key_hash: str, account_id: str) -> None:
+        await self._execute(
+            "INSERT INTO api_keys VALUES ($1, $2) "
+            "ON CONFLICT (key_hash) DO UPDATE SET account_id = excluded.account_id",
+            key_hash,
+            account_id,
+        )
+
+    @guarded
+    async def account_for_key(self, key_hash: str) -> str | None:
+        account: str | None = await self._fetchval("SELECT account_id FROM api_keys WHERE key_hash = $1", key_hash)
+        return account
+
+    # --- senders ---
+
+    @guarded
+    async def create_sender(self, sender: Sender) -> None:
+        await self._execute(
+            "INSERT INTO senders VALUES ($1, $2, $3::jsonb)", sender.id, sender.account_id, sender.model_dump_json()
+        )
+
+    @guarded
+    async def get_sender(self, sender_id: str) -> Sender | None:
+        raw = await self._fetchval("SELECT data::text FROM senders WHERE id = $1", sender_id)
+        return Sender.model_validate_json(raw) if raw else None
+
+    @guarded
+    async def list_senders(self, account_id: str, *, limit: int = 50, after: str | None = None) -> list[Sender]:
+        rows = await self._data(
+            "SELECT data::text FROM senders WHERE account_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+            account_id,
+            after or "",
+            limit,
+        )
+        return [Sender.model_validate_json(r) for r in rows]
+
+    @guarded
+    async def update_sender(self, sender: Sender) -> None:
+        await self._execute("UPDATE senders SET data = $1::jsonb WHERE id = $2", sender.model_dump_json(), sender.id)
+
+    @guarded
+    async def delete_sender(self, sender_id: str) -> bool:
+        return await self._execute("DELETE FROM senders WHERE id = $1", sender_id) > 0
+
+    # --- connectors ---
+
+    @guarded
+    async def create_connector(self, connector: Connector) -> None:
+        try:
+            await self._execute(
+                "INSERT INTO connectors VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)",
+                connector.id,
+                connector.account_id,
+                connector.sender_id,
+                connector.type,
+                connector.external_id,
+                connector.version_number,
+                connector.model_dump_json(),
+            )
+        except asyncpg.UniqueViolationError:
+            raise SenderTaken(connector.sender_id) from None
+
+    @guarded
+    async def get_connector(self, connector_id: str) -> Connector | None:
+        raw = await self._fetchval("SELECT data::text FROM connectors WHERE id = $1", connector_id)
+        return Connector.model_validate_json(raw) if raw else None
+
+    @guarded
+    async def connector_for_sender(self, sender_id: str) -> Connector | None:
+        raw = await self._fetchval("SELECT data::text FROM connectors WHERE sender_id = $1", sender_id)
+        return Connector.model_validate_json(raw) if raw else None
+
+    @guarded
+    async def list_connectors(
+        self,
+        account_id: str,
+        *,
+        type: str | None = None,
+        sender_id: str | None = None,
+        external_id: str | None = None,
+        limit: int = 50,
+        after: str | None = None,
+    ) -> list[Connector]:
+        sql = "SELECT data::text FROM connectors WHERE account_id = $1 AND id > $2"
+        args: list[object] = [account_id, after or ""]
+        for column, value in (("type", type), ("sender_id", sender_id), ("external_id", external_id)):
+            if value is not None:
+                args.append(value)
+                sql += f" AND {column} = ${len(args)}"
+        args.append(limit)
+        rows = await self._data(sql + f" ORDER BY id LIMIT ${len(args)}", *args)
+        return [Connector.model_validate_json(r) for r in rows]
+
+    @guarded
+    async def update_connector(self, connector: Connector, expected_version: int) -> None:
+        # One UPDATE: a concurrent writer holds the row lock, and once it commits
+        # the version check is made again against its row, so exactly one wins.
+        try:
+            changed = await self._execute(
+                "UPDATE connectors SET sender_id = $1, type = $2, external_id = $3, version_number = $4, "
+                "data = $5::jsonb WHERE id = $6 AND version_number = $7",
+                connector.sender_id,
+                connector.type,
+                connector.external_id,
+                connector.version_number,
+                connector.model_dump_json(),
+                connector.id,
+                expected_version,
+            )
+        except asyncpg.UniqueViolationError:
+            raise SenderTaken(connector.sender_id) from None
+        if changed == 0:
+            raise VersionConflict(connector.id)
+
+    @guarded
+    async def delete_connector(self, connector_id: str) -> bool:
+        return await self._execute("DELETE FROM connectors WHERE id = $1", connector_id) > 0
+
+    # --- conversations ---
+
+    @guarded
+    async def get_conversation(self, sender_id: str, contact: str) -> Conversation | None:
+        raw = await self._fetchval(
+            "SELECT data::text FROM conversations WHERE sender_id = $1 AND contact = $2", sender_id, contact
+        )
+        return Conversation.model_validate_json(raw) if raw else None
+
+    @guarded
+    async def put_conversation(self, conversation: Conversation) -> None:
+        await self._execute(
+            "INSERT INTO conversations VALUES ($1, $2, $3::jsonb) "
+            "ON CONFLICT (sender_id, contact) DO UPDATE SET data = excluded.data",
+            conversation.sender_id,
+            conversation.contact,
+            conversation.model_dump_json(),
+        )
+
+    # --- dedupe ---
+
+    async def _sweep_claims(self, now: float) -> None:
+        self._claims += 1
+        if self._claims % SWEEP_EVERY == 0:
+            await self._execute(
+                "DELETE FROM claims WHERE key IN (SELECT key FROM claims WHERE expires_at <= $1 LIMIT 1000)", now
+            )
+
+    @guarded
+    async def claim(self, key: str, ttl: float) -> bool:
+        now = self.clock.now()
+        won = await self._fetchval(CLAIM, key, now + ttl, now)
+        await self._sweep_claims(now)
+        return won is not None
+
+    # --- the durable work queue ---
+
+    async def _insert_jobs(self, conn: asyncpg.Connection, jobs: Sequence[Job]) -> None:
+        if not jobs:
+            return
+        # Held to commit: a key's jobs commit in the order of their sequence numbers.
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(h) FROM "
+            "(SELECT DISTINCT hashtextextended(k, 0) AS h FROM unnest($1::text[]) AS k ORDER BY h) AS keys",
+            [job.key for job in jobs],
+        )
+        await conn.executemany(
+            "INSERT INTO jobs (id, kind, key, not_before, data) VALUES ($1, $2, $3, $4, $5::jsonb)",
+            [(j.id, j.kind, j.key, float(j.not_before), j.model_dump_json()) for j in jobs],
+        )
+        await self._notify(conn, jobs)
+
+    @guarded
+    async def enqueue(self, jobs: Sequence[Job], *, dedupe_key: str | None = None, dedupe_ttl: float = 0.0) -> bool:
+        now = self.clock.now()
+        async with self._tx() as conn:
+            if dedupe_key is not None and await conn.fetchval(CLAIM, dedupe_key, now + dedupe_ttl, now) is None:
+                return False
+            await self._insert_jobs(conn, jobs)
+        if dedupe_key is not None:
+            await self._sweep_claims(now)
+        return True
+
+    @guarded
+    async def claim_jobs(self, kinds: Sequence[str], *, limit: int, lease: float) -> list[Job]:
+        now = self.clock.now()
+        rows = await self._fetch(CLAIM_JOBS, list(kinds), now, limit, now + lease)
+        return [Job.model_validate_json(row[1]) for row in sorted(rows, key=lambda r: r[0])]
+
+    @guarded
+    async def complete_job(self, job: Job, *, then: Sequence[Job] = ()) -> None:
+        # A job no longer queued (another host took it over after its lease
+        # and finished it) is left alone, follow-ups included.
+        async with self._tx() as conn:
+            deleted = await conn.fetchval("DELETE FROM jobs WHERE id = $1 RETURNING 1", job.id)
+            if deleted is not None:
+                await self._insert_jobs(conn, then)
+
+    @guarded
+    async def retry_job(self, job: Job, *, not_before: float, error: str) -> None:
+        retried = job.model_copy(update={"attempts": job.attempts + 1, "not_before": not_before, "last_error": error})
+        await self._execute(
+            "UPDATE jobs SET data = $1::jsonb, not_before = $2, lease_until = 0 WHERE id = $3",
+            retried.model_dump_json(),
+            float(not_before),
+            job.id,
+        )
+
+    @guarded
+    async def release_leases(self) -> int:
+        """End every lease now — of every host sharing this database.
+
+        The engine never calls this for a shared store (leases simply expire);
+        it is here for the contract and for an operator who stopped every host.
+        """
+        return await self._execute("UPDATE jobs SET lease_until = 0 WHERE lease_until > 0")
+
+    @guarded
+    async def queue_depth(self) -> dict[str, int]:
+        rows = await self._fetch("SELECT kind, count(*) FROM jobs GROUP BY kind")
+        return {row[0]: row[1] for row in rows}
+
+    # --- outbound messages ---
+
+    @guarded
+    async def put_outbound(self, message: OutboundMessage, channel: str) -> None:
+        await self._execute(
+            "INSERT INTO outbound VALUES ($1, $2, $3, $4, $5::jsonb) ON CONFLICT (id) DO UPDATE SET "
+            "provider_message_id = excluded.provider_message_id, data = excluded.data",
+            message.id,
+            message.sender_id,
+            channel,
+            message.provider_message_id,
+            message.model_dump_json(),
+        )
+
+    @guarded
+    async def get_outbound(self, message_id: str) -> OutboundMessage | None:
+        raw = await self._fetchval("SELECT data::text FROM outbound WHERE id = $1", message_id)
+        return OutboundMessage.model_validate_json(raw) if raw else None
+
+    @guarded
+    async def outbound_by_provider_id(self, sender_id: str, provider_message_id: str) -> OutboundMessage | None:
+        raw = await self._fetchval(
+            "SELECT data::text FROM outbound WHERE sender_id = $1 AND provider_message_id = $2 "
+            "ORDER BY id DESC LIMIT 1",
+            sender_id,
+            provider_message_id,
+        )
+        return OutboundMessage.model_validate_json(raw) if raw else None
+
+    # --- subscriptions ---
+
+    @guarded
+    async def create_subscription(self, subscription: Subscription) -> None:
+        await self._execute(
+            "INSERT INTO subscriptions VALUES ($1, $2, $3, $4::jsonb)",
+            subscription.id,
+            subscription.account_id,
+            subscription.topic,
+            subscription.model_dump_json(),
+        )
+
+    @guarded
+    async def get_subscription(self, subscription_id: str) -> Subscription | None:
+        raw = await self._fetchval("SELECT data::text FROM subscriptions WHERE id = $1", subscription_id)
+        return Subscription.model_validate_json(raw) if raw else None
+
+    @guarded
+    async def list_subscriptions(
+        self, account_id: str, *, topic: str | None = None, limit: int = 50, after: str | None = None
+    ) -> list[Subscription]:
+        sql = "SELECT data::text FROM subscriptions WHERE account_id = $1 AND id > $2"
+        args: list[object] = [account_id, after or ""]
+        if topic is not None:
+            args.append(topic)
+            sql += " AND topic = $3"
+        args.append(limit)
+        rows = await self._data(sql + f" ORDER BY id LIMIT ${len(args)}", *args)
+        return [Subscription.model_validate_json(r) for r in rows]
+
+    @guarded
+    async def delete_subscription(self, subscription_id: str) -> bool:
+        return await self._execute("DELETE FROM subscriptions WHERE id = $1", subscription_id) > 0
+
+    @guarded
+    async def add_event_failure(self, failure: EventFailure) -> None:
+        await self._execute(
+            "INSERT INTO event_failures VALUES ($1, $2, $3::jsonb)",
+            failure.id,
+            failure.subscription_id,
+            failure.model_dump_json(),
+        )
+
+    @guarded
+    async def list_event_failures(
+        self, subscription_id: str, *, limit: int = 50, after: str | None = None
+    ) -> list[EventFailure]:
+        rows = await self._data(
+            "SELECT data::text FROM event_failures WHERE subscription_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+            subscription_id,
+            after or "",
+            limit,
+        )
+        return [EventFailure.model_validate_json(r) for r in rows]
+
+    # --- rate limits ---
+
+    @guarded
+    async def reserve_send_slot(self, key: str, rate: float, now: float) -> float:
+        """The spacing of `Store.reserve_send_slot`, kept in one row: one schedule for every host."""
+        slot = await self._fetchval(SEND_SLOT, key, float(now), SLOT_MARGIN / rate)
+        return max(0.0, float(slot) - now)
