@@ -37,6 +37,12 @@ class Metrics:
         self.send_latency = Histogram(
             "botbridge_send_seconds", "Channel send latency", ["channel"], buckets=LATENCY_BUCKETS, registry=r
         )
+        self.client_disconnects = Counter(
+            "botbridge_client_disconnects", "Requests whose client left before sending the whole body", registry=r
+        )
+        self.body_timeouts = Counter(
+            "botbridge_body_timeouts", "Requests answered 408: the body did not arrive in time", registry=r
+        )
         self.queue_depth = Gauge("botbridge_queue_depth", "Unfinished jobs", ["kind"], registry=r)
 
     def render(self, depth: dict[str, int]) -> bytes:

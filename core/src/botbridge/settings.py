@@ -25,6 +25,8 @@ class Settings(BaseSettings):
     # sharing the store) takes it over: the recovery time after a crash.
     job_lease: float = Field(default=60.0, gt=0)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # Seconds a client gets to send its whole body; a slower one is answered 408.
+    body_timeout: float = Field(default=10.0, gt=0)
     http_transport: Literal["aiohttp", "httpx"] = "aiohttp"
     http_timeout: float = Field(default=20.0, gt=0)
     http_max_connections: int = Field(default=200, ge=1)

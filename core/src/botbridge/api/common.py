@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import traceback
 from collections.abc import Iterator
@@ -9,7 +10,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from botbridge import json_input
@@ -35,8 +36,35 @@ async def account(request: Request) -> str:
     return account_id
 
 
+class ClientGone(APIError):
+    """The client disconnected before sending its whole body: nobody is left to answer."""
+
+    status_code = 400
+    code = "client_disconnected"
+
+
 async def read_body(request: Request) -> bytes:
-    limit = runtime(request).settings.max_body_bytes
+    """The request body, bounded in size (413) and in the time it may take to arrive (408)."""
+    rt = runtime(request)
+    try:
+        async with asyncio.timeout(rt.settings.body_timeout):
+            return await _read_bounded(request, rt.settings.max_body_bytes)
+    except TimeoutError:
+        rt.metrics.body_timeouts.inc()
+        logger.info("%s %s: body not received in time", request.method, request.url.path)
+        raise APIError(
+            f"request body not received within {rt.settings.body_timeout:g} s",
+            status_code=408,
+            code="request_timeout",
+            headers={"connection": "close"},
+        ) from None
+    except ClientDisconnect:
+        rt.metrics.client_disconnects.inc()
+        logger.info("%s %s: client disconnected before sending its body", request.method, request.url.path)
+        raise ClientGone("client disconnected") from None
+
+
+async def _read_bounded(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
