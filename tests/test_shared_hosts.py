@@ -1,10 +1,12 @@
-"""Two `botbridge serve` processes sharing one Redis: one conversation, one rate limit, no loss on SIGKILL."""
+"""Two `botbridge serve` processes on one shared store (Redis, PostgreSQL): one conversation, one rate, no loss."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import importlib
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import anyio
@@ -14,29 +16,86 @@ import pytest
 from .providers import BOTS, CHANNELS, digits
 from .servers import HostProcess, Stamped, eventually, serve_app
 
-redis_testing = pytest.importorskip("botbridge_redis.testing", reason="botbridge-redis is not installed")
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+KEY = "shared-hosts-key-1"
+Cut = Callable[[], None]
+SHARED_STORES = [
+    pytest.param("redis", marks=pytest.mark.redis),
+    pytest.param("postgres", marks=pytest.mark.postgres),
+]
 
-pytestmark = [pytest.mark.anyio, pytest.mark.slow, pytest.mark.redis]
-KEY = "redis-hosts-key-1"
+
+def plugin_testing(kind: str) -> ModuleType:
+    try:
+        return importlib.import_module(f"botbridge_{kind}.testing")
+    except ImportError:
+        pytest.skip(f"botbridge-{kind} is not installed")
 
 
-@pytest.fixture(scope="module")
-def redis_url() -> str:
-    url = redis_testing.redis_test_url()
-    reason = redis_testing.unavailable_reason(url)
+def server_url(kind: str) -> str:
+    """The test server of this kind, or a skip saying why there is none."""
+    testing = plugin_testing(kind)
+    url = testing.redis_test_url() if kind == "redis" else testing.postgres_test_url()
+    reason = testing.unavailable_reason(url)
     if reason is not None:
         pytest.skip(reason)
     return str(url)
 
 
-@pytest.fixture
-def store(redis_url: str) -> Iterator[str]:
-    """BOTBRIDGE_STORE for this test: its own key prefix, deleted afterwards."""
-    prefix = redis_testing.unique_prefix()
-    try:
-        yield redis_testing.store_url(redis_url, prefix)
-    finally:
-        redis_testing.delete_prefix(redis_url, prefix)
+@contextmanager
+def own_space(kind: str, url: str) -> Iterator[str]:
+    """BOTBRIDGE_STORE over `url` in a key prefix / schema of its own, removed afterwards."""
+    testing = plugin_testing(kind)
+    if kind == "redis":
+        prefix = testing.unique_prefix()
+        try:
+            yield testing.store_url(url, prefix)
+        finally:
+            testing.delete_prefix(url, prefix)
+    else:
+        schema = testing.unique_schema()
+        try:
+            yield testing.store_url(url, schema)
+        finally:
+            testing.drop_schema(url, schema)
+
+
+@pytest.fixture(params=SHARED_STORES)
+def store(request: pytest.FixtureRequest) -> Iterator[str]:
+    """BOTBRIDGE_STORE for this test, on each shared store in turn."""
+    with own_space(request.param, server_url(request.param)) as url:
+        yield url
+
+
+@pytest.fixture(params=SHARED_STORES)
+def cuttable(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[str, Callable[[], None], Callable[[], None]]]:
+    """(BOTBRIDGE_STORE, cut, heal): a store the test can make unreachable and bring back.
+
+    Redis: a redis-server of the test's own, stopped and restarted (its data in
+    an append-only file). PostgreSQL: the shared server behind a TCP proxy of
+    the test's own, stopped and restarted; the server itself is never stopped.
+    """
+    kind = request.param
+    testing = plugin_testing(kind)
+    if kind == "redis":
+        if not testing.OwnRedis.available():
+            pytest.skip("no redis-server binary to start a server of this test's own")
+        server = testing.OwnRedis(tmp_path)
+        server.start()
+        try:
+            yield f"redis://127.0.0.1:{server.port}/0", server.stop, server.start
+        finally:
+            server.stop()
+    else:
+        with own_space(kind, server_url(kind)) as url:
+            proxy = testing.CuttableProxy(url)
+            proxy.start()
+            try:
+                yield proxy.url, proxy.stop, proxy.start
+            finally:
+                proxy.close()
 
 
 @pytest.fixture
@@ -51,7 +110,7 @@ def host_env(store: str, **extra: str) -> dict[str, str]:
     return {
         "BOTBRIDGE_STORE": store,
         "BOTBRIDGE_API_KEYS": f"acct1:{KEY}",
-        "BOTBRIDGE_SECRET_KEY": "redis-hosts-secret-key-0001",
+        "BOTBRIDGE_SECRET_KEY": "shared-hosts-secret-key-0001",
         **extra,
     }
 
@@ -149,21 +208,27 @@ async def test_sigkill_of_one_host_loses_nothing_that_got_a_2xx(store: str, tmp_
             assert set(channel.texts_to(contact)) == {f"echo: message {number}"}
 
 
-async def test_redis_restart_under_a_host_503_then_recovery(tmp_path: Path, sides: Any) -> None:
-    if not redis_testing.OwnRedis.available():
-        pytest.skip("no redis-server binary to start a server of this test's own")
+def queue_empty(host: HostProcess) -> bool:
+    metrics = httpx.get(host.url + "/metrics").text
+    return all(
+        float(line.rsplit(" ", 1)[1]) == 0 for line in metrics.splitlines() if line.startswith("botbridge_queue_depth{")
+    )
+
+
+async def test_store_outage_under_a_host_503_then_recovery(tmp_path: Path, sides: Any, cuttable: Any) -> None:
     channel, _, channel_url, bot, bot_url = sides
-    server = redis_testing.OwnRedis(tmp_path)
-    server.start()
-    host = HostProcess(host_env(f"redis://127.0.0.1:{server.port}/0"), tmp_path)
+    store, cut, heal = cuttable
+    host = HostProcess(host_env(store), tmp_path)
     try:
         host.start()
         path = await setup(host, channel, channel_url, bot, bot_url, rate_limit=1000)
         contact = "+15557300001"
         assert await channel.phone_says(host.url + path, "before", contact) == 200
         await eventually(lambda: len(channel.texts_to(contact)) == 1, "the first reply")
+        # its MT job completed too: a reply sent but not yet marked done when the store goes is sent again
+        await eventually(lambda: queue_empty(host), "the reply's job completed")
 
-        server.stop()
+        cut()
         async with httpx.AsyncClient(base_url=host.url) as client:
             ready = await client.get("/readyz")
             assert ready.status_code == 503
@@ -171,11 +236,10 @@ async def test_redis_restart_under_a_host_503_then_recovery(tmp_path: Path, side
             [*_, refused] = await channel.fake.deliver(host.url + path, body)
             assert refused.status_code == 503 and refused.headers["retry-after"]
 
-            server.start()  # the host reconnects by itself
+            heal()  # the host reconnects by itself
             await eventually(lambda: httpx.get(host.url + "/readyz").status_code == 200, "ready again", within=15)
             assert await channel.phone_says(host.url + path, "after", contact) == 200
-            await eventually(lambda: len(channel.texts_to(contact)) == 2, "the reply after the restart")
+            await eventually(lambda: len(channel.texts_to(contact)) == 2, "the reply after the outage")
             assert channel.texts_to(contact) == ["echo: before", "echo: after"]
     finally:
         host.stop()
-        server.stop()
