@@ -67,7 +67,12 @@ def make_sender(
         claimed.add(key)
         return True
 
-    base = {"workspace_id": fake.workspace_id, "channel_type": "sms", "base_url": API_BASE}
+    base = {
+        "workspace_id": fake.workspace_id,
+        "organization_id": fake.organization_id,
+        "channel_type": "sms",
+        "base_url": API_BASE,
+    }
     if fake.channels:
         base["channel_id"] = next(iter(fake.channels))
     return SenderContext(

@@ -294,9 +294,21 @@ async def test_outbound_statuses(fake: BirdFake, channel: BirdChannel, sender: A
         "+15551230009",
     )
     if state == "FAILED":
-        assert (report.reason_code, report.reason_description) == (status, "carrier said no")
+        # failure{code, description, source} is the reason, not the bare status
+        assert (report.reason_code, report.reason_description) == ("15", "carrier said no (platform)")
     else:
         assert report.reason_code is None
+
+
+async def test_failure_object_is_the_reason(fake: BirdFake, channel: BirdChannel, sender: Any) -> None:
+    result = await channel.send(sender, OutboundMessage(sender_id=sender.id, contact="+15551230009", text="x"))
+    failure = {"code": 131026, "description": "Message undeliverable", "source": "whatsapp"}
+    event = fake.status_event(result.provider_message_id, "delivery_failed", failure=failure)
+    [report] = (await channel.parse_webhook(signed(fake, event), sender)).reports
+    assert (report.reason_code, report.reason_description) == ("131026", "Message undeliverable (whatsapp)")
+    bare = fake.status_event(result.provider_message_id, "sending_failed", reason="no route", failure={})
+    [report] = (await channel.parse_webhook(signed(fake, bare), sender)).reports
+    assert (report.reason_code, report.reason_description) == ("sending_failed", "no route")
 
 
 async def test_interactions(fake: BirdFake, channel: BirdChannel, sender: Any) -> None:
@@ -403,6 +415,65 @@ async def test_whatsapp_buttons_media_and_limits(fake: BirdFake, channel: BirdCh
     assert len(fake.sent[-1]["text"]) == 4096 and fake.sent[-1]["text"].endswith("…")
 
 
+async def test_files_always_carry_a_content_type(fake: BirdFake, channel: BirdChannel) -> None:
+    channel_id = fake.add_channel("whatsapp", "+3197010250009")
+    sender = make_sender(fake, config={"channel_type": "whatsapp", "channel_id": channel_id})
+
+    async def files_of(media: Media) -> list[dict[str, Any]]:
+        await channel.send(sender, OutboundMessage(sender_id=sender.id, contact="+15551230006", media=[media]))
+        return fake.sent[-1]["body"]["file"]["files"]  # type: ignore[no-any-return]
+
+    # a known extension
+    [item] = await files_of(Media(url="https://m.example/report.pdf"))
+    assert item["contentType"] == "application/pdf"
+    # no extension: a HEAD request through the shared client names it
+    fake.hosted_media["/download/8812"] = "application/vnd.ms-excel; charset=binary"
+    heads_before = len([r for r in fake.requests if r["method"] == "HEAD"])
+    [item] = await files_of(Media(url="https://m.example/download/8812"))
+    assert item["contentType"] == "application/vnd.ms-excel"
+    heads = [r for r in fake.requests if r["method"] == "HEAD"]
+    assert len(heads) == heads_before + 1 and heads[-1]["authorization"] is None  # no Bird key to a media host
+    # a HEAD that says image/* makes it an image body
+    fake.hosted_media["/photo"] = "image/jpeg"
+    await channel.send(
+        sender,
+        OutboundMessage(sender_id=sender.id, contact="+15551230006", media=[Media(url="https://m.example/photo")]),
+    )
+    assert fake.sent[-1]["body"]["type"] == "image"
+    # nothing names it: the send fails for good, nothing goes out without contentType
+    sent = len(fake.sent)
+    with pytest.raises(SendError) as caught:
+        await files_of(Media(url="https://m.example/unknown"))
+    assert not caught.value.retryable and "content_type" in str(caught.value)
+    assert len(fake.sent) == sent
+
+
+async def test_buttons_survive_media_and_never_hang_on_a_blank_body(fake: BirdFake, channel: BirdChannel) -> None:
+    channel_id = fake.add_channel("whatsapp", "+3197010250009")
+    sender = make_sender(fake, config={"channel_type": "whatsapp", "channel_id": channel_id})
+    options = [Option(label="Yes", value="y"), Option(label="No", value="n")]
+    actions = [
+        {"type": "postback", "postback": {"text": "Yes", "payload": "y"}},
+        {"type": "postback", "postback": {"text": "No", "payload": "n"}},
+    ]
+    with_media = OutboundMessage(
+        sender_id=sender.id,
+        contact="+15551230006",
+        text="This one?",
+        options=options,
+        media=[Media(url="https://m.example/a.jpg")],
+    )
+    await channel.send(sender, with_media)
+    assert fake.sent[-1]["body"] == {
+        "type": "image",
+        "image": {"images": [{"mediaUrl": "https://m.example/a.jpg"}], "text": "This one?", "actions": actions},
+    }
+    # options without text: numbered text, not buttons under " "
+    await channel.send(sender, OutboundMessage(sender_id=sender.id, contact="+15551230006", options=options))
+    body = fake.sent[-1]["body"]["text"]
+    assert "actions" not in body and body["text"].startswith("1. Yes\n2. No")
+
+
 async def test_recipients_per_channel_type(fake: BirdFake, channel: BirdChannel) -> None:
     insta = fake.add_channel("instagram", "brand")
     email = fake.add_channel("email", "bot@example.com")
@@ -456,6 +527,8 @@ async def test_send_errors_are_mapped(fake: BirdFake, channel: BirdChannel, send
 
 WS = "44444444-4444-4444-8444-444444444444"
 CH = "55555555-5555-4555-8555-555555555555"
+ORG = "66666666-6666-4666-8666-666666666666"
+PROVISION = {"workspace_id": WS, "organization_id": ORG, "provision": True}
 
 
 @pytest.mark.parametrize(
@@ -470,8 +543,11 @@ CH = "55555555-5555-4555-8555-555555555555"
         ("k", "s", {"workspace_id": WS, "channel_id": CH, "channel_type": "fax"}, "config.channel_type"),
         ("k", "s", {"workspace_id": WS, "channel_id": CH, "base_url": "api.bird.com"}, "config.base_url"),
         ("k", "s", {"workspace_id": WS, "channel_id": CH, "replay_window": 0}, "config.replay_window"),
-        ("k", "", {"workspace_id": WS, "provision": True, "channel_message_type": "t"}, "config.phone_number_id"),
-        ("k", "", {"workspace_id": WS, "provision": True, "phone_number_id": CH}, "config.channel_message_type"),
+        ("k", "", {**PROVISION, "channel_message_type": "t"}, "config.phone_number_id"),
+        ("k", "", {**PROVISION, "phone_number_id": CH}, "config.channel_message_type"),
+        # subscriptions live under /organizations/{organizationId}/workspaces/{workspaceId}
+        ("k", "", {"workspace_id": WS, "channel_id": CH, "provision": True}, "config.organization_id"),
+        ("k", "", {**PROVISION, "channel_id": CH, "organization_id": "org-1"}, "config.organization_id"),
     ],
 )
 async def test_validate_sender_names_the_field(
@@ -485,7 +561,7 @@ async def test_validate_sender_names_the_field(
 async def test_validate_sender_fills_defaults(channel: BirdChannel) -> None:
     config = channel.validate_sender("+31", '{"access_key": "k"}', "s", {"workspace_id": WS, "channel_id": CH})
     assert config == {"workspace_id": WS, "channel_id": CH, "channel_type": "sms"}
-    provision = {"workspace_id": WS, "provision": True, "connector_template": "whatsapp:1", "channel_type": "whatsapp"}
+    provision = {**PROVISION, "connector_template": "whatsapp:1", "channel_type": "whatsapp"}
     assert channel.validate_sender("+31", "k", "", provision)["channel_type"] == "whatsapp"
     assert channel.capabilities(make_sender(BirdFake(), config={"channel_type": "whatsapp"})).options is True
 
@@ -503,12 +579,15 @@ async def test_provision_install_poll_and_deprovision(fake: BirdFake, channel: B
     [connector] = fake.connectors.values()
     assert connector["arguments"] == {"phoneNumberId": number_id, "channelMessageType": "transactional"}
     assert result.config["connector_id"] == connector["id"]
-    events = sorted(s["event"] for s in fake.subscriptions.values())
-    assert events == ["channel.created", "channel.updated", "sms.inbound", "sms.outbound"]
+    # No channel id yet: only channel.updated is watched; no unfiltered platform subscription.
+    [(event, filters)] = [(s["event"], s["eventFilters"]) for s in fake.subscriptions.values()]
+    assert (event, filters) == ("channel.updated", [])
     assert {s["url"] for s in fake.subscriptions.values()} == {WEBHOOK_URL}
     assert {s["signingKey"] for s in fake.subscriptions.values()} == {result.webhook_secret}
+    assert all(r["path"].startswith(f"/organizations/{fake.organization_id}/") for r in subscription_calls(fake))
 
     sender.sender.config.update(result.config)
+    sender.webhook_secret = result.webhook_secret  # as the host stores it
     assert (await channel.poll_provisioning(sender)).state == "pending"
     with pytest.raises(SendError) as caught:
         await channel.send(sender, OutboundMessage(sender_id=sender.id, contact="+15551230010", text="early"))
@@ -516,6 +595,15 @@ async def test_provision_install_poll_and_deprovision(fake: BirdFake, channel: B
     await fake.complete_install(connector["id"], emit=False)
     polled = await channel.poll_provisioning(sender)
     assert polled.state == "active" and polled.config["channel_id"] == connector["channel"]["channelId"]
+    # Now every subscription is filtered by the channel: the install one updated, the others created so.
+    narrowed = [{"key": "channelId", "value": polled.config["channel_id"]}]
+    events = sorted((s["event"], s["eventFilters"] == narrowed) for s in fake.subscriptions.values())
+    assert events == [("channel.updated", True), ("sms.inbound", True), ("sms.outbound", True)]
+    assert sorted(polled.config["webhook_subscription_ids"]) == sorted(fake.subscriptions)
+    sender.sender.config.update(polled.config)
+    assert await channel.poll_provisioning(sender) == polled.model_copy(
+        update={"config": {"channel_id": polled.config["channel_id"]}}
+    )  # nothing more to narrow
     await channel.send(sender, OutboundMessage(sender_id=sender.id, contact="+15551230010", text="now"))
     assert fake.sent[-1]["channel_id"] == polled.config["channel_id"]
 
@@ -550,11 +638,33 @@ async def test_provision_existing_channel_and_rollback(fake: BirdFake, channel: 
     assert fake.connectors == {} and fake.subscriptions == {}
 
 
-async def test_provision_needs_an_absolute_webhook_url(fake: BirdFake, channel: BirdChannel) -> None:
-    sender = make_sender(fake, config={"provision": True}, webhook_url="/v1/webhooks/bird/x")
-    with pytest.raises(ProviderError, match="BOTBRIDGE_PUBLIC_URL"):
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/v1/webhooks/bird/x",
+        "http://bridge.example.com/v1/webhooks/bird/x",
+        "https://bridge.example.com:8443/v1/webhooks/bird/x",
+        "https://10.0.0.7/v1/webhooks/bird/x",
+        "https://localhost/v1/webhooks/bird/x",
+    ],
+)
+async def test_provision_needs_an_https_hostname_url(fake: BirdFake, channel: BirdChannel, url: str) -> None:
+    # docs.bird.com "Create a webhook subscription": https, a hostname, no port.
+    sender = make_sender(fake, config={"provision": True}, webhook_url=url)
+    with pytest.raises(ConfigInvalid) as caught:
         await channel.provision(sender)
+    assert caught.value.field == "BOTBRIDGE_PUBLIC_URL" and url in str(caught.value)
     assert fake.requests == []
+
+
+async def test_a_configured_signed_url_is_what_must_be_https(fake: BirdFake, channel: BirdChannel) -> None:
+    with pytest.raises(ConfigInvalid) as caught:
+        await channel.provision(make_sender(fake, config={"provision": True, "signed_url": "http://x.example/a"}))
+    assert caught.value.field == "config.signed_url"
+
+
+def subscription_calls(fake: BirdFake) -> list[dict[str, Any]]:
+    return [r for r in fake.requests if "webhook-subscriptions" in r["path"]]
 
 
 # --- over real loopback HTTP ----------------------------------------------------

@@ -168,26 +168,78 @@ async def test_webhook_subscriptions(fake: BirdFake, client: httpx.AsyncClient, 
         "signingKey": "a-long-random-secret",
         "eventFilters": [{"key": "channelId", "value": channel_id}],
     }
+    # The Notifications API has no workspace-only path.
+    assert (await client.post(ws_path, json=good, headers=AUTH)).status_code in (404, 405)
     for broken in (
         {**good, "service": "numbers"},
         {**good, "event": "message.created"},
         {**good, "url": "/relative"},
+        # docs.bird.com "Create a webhook subscription": https, a hostname, no port
+        {**good, "url": "http://example.com/bird/webhook"},
+        {**good, "url": "https://example.com:8443/bird/webhook"},
+        {**good, "url": "https://127.0.0.1/bird/webhook"},
         {**good, "eventFilters": [{"key": "channelId", "value": "a"}, {"key": "channelId", "value": "b"}]},
     ):
-        assert (await client.post(ws_path, json=broken, headers=AUTH)).status_code == 422
+        assert (await client.post(org_path, json=broken, headers=AUTH)).status_code == 422, broken
     ids = []
     for _ in range(5):
         created = await client.post(org_path, json=good, headers=AUTH)
         assert created.status_code == 201 and "signingKey" not in created.json()
         ids.append(created.json()["id"])
-    assert (await client.post(ws_path, json=good, headers=AUTH)).status_code == 409
-    created = await client.post(ws_path, json={**good, "event": "channel.updated", "eventFilters": []}, headers=AUTH)
+    assert (await client.post(org_path, json=good, headers=AUTH)).status_code == 409
+    unfiltered = {**good, "event": "channel.updated", "eventFilters": []}
+    created = await client.post(org_path, json=unfiltered, headers=AUTH)
     assert created.status_code == 201
     wrong_org = f"/organizations/00000000-0000-4000-8000-000000000000{ws_path}"
     assert (await client.post(wrong_org, json=good, headers=AUTH)).status_code == 404
-    assert len((await client.get(ws_path, headers=AUTH)).json()["results"]) == 6
-    assert (await client.delete(f"{ws_path}/{ids[0]}", headers=AUTH)).status_code == 204
-    assert (await client.delete(f"{ws_path}/{ids[0]}", headers=AUTH)).status_code == 404
+    assert len((await client.get(org_path, headers=AUTH)).json()["results"]) == 6
+
+    # PATCH narrows a subscription, within the same limit per identical filter.
+    narrowed = await client.patch(
+        f"{org_path}/{created.json()['id']}", json={"eventFilters": good["eventFilters"]}, headers=AUTH
+    )
+    assert narrowed.status_code == 200 and narrowed.json()["eventFilters"] == good["eventFilters"]
+    event_moved = await client.patch(f"{org_path}/{ids[0]}", json={"event": "sms.outbound"}, headers=AUTH)
+    assert event_moved.status_code == 422
+    bad_url = await client.patch(f"{org_path}/{ids[0]}", json={"url": "http://example.com/x"}, headers=AUTH)
+    assert bad_url.status_code == 422
+    for _ in range(4):
+        await client.post(org_path, json=unfiltered, headers=AUTH)
+    back = await client.patch(f"{org_path}/{created.json()['id']}", json={"eventFilters": []}, headers=AUTH)
+    assert back.status_code == 200  # 4 others + itself = 5
+    sixth = await client.patch(f"{org_path}/{ids[1]}", json={"eventFilters": []}, headers=AUTH)
+    assert sixth.status_code == 200  # a different event: its own count
+    assert (await client.delete(f"{org_path}/{ids[0]}", headers=AUTH)).status_code == 204
+    assert (await client.delete(f"{org_path}/{ids[0]}", headers=AUTH)).status_code == 404
+    assert (await client.patch(f"{org_path}/{ids[0]}", json={"eventFilters": []}, headers=AUTH)).status_code == 404
+
+
+async def test_files_need_a_content_type_and_nothing_else(
+    fake: BirdFake, client: httpx.AsyncClient, channel_id: str
+) -> None:
+    fake.channels[channel_id]["platformId"] = "whatsapp"
+    path = f"/workspaces/{fake.workspace_id}/channels/{channel_id}/messages"
+    receiver = {"contacts": [{"identifierKey": "phonenumber", "identifierValue": "+31612345678"}]}
+    item = {"mediaUrl": "https://cdn.example/doc", "contentType": "application/pdf", "filename": "doc"}
+    ok = {"receiver": receiver, "body": {"type": "file", "file": {"files": [item]}}}
+    assert (await client.post(path, json=ok, headers=AUTH)).status_code == 202
+    for broken in (
+        {"mediaUrl": "https://cdn.example/doc"},
+        {**item, "contentType": ""},
+        {**item, "caption": "x"},
+    ):
+        body = {"receiver": receiver, "body": {"type": "file", "file": {"files": [broken]}}}
+        assert (await client.post(path, json=body, headers=AUTH)).status_code == 422, broken
+    blank = {"receiver": receiver, "body": {"type": "text", "text": {"text": " "}}}
+    assert (await client.post(path, json=blank, headers=AUTH)).status_code == 422
+    action = {"type": "postback", "postback": {"text": "Yes", "payload": "y"}}
+    image = {"images": [{"mediaUrl": "https://cdn.example/a.png"}], "actions": [action]}
+    with_buttons = {"receiver": receiver, "body": {"type": "image", "image": image}}
+    assert (await client.post(path, json=with_buttons, headers=AUTH)).status_code == 202
+    fake.hosted_media["/doc"] = "application/pdf"
+    head = await client.head("https://cdn.example/doc")
+    assert head.status_code == 200 and head.headers["content-type"] == "application/pdf"
+    assert (await client.head("https://cdn.example/missing")).status_code == 404
 
 
 async def test_reference_vector_signature_from_the_fake() -> None:

@@ -22,7 +22,8 @@ from .conftest import ACCESS_KEY, SIGNING_KEY
 pytestmark = pytest.mark.anyio
 
 API_KEY = "key-123456"
-PUBLIC_URL = "http://botbridge.test"
+# Bird only calls https:// URLs on a hostname without a port.
+PUBLIC_URL = "https://botbridge.example.com"
 FAKE_URL = "http://bird.fake"
 
 
@@ -55,7 +56,12 @@ def sender_body(fake: BirdFake, **config: Any) -> dict[str, Any]:
         "address": "+3197010250000",
         "credentials": ACCESS_KEY,
         "webhook_secret": SIGNING_KEY,
-        "config": {"workspace_id": fake.workspace_id, "base_url": FAKE_URL, **config},
+        "config": {
+            "workspace_id": fake.workspace_id,
+            "organization_id": fake.organization_id,
+            "base_url": FAKE_URL,
+            **config,
+        },
     }
 
 
@@ -167,6 +173,20 @@ async def test_provisioning_end_to_end(client: httpx.AsyncClient, fake: BirdFake
     assert current["state"] == "active"
 
     new_channel = fake.connectors[connector_id]["channel"]["channelId"]
+    # Activation narrowed every subscription to the new channel: none is left unfiltered.
+    assert current["config"]["channel_id"] == new_channel
+    assert all(s["eventFilters"] == [{"key": "channelId", "value": new_channel}] for s in fake.subscriptions.values())
+    assert sorted(s["event"] for s in fake.subscriptions.values()) == ["channel.updated", "sms.inbound", "sms.outbound"]
+    assert sorted(current["config"]["webhook_subscription_ids"]) == sorted(fake.subscriptions)
+    # A redelivered channel.updated changes nothing more.
+    again = await fake.deliver(
+        {
+            "service": "channels",
+            "event": "channel.updated",
+            "payload": {"connectorId": connector_id, "channelId": new_channel, "status": "active"},
+        }
+    )
+    assert again.status_codes == [200] and len(fake.subscriptions) == 3
     inbound = await fake.emit_inbound(text="hello", contact="+15551230002", channel_id=new_channel)
     assert [r.json()["accepted"] for r in inbound.responses] == [1]
 
@@ -223,6 +243,47 @@ async def test_a_channel_event_changes_only_the_sender_whose_connector_it_names(
     assert (current[mine["id"]]["state"], current[mine["id"]]["state_reason"]) == ("failed", "number refused")
     assert current[theirs["id"]]["state"] == "pending"
     assert current[theirs["id"]]["config"] == theirs["config"]
+
+
+async def test_six_senders_with_channels_each_get_filtered_subscriptions(
+    client: httpx.AsyncClient, fake: BirdFake
+) -> None:
+    # At most 5 subscriptions per identical filter: unfiltered ones would stop the sixth sender.
+    for index in range(6):
+        number = f"+319701025010{index}"
+        body = sender_body(fake, provision=True, channel_id=fake.add_channel("sms", number))
+        body["webhook_secret"] = ""
+        await create_sender(client, {**body, "address": number})
+    assert len(fake.subscriptions) == 12
+    assert all(s["eventFilters"] for s in fake.subscriptions.values())
+
+
+async def test_provisioning_refuses_public_urls_bird_cannot_call(fake: BirdFake, clock: FakeClock) -> None:
+    for public_url in ("http://botbridge.example.com", "https://botbridge.example.com:8443", "https://10.1.2.3"):
+        settings = Settings(
+            store="memory://",
+            api_keys=f"acct:{API_KEY}",  # type: ignore[arg-type]
+            secret_key="x" * 32,  # type: ignore[arg-type]
+            public_url=public_url,
+        )
+        bird_http = httpx.AsyncClient(transport=httpx.ASGITransport(app=fake.app))
+        app = create_app(settings, plugins=make_plugins(), http=bird_http, clock=clock)
+        async with api_client(app, API_KEY) as c:
+            body = sender_body(fake, provision=True, channel_id=next(iter(fake.channels)))
+            body["webhook_secret"] = ""
+            response = await c.post("/v1/senders", json=body)
+            assert response.status_code == 422, response.text
+            assert response.json()["error"]["details"][0]["field"] == "BOTBRIDGE_PUBLIC_URL"
+            assert (await c.get("/v1/senders")).json()["items"] == []
+    assert fake.subscriptions == {}
+
+
+async def test_provisioning_needs_the_organization_id(client: httpx.AsyncClient, fake: BirdFake) -> None:
+    body = sender_body(fake, provision=True, channel_id=next(iter(fake.channels)))
+    del body["config"]["organization_id"]
+    response = await client.post("/v1/senders", json=body)
+    assert response.status_code == 422
+    assert response.json()["error"]["details"][0]["field"] == "config.organization_id"
 
 
 async def test_odd_types_in_sender_settings_are_422_naming_the_field(client: httpx.AsyncClient, fake: BirdFake) -> None:

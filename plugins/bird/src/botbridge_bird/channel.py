@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import mimetypes
 import re
 import uuid
 from dataclasses import dataclass
@@ -103,6 +104,12 @@ CHANNEL_ACTIVE = frozenset({"active", "installed", "enabled", "ready"})
 CHANNEL_FAILED = frozenset({"failed", "error", "install_failed", "installation_failed", "inactive", "disabled"})
 
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+_CONTENT_TYPE = re.compile(r"^[a-z0-9][\w.+-]*/[\w.+-]+$")
+# Python's built-in extension table only (not the host's /etc/mime.types), so
+# what a URL maps to does not depend on the machine.
+_MIME = mimetypes.MimeTypes()
+# docs.bird.com "Create a webhook subscription": https, a hostname, no port.
+SUBSCRIPTION_URL = re.compile(r"^https://([a-zA-Z0-9-]+\.)+[a-zA-Z]{2,}(/\S*)?$")
 _EVENT = re.compile(r"^([a-z][a-z0-9_-]*)\.([a-z_]+)$")
 
 
@@ -255,6 +262,12 @@ class ReplyTo(_Loose):
     id: str | None = None
 
 
+class Failure(_Loose):
+    code: str | int | None = None
+    description: str | None = None
+    source: str | None = None
+
+
 class MessagePayload(_Loose):
     id: str = Field(min_length=1)
     channelId: str | None = None
@@ -263,6 +276,7 @@ class MessagePayload(_Loose):
     body: Body | None = None
     status: str | None = None
     reason: str | None = None
+    failure: Failure | None = None
     direction: str | None = None
     reference: str | None = None
     replyTo: ReplyTo | None = None
@@ -360,6 +374,9 @@ class BirdChannel(Channel):
                 raise ConfigInvalid(f"config.{key}", "must be a UUID")
         if "connector_arguments" in config and not isinstance(config["connector_arguments"], dict):
             raise ConfigInvalid("config.connector_arguments", "must be an object")
+        if provision and not _is_uuid(config.get("organization_id")):
+            # Webhook subscriptions live under /organizations/{organizationId}/workspaces/…
+            raise ConfigInvalid("config.organization_id", "is required to provision: Bird's organization UUID")
         if provision and channel_id is None:
             template = config.get("connector_template", CHANNEL_TYPES[channel_type].connector_template)
             if template.startswith("sms-"):
@@ -383,7 +400,7 @@ class BirdChannel(Channel):
         self._verify(request, sender)
         envelope = parse_payload(Envelope, request.json_object())
         if envelope.event in ("channel.created", "channel.updated"):
-            return self._channel_event(envelope, sender)
+            return await self._channel_event(envelope, sender)
         match = _EVENT.match(envelope.event)
         if match is None:
             return WebhookResult()
@@ -469,13 +486,19 @@ class BirdChannel(Channel):
         contacts = payload.receiver.contacts if payload.receiver else []
         contact = contacts[0].identifierValue if contacts else None
         failed = state == "FAILED"
+        code, description = payload.status, payload.reason or None
+        failure = payload.failure
+        if failure is not None and (failure.code is not None or failure.description):
+            code = str(failure.code) if failure.code is not None else code
+            source = f" ({failure.source})" if failure.source else ""
+            description = (failure.description or description or "") + source or None
         report = DeliveryReport(
             channel=self.name,
             sender_id=sender.id,
             provider_message_id=payload.id,
             state=state,
-            reason_code=payload.status if failed else None,
-            reason_description=(payload.reason or None) if failed else None,
+            reason_code=code if failed else None,
+            reason_description=description if failed else None,
             contact=contact,
             occurred_at=_moment(payload.lastStatusAt or payload.updatedAt)
             or datetime.fromtimestamp(self.clock.now(), UTC),
@@ -495,7 +518,7 @@ class BirdChannel(Channel):
         )
         return WebhookResult(reports=[report])
 
-    def _channel_event(self, envelope: Envelope, sender: SenderContext) -> WebhookResult:
+    async def _channel_event(self, envelope: Envelope, sender: SenderContext) -> WebhookResult:
         payload = parse_payload(ChannelEventPayload, envelope.payload)
         channel_id = payload.channelId or payload.id
         connector_id = sender.config.get("connector_id")
@@ -508,6 +531,9 @@ class BirdChannel(Channel):
         if status in CHANNEL_ACTIVE:
             if channel_id and _is_uuid(channel_id):
                 self._learned_channels[sender.id] = channel_id
+                # A failure here answers 5xx: Bird redelivers the event and we try again.
+                config = await self._narrow(sender, channel_id)
+                return WebhookResult(sender_state="active", sender_config=config)
             return WebhookResult(sender_state="active")
         if status in CHANNEL_FAILED:
             reason = payload.reason or payload.statusReason or f"Bird reports the channel {status}"
@@ -521,6 +547,8 @@ class BirdChannel(Channel):
         if not channel_id:
             channel_id = await self._resolve_channel(sender)
         kind = self._type(sender)
+        if kind.media and message.media:
+            message = message.model_copy(update={"media": await self._with_content_types(message.media)})
         body, text = self._body(kind, message)
         payload: dict[str, Any] = {
             "receiver": {"contacts": [self._recipient(sender, kind, message.contact)]},
@@ -556,55 +584,94 @@ class BirdChannel(Channel):
 
     def _body(self, kind: ChannelType, message: OutboundMessage) -> tuple[dict[str, Any], str]:
         """The Bird message body, and the text it carries."""
-        native_buttons = (
+        native_media = bool(kind.media and message.media)
+        native_buttons = bool(
             kind.max_buttons > 0
             and message.options
-            and not message.media
             and len(message.options) <= kind.max_buttons
-            and all(0 < len(o.label) <= MAX_BUTTON_LABEL for o in message.options)
+            and all(0 < len(o.label.strip()) <= MAX_BUTTON_LABEL for o in message.options)
+            # Buttons need a body to hang on: text or media, never a blank " ".
+            and (message.text.strip() or native_media)
         )
-        native_media = kind.media and message.media
         reply = Reply(
             text=message.text,
             options=[] if native_buttons else message.options,
             media=[] if native_media else message.media,
         )
         text = _limit(as_text(reply), kind.max_text_length)
+        actions = (
+            [{"type": "postback", "postback": {"text": o.label, "payload": o.value}} for o in message.options]
+            if native_buttons
+            else []
+        )
         if native_media:
             images = all(_is_image(m) for m in message.media)
             if images:
-                image: dict[str, Any] = {
+                content: dict[str, Any] = {
                     "images": [
                         {"mediaUrl": m.url, **({"altText": m.caption} if m.caption else {})} for m in message.media
                     ]
                 }
-                if text:
-                    image["text"] = text
-                return {"type": "image", "image": image}, text
-            file: dict[str, Any] = {"files": [_file(m) for m in message.media]}
+            else:
+                content = {"files": [_file(m) for m in message.media]}
             if text:
-                file["text"] = text
-            return {"type": "file", "file": file}, text
-        body: dict[str, Any] = {"text": text or " "}
-        if native_buttons:
-            body["actions"] = [
-                {"type": "postback", "postback": {"text": o.label, "payload": o.value}} for o in message.options
-            ]
+                content["text"] = text
+            if actions:
+                content["actions"] = actions
+            kind_name = "image" if images else "file"
+            return {"type": kind_name, kind_name: content}, text
+        if not text.strip():
+            raise SendError("nothing to send: the message has no text, media or options", retryable=False)
+        body: dict[str, Any] = {"text": text}
+        if actions:
+            body["actions"] = actions
         return {"type": "text", "text": body}, text
+
+    async def _with_content_types(self, media: list[Media]) -> list[Media]:
+        """Every media item with its content type: Bird's file schema requires one."""
+        resolved = []
+        for item in media:
+            content_type = item.content_type or _MIME.guess_type(urlsplit(item.url).path)[0]
+            if content_type is None:
+                content_type = await self._head_content_type(item.url)
+            if content_type is None:
+                raise SendError(
+                    f"media {item.url!r}: content_type is required (the URL has no known extension and a HEAD "
+                    "request did not name one)",
+                    retryable=False,
+                )
+            resolved.append(item.model_copy(update={"content_type": content_type}))
+        return resolved
+
+    async def _head_content_type(self, url: str) -> str | None:
+        if not _is_http_url(url):
+            return None
+        try:
+            # Through the shared client (and its URL policy); redirects are not
+            # followed, so the policy judges the one URL we were given.
+            response = await self.http.head(url, follow_redirects=False)
+        except (httpx.HTTPError, ProviderError, ValueError):
+            return None
+        if response.status_code != 200:
+            return None
+        value = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        return value if _CONTENT_TYPE.match(value) else None
 
     # --- provisioning ---
 
     async def provision(self, sender: SenderContext) -> ProvisionResult | None:
-        if not _is_http_url(sender.webhook_url):
-            raise ProviderError(
-                "the sender's webhook URL is not absolute; set BOTBRIDGE_PUBLIC_URL so Bird can reach it"
-            )
         config = sender.config
+        self._check_subscription_url(sender)
         kind = self._type(sender)
         channel_id: str | None = config.get("channel_id")
         created: dict[str, Any] = {}
         subscriptions: list[str] = []
         state = "active"
+        secret = generate_secret()
+        platform = config.get("channel_type", "sms")
+        events = [f"{platform}.inbound", f"{platform}.outbound"]
+        if kind.interactions:
+            events.append(f"{platform}.interaction")
         try:
             if channel_id is None:
                 connector = await self._install_connector(sender, kind)
@@ -616,17 +683,21 @@ class BirdChannel(Channel):
                     channel_id = created["channel_id"] = found
                 else:
                     state = "pending"
-            secret = generate_secret()
-            platform = config.get("channel_type", "sms")
-            events = [f"{platform}.inbound", f"{platform}.outbound"]
-            if kind.interactions:
-                events.append(f"{platform}.interaction")
-            filters = [{"key": "channelId", "value": channel_id}] if channel_id else []
-            for event in events:
-                subscriptions.append(await self._subscribe(sender, event, secret, filters))
-            if "connector_id" in created:
-                for event in ("channel.created", "channel.updated"):
-                    subscriptions.append(await self._subscribe(sender, event, secret, []))
+            if channel_id is not None:
+                filters = [{"key": "channelId", "value": channel_id}]
+                for event in events:
+                    subscriptions.append(await self._subscribe(sender, event, secret, filters))
+            else:
+                # Until the channel exists there is no id to filter by, and an
+                # unfiltered platform subscription gets every channel of the
+                # platform (and counts against Bird's 5 per identical filter).
+                # So only channel.updated is watched, workspace-wide as Bird's
+                # install guide does; the platform subscriptions are created,
+                # filtered, once the channel is active (`_narrow`).
+                install = await self._subscribe(sender, "channel.updated", secret, [])
+                subscriptions.append(install)
+                created["install_subscription_ids"] = [install]
+                created["pending_events"] = events
         except Exception:
             await self._undo(sender, subscriptions, created.get("connector_id"))
             raise
@@ -636,6 +707,52 @@ class BirdChannel(Channel):
             state=state,
             state_reason="waiting for Bird to install the channel" if state == "pending" else None,
         )
+
+    def _check_subscription_url(self, sender: SenderContext) -> None:
+        url = sender.config.get("signed_url") or sender.webhook_url
+        if not SUBSCRIPTION_URL.match(url):
+            where = "config.signed_url" if sender.config.get("signed_url") else "BOTBRIDGE_PUBLIC_URL"
+            raise ConfigInvalid(
+                where,
+                f"Bird only delivers webhooks to https:// URLs on a hostname without a port; {url!r} is not one",
+            )
+
+    async def _narrow(self, sender: SenderContext, channel_id: str) -> dict[str, Any]:
+        """Once the installed channel is known: filter every subscription by it.
+
+        The install-time channel.updated subscription is narrowed to the
+        channel, and the platform subscriptions are created with the filter.
+        Returns the config keys that changed ({} when there is nothing to do).
+        """
+        config = sender.config
+        pending = [e for e in config.get("pending_events") or [] if isinstance(e, str)]
+        install = [s for s in config.get("install_subscription_ids") or [] if isinstance(s, str)]
+        if not pending and not install:
+            return {} if config.get("channel_id") == channel_id else {"channel_id": channel_id}
+        filters = [{"key": "channelId", "value": channel_id}]
+        created: list[str] = []
+        try:
+            for subscription in install:
+                await self._call(
+                    sender,
+                    "PATCH",
+                    f"{self._subscriptions_path(sender)}/{subscription}",
+                    "Bird webhook subscription update",
+                    ProviderError,
+                    json_body={"eventFilters": filters},
+                )
+            for event in pending:
+                created.append(await self._subscribe(sender, event, sender.webhook_secret, filters))
+        except Exception:
+            await self._undo(sender, created, None)
+            raise
+        ids = [s for s in config.get("webhook_subscription_ids") or [] if isinstance(s, str)]
+        return {
+            "channel_id": channel_id,
+            "webhook_subscription_ids": ids + created,
+            "pending_events": [],
+            "install_subscription_ids": [],
+        }
 
     async def deprovision(self, sender: SenderContext) -> None:
         subscriptions = sender.config.get("webhook_subscription_ids") or []
@@ -666,7 +783,8 @@ class BirdChannel(Channel):
             return ProvisionResult(state="failed", state_reason=str(reason)[:500])
         if _is_uuid(channel_id) and (not status or status in CHANNEL_ACTIVE):
             self._learned_channels[sender.id] = channel_id
-            return ProvisionResult(state="active", config={"channel_id": channel_id})
+            narrowed = await self._narrow(sender, channel_id)
+            return ProvisionResult(state="active", config={"channel_id": channel_id, **narrowed})
         return ProvisionResult(state="pending", state_reason="waiting for Bird to install the channel")
 
     async def _install_connector(self, sender: SenderContext, kind: ChannelType) -> dict[str, Any]:
@@ -699,10 +817,10 @@ class BirdChannel(Channel):
         return data
 
     def _subscriptions_path(self, sender: SenderContext) -> str:
+        # The Notifications API has no workspace-only path (seeds/003, docs.bird.com).
         workspace = sender.config["workspace_id"]
         organization = sender.config.get("organization_id")
-        prefix = f"/organizations/{organization}" if organization else ""
-        return f"{prefix}/workspaces/{workspace}/webhook-subscriptions"
+        return f"/organizations/{organization}/workspaces/{workspace}/webhook-subscriptions"
 
     async def _subscribe(self, sender: SenderContext, event: str, secret: str, filters: list[dict[str, Any]]) -> str:
         body = {
@@ -724,6 +842,9 @@ class BirdChannel(Channel):
         self, sender: SenderContext, subscriptions: list[str], connector_id: str | None, *, strict: bool = False
     ) -> None:
         """Delete what provisioning created; a 404 means it is already gone."""
+        # Without an organization id no subscription can have been created.
+        if not sender.config.get("organization_id"):
+            subscriptions = []
         targets = [(f"{self._subscriptions_path(sender)}/{s}", "Bird webhook subscription") for s in subscriptions]
         if connector_id:
             workspace = sender.config["workspace_id"]

@@ -44,6 +44,12 @@ TEMPLATES = {
     "email-messagebird:1": "email",
 }
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+# docs.bird.com "Create a webhook subscription": `url` must match this: https,
+# a hostname, no port.
+SUBSCRIPTION_URL = re.compile(r"^https://([a-zA-Z0-9-]+\.)+[a-zA-Z]{2,}(/\S*)?$")
+# Channels API message body schemas are `additionalProperties: false`; a file
+# needs `mediaUrl` and `contentType` (docs.bird.com "Message body: file").
+FILE_KEYS = frozenset({"mediaUrl", "contentType", "filename"})
 _SUBSCRIPTION_EVENT = re.compile(r"^(?:[a-z_]+\.(?:inbound|outbound|interaction)|channel\.(?:created|updated))$")
 
 
@@ -129,6 +135,8 @@ class BirdFake:
         self.requests: list[dict[str, Any]] = []
         self.emissions: list[Emission] = []
         self._failures: list[dict[str, Any]] = []
+        # path → content type of media this fake hosts (answering HEAD), as a CDN would
+        self.hosted_media: dict[str, str] = {}
         self.app = Starlette(routes=self._routes())
 
     # --- set-up helpers ---
@@ -206,6 +214,8 @@ class BirdFake:
 
     def _routes(self) -> list[Route]:
         ws = "/workspaces/{workspace_id}"
+        # Webhook subscriptions belong to the Notifications API, which only has
+        # the organization-scoped path (seeds/003, docs.bird.com).
         org = "/organizations/{organization_id}/workspaces/{workspace_id}"
         return [
             Route(ws + "/channels/{channel_id}/messages", self._guard(self.create_message), methods=["POST"]),
@@ -214,25 +224,33 @@ class BirdFake:
             Route(ws + "/connectors", self._guard(self.list_connectors), methods=["GET"]),
             Route(ws + "/connectors/{connector_id}", self._guard(self.get_connector), methods=["GET"]),
             Route(ws + "/connectors/{connector_id}", self._guard(self.delete_connector), methods=["DELETE"]),
-            *(
-                route
-                for prefix in (ws, org)
-                for route in (
-                    Route(prefix + "/webhook-subscriptions", self._guard(self.create_subscription), methods=["POST"]),
-                    Route(prefix + "/webhook-subscriptions", self._guard(self.list_subscriptions), methods=["GET"]),
-                    Route(
-                        prefix + "/webhook-subscriptions/{subscription_id}",
-                        self._guard(self.get_subscription),
-                        methods=["GET"],
-                    ),
-                    Route(
-                        prefix + "/webhook-subscriptions/{subscription_id}",
-                        self._guard(self.delete_subscription),
-                        methods=["DELETE"],
-                    ),
-                )
+            Route(org + "/webhook-subscriptions", self._guard(self.create_subscription), methods=["POST"]),
+            Route(org + "/webhook-subscriptions", self._guard(self.list_subscriptions), methods=["GET"]),
+            Route(
+                org + "/webhook-subscriptions/{subscription_id}", self._guard(self.get_subscription), methods=["GET"]
             ),
+            Route(
+                org + "/webhook-subscriptions/{subscription_id}",
+                self._guard(self.update_subscription),
+                methods=["PATCH"],
+            ),
+            Route(
+                org + "/webhook-subscriptions/{subscription_id}",
+                self._guard(self.delete_subscription),
+                methods=["DELETE"],
+            ),
+            Route("/{path:path}", self._head_media, methods=["HEAD"]),
         ]
+
+    async def _head_media(self, request: Request) -> Response:
+        # A media host, not Bird: no AccessKey is expected (or should be sent).
+        self.requests.append(
+            {"method": "HEAD", "path": request.url.path, "authorization": request.headers.get("authorization")}
+        )
+        content_type = self.hosted_media.get(request.url.path)
+        if content_type is None:
+            return Response(status_code=404)
+        return Response(status_code=200, headers={"content-type": content_type, "content-length": "1024"})
 
     def _guard(self, handler: Any) -> Any:
         async def endpoint(request: Request) -> Response:
@@ -452,25 +470,13 @@ class BirdFake:
         if not isinstance(event, str) or not _SUBSCRIPTION_EVENT.match(event):
             raise invalid("event is not a known channels event", "event")
         url = data.get("url")
-        if not isinstance(url, str) or not re.match(r"^https?://[^/\s]+", url):
-            raise invalid("url must be an absolute http(s) URL", "url")
+        _check_subscription_url(url)
         key = data.get("signingKey")
         if key is not None and (not isinstance(key, str) or not key):
             raise invalid("signingKey must be a non-empty string", "signingKey")
         filters = data.get("eventFilters", [])
-        if not isinstance(filters, list) or not all(
-            isinstance(f, dict) and isinstance(f.get("key"), str) and isinstance(f.get("value"), str) for f in filters
-        ):
-            raise invalid("eventFilters must be a list of {key, value}", "eventFilters")
-        if sum(1 for f in filters if f["key"] == "channelId") > 1:
-            raise invalid("only one channelId filter is allowed", "eventFilters")
-        same = [
-            s
-            for s in self.subscriptions.values()
-            if s["event"] == event and _filter_set(s["eventFilters"]) == _filter_set(filters)
-        ]
-        if len(same) >= MAX_SUBSCRIPTIONS_PER_FILTER:
-            raise ApiError(409, "LimitExceeded", "at most 5 subscriptions per identical filter combination")
+        _check_filters(filters)
+        self._check_filter_limit(event, filters)
         now = _now_iso(self.now())
         subscription = {
             "id": str(uuid.uuid4()),
@@ -486,6 +492,30 @@ class BirdFake:
         }
         self.subscriptions[subscription["id"]] = {**subscription, "signingKey": key or ""}
         return JSONResponse(subscription, status_code=201)
+
+    def _check_filter_limit(self, event: str, filters: list[dict[str, str]], *, ignore: str | None = None) -> None:
+        same = [
+            s
+            for s in self.subscriptions.values()
+            if s["id"] != ignore and s["event"] == event and _filter_set(s["eventFilters"]) == _filter_set(filters)
+        ]
+        if len(same) >= MAX_SUBSCRIPTIONS_PER_FILTER:
+            raise ApiError(409, "LimitExceeded", "at most 5 subscriptions per identical filter combination")
+
+    async def update_subscription(self, request: Request, data: dict[str, Any]) -> Response:
+        subscription = self.subscriptions.get(request.path_params["subscription_id"])
+        if subscription is None:
+            raise ApiError(404, "NotFound", "webhook subscription not found")
+        unknown = sorted(set(data) - {"url", "signingKey", "eventFilters"})
+        if unknown:
+            raise invalid(f"{unknown[0]} cannot be updated", unknown[0])
+        if "url" in data:
+            _check_subscription_url(data["url"])
+        if "eventFilters" in data:
+            _check_filters(data["eventFilters"])
+            self._check_filter_limit(subscription["event"], data["eventFilters"], ignore=subscription["id"])
+        subscription.update(data, updatedAt=_now_iso(self.now()))
+        return JSONResponse(self._public_subscription(subscription))
 
     def _public_subscription(self, subscription: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in subscription.items() if k != "signingKey"}
@@ -541,7 +571,9 @@ class BirdFake:
         }
         return {"service": "channels", "event": f"{channel['platformId']}.inbound", "payload": payload}
 
-    def status_event(self, message_id: str, status: str, *, reason: str = "") -> dict[str, Any]:
+    def status_event(
+        self, message_id: str, status: str, *, reason: str = "", failure: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         """An `<platform>.outbound` status update of a message the fake accepted (or any id)."""
         record = next((m for m in self.messages if m["id"] == message_id), None)
         if record is not None:
@@ -553,6 +585,11 @@ class BirdFake:
             payload = {"id": message_id, "channelId": channel_id, "direction": "outgoing"}
         now = _now_iso(self.now())
         payload.update({"status": status, "reason": reason, "lastStatusAt": now, "updatedAt": now})
+        if failure is None and "failed" in status:
+            # Failed messages carry `failure{code, description, source}` [OBS/DOC message object].
+            failure = {"code": 15, "description": reason or "delivery failed", "source": "platform"}
+        if failure is not None:
+            payload["failure"] = failure
         if record is not None:
             record["message"] = payload
         return {"service": "channels", "event": f"{channel['platformId']}.outbound", "payload": payload}
@@ -691,6 +728,36 @@ def _validate_receiver(receiver: Any) -> list[dict[str, Any]]:
     return contacts
 
 
+def _check_subscription_url(url: Any) -> None:
+    if not isinstance(url, str) or not SUBSCRIPTION_URL.match(url):
+        raise invalid("url must be an https:// URL on a hostname without a port", "url")
+
+
+def _check_filters(filters: Any) -> None:
+    if not isinstance(filters, list) or not all(
+        isinstance(f, dict) and isinstance(f.get("key"), str) and isinstance(f.get("value"), str) for f in filters
+    ):
+        raise invalid("eventFilters must be a list of {key, value}", "eventFilters")
+    if sum(1 for f in filters if f["key"] == "channelId") > 1:
+        raise invalid("only one channelId filter is allowed", "eventFilters")
+
+
+def _check_actions(actions: Any, where: str) -> None:
+    if not isinstance(actions, list):
+        raise invalid(f"{where} must be a list", where)
+    for action in actions:
+        postback = action.get("postback") if isinstance(action, dict) else None
+        if (
+            not isinstance(action, dict)
+            or action.get("type") != "postback"
+            or not isinstance(postback, dict)
+            or not isinstance(postback.get("text"), str)
+            or not postback["text"].strip()
+            or not isinstance(postback.get("payload"), str)
+        ):
+            raise invalid(f"{where}[] must be postback actions with text and payload", where)
+
+
 def _validate_body(body: Any, platform: str) -> str:
     """Check a message body for a channel platform; return its text."""
     if not isinstance(body, dict) or body.get("type") not in BODY_TYPES:
@@ -706,19 +773,7 @@ def _validate_body(body: Any, platform: str) -> str:
         if not isinstance(text, str) or not text.strip():
             raise invalid("body.text.text must be a non-empty string", "body.text.text")
         actions = content.get("actions", [])
-        if not isinstance(actions, list):
-            raise invalid("body.text.actions must be a list", "body.text.actions")
-        for action in actions:
-            postback = action.get("postback") if isinstance(action, dict) else None
-            if (
-                not isinstance(action, dict)
-                or action.get("type") != "postback"
-                or not isinstance(postback, dict)
-                or not isinstance(postback.get("text"), str)
-                or not postback["text"]
-                or not isinstance(postback.get("payload"), str)
-            ):
-                raise invalid("body.text.actions[] must be postback actions with text and payload", "body.text.actions")
+        _check_actions(actions, "body.text.actions")
         if platform == "sms" and actions:
             raise invalid("actions are not supported on sms channels", "body.text.actions")
         return text
@@ -731,6 +786,15 @@ def _validate_body(body: Any, platform: str) -> str:
             media_url = item.get("mediaUrl") if isinstance(item, dict) else None
             if not isinstance(media_url, str) or not re.match(r"^https?://", media_url):
                 raise invalid("mediaUrl must be a public http(s) URL", f"body.{kind}.{items_key}.mediaUrl")
+            if kind == "file":
+                unknown = sorted(set(item) - FILE_KEYS)
+                if unknown:
+                    raise invalid(f"body.file.files[].{unknown[0]} is not allowed", f"body.file.files.{unknown[0]}")
+                content_type = item.get("contentType")
+                if not isinstance(content_type, str) or not re.match(r"^[\w.+-]+/[\w.+-]+", content_type):
+                    raise invalid("body.file.files[].contentType is required", "body.file.files.contentType")
+        if "actions" in content:
+            _check_actions(content["actions"], f"body.{kind}.actions")
         text = content.get("text", "")
         return text if isinstance(text, str) else ""
     return ""
