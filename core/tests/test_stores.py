@@ -131,3 +131,28 @@ def test_store_migrate_command_on_a_store_without_migrations(
     monkeypatch.setenv("BOTBRIDGE_STORE", f"sqlite:///{tmp_path}/bb.db")
     assert main(["store", "migrate"]) == 0
     assert capsys.readouterr().out == "the store's schema is up to date\n"
+
+
+@pytest.mark.anyio
+async def test_sqlite_keys_of_the_first_schema_become_setting_keys(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = str(tmp_path / "old.db")
+    old = sqlite3.connect(path)
+    old.execute("CREATE TABLE api_keys (key_hash TEXT PRIMARY KEY, account_id TEXT NOT NULL)")
+    old.executemany("INSERT INTO api_keys VALUES (?, ?)", [("h1", "acct-a"), ("h2", "acct-b")])
+    old.commit()
+    old.close()
+    clock = FakeClock()
+    for _ in range(2):  # a second open finds the new schema and changes nothing
+        store = SQLiteStore(path, clock)
+        await store.open()
+        try:
+            keys = await store.list_api_keys(None)
+            assert {(k.key_hash, k.account_id, k.source, k.revoked) for k in keys} == {
+                ("h1", "acct-a", "setting", False),
+                ("h2", "acct-b", "setting", False),
+            }
+            assert all(k.created_at == clock.now() for k in keys)
+        finally:
+            await store.close()

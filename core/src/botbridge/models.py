@@ -434,3 +434,67 @@ class EventFailure(BaseModel):
     attempts: int
     last_error: str
     failed_at: datetime = Field(default_factory=utcnow)
+
+
+# --- API keys -----------------------------------------------------------
+
+
+class ApiKey(BaseModel):
+    """A caller's API key: only its hash is stored, the key itself never.
+
+    `source` says who manages it: "setting" keys are bootstrapped from
+    BOTBRIDGE_API_KEYS and revoked when they leave it; "cli" keys were made
+    by `botbridge keys create` and only a revoke ends them. Times are epoch
+    seconds of the host's clock.
+    """
+
+    id: str = Field(default_factory=new_id)
+    account_id: str
+    key_hash: str
+    name: str = ""
+    source: Literal["setting", "cli"] = "cli"
+    created_at: float
+    last_used_at: float | None = None
+    revoked_at: float | None = None
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    def public(self) -> dict[str, Any]:
+        return ApiKeyView(
+            id=self.id,
+            name=self.name,
+            source=self.source,
+            created_at=from_epoch(self.created_at),
+            last_used_at=None if self.last_used_at is None else from_epoch(self.last_used_at),
+            revoked=self.revoked,
+            revoked_at=None if self.revoked_at is None else from_epoch(self.revoked_at),
+        ).model_dump(mode="json")
+
+
+class ApiKeyView(BaseModel):
+    """An API key as the API shows it: metadata only, never the key or its hash."""
+
+    id: str
+    name: str
+    source: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked: bool
+    revoked_at: datetime | None
+
+
+# Every encrypted field of every stored record, by record kind: what
+# `botbridge rotate-secrets` re-encrypts.
+SecretKind = Literal["sender", "connector", "subscription"]
+SECRET_FIELDS: dict[SecretKind, tuple[str, ...]] = {
+    "sender": ("credentials_enc", "webhook_secret_enc"),
+    "connector": ("credentials_enc",),
+    "subscription": ("secret_enc",),
+}
+SECRET_MODELS: dict[SecretKind, type[Sender | Connector | Subscription]] = {
+    "sender": Sender,
+    "connector": Connector,
+    "subscription": Subscription,
+}

@@ -18,10 +18,11 @@ from botbridge.bot import BotBackend, BotSession, LateReplies
 from botbridge.cache import ReadCache
 from botbridge.channel import Channel, SenderContext
 from botbridge.clock import Clock, SystemClock
-from botbridge.crypto import SecretBox, generate_secret, hash_api_key, key_file_secret
+from botbridge.crypto import SecretBox, generate_secret, key_file_secret
 from botbridge.engine import Engine, EngineSettings
 from botbridge.errors import APIError, ConfigInvalid
 from botbridge.http import create_http_client
+from botbridge.keys import ApiKeys, reconcile
 from botbridge.metrics import Metrics
 from botbridge.models import Connector, Conversation, Sender
 from botbridge.plugins import Plugins
@@ -78,6 +79,7 @@ class Runtime:
         self._bots: dict[str, BotBackend] = {}
         self.metrics = Metrics()
         self.cache = ReadCache(store)
+        self.keys = ApiKeys(store, clock)
         self.engine = Engine(
             self,
             EngineSettings(workers=settings.workers, event_workers=settings.event_workers, lease=settings.job_lease),
@@ -103,10 +105,18 @@ class Runtime:
     async def start(self) -> None:
         await self.store.open()
         keys = self.settings.bootstrap_keys()
-        for account, key in keys:
-            await self.store.put_api_key(hash_api_key(key), account)
+        done = await reconcile(self.store, self.clock, keys)
+        if done.revoked:
+            logger.warning(
+                "revoked %d API key(s) no longer in BOTBRIDGE_API_KEYS: %s",
+                len(done.revoked),
+                ", ".join(f"{k.id} (account {k.account_id})" for k in done.revoked),
+            )
         if not keys:
-            logger.warning("BOTBRIDGE_API_KEYS is empty: only keys stored earlier can call the API")
+            logger.warning(
+                "BOTBRIDGE_API_KEYS is empty: only keys stored earlier can call the API, "
+                "and keys bootstrapped from it earlier are left as they are"
+            )
         await self.engine.start()
 
     async def stop(self) -> None:

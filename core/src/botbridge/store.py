@@ -15,10 +15,29 @@ from collections.abc import Callable, Sequence
 from typing import ClassVar
 
 from botbridge.clock import Clock
-from botbridge.models import Connector, Conversation, EventFailure, Job, OutboundMessage, Sender, Subscription
+from botbridge.models import (
+    SECRET_FIELDS,
+    ApiKey,
+    Connector,
+    Conversation,
+    EventFailure,
+    Job,
+    OutboundMessage,
+    SecretKind,
+    Sender,
+    Subscription,
+)
 
 StoreFactory = Callable[[str, Clock], "Store"]
 SLOT_MARGIN = 1.1
+
+
+def check_secret_fields(kind: SecretKind, *fields: dict[str, str]) -> None:
+    """`replace_secrets` may touch a record's encrypted fields and nothing else."""
+    allowed = set(SECRET_FIELDS[kind])
+    for given in fields:
+        if not set(given) <= allowed:
+            raise ValueError(f"not encrypted fields of a {kind}: {sorted(set(given) - allowed)}")
 
 
 class Store(ABC):
@@ -56,10 +75,52 @@ class Store(ABC):
 
     # --- API keys ---
     @abstractmethod
-    async def put_api_key(self, key_hash: str, account_id: str) -> None: ...
+    async def create_api_key(self, key: ApiKey) -> bool:
+        """Insert; False (and nothing changes) when a key with this key_hash is stored."""
 
     @abstractmethod
-    async def account_for_key(self, key_hash: str) -> str | None: ...
+    async def api_key_by_hash(self, key_hash: str) -> ApiKey | None:
+        """The key, revoked or not; read from the store on every call, never cached."""
+
+    @abstractmethod
+    async def get_api_key(self, key_id: str) -> ApiKey | None: ...
+
+    @abstractmethod
+    async def list_api_keys(
+        self, account_id: str | None = None, *, limit: int = 50, after: str | None = None
+    ) -> list[ApiKey]:
+        """Keys in id order: of one account, or of every account when None (the operator's view)."""
+
+    @abstractmethod
+    async def touch_api_key(self, key_id: str, at: float) -> None:
+        """Set last_used_at alone: a whole-record write here could undo a concurrent revoke."""
+
+    @abstractmethod
+    async def revoke_api_key(self, key_id: str, at: float) -> bool:
+        """Set revoked_at unless it is set; True when this call revoked the key."""
+
+    # --- host metadata (small named values, e.g. the secret-key canary) ---
+    @abstractmethod
+    async def get_meta(self, name: str) -> str | None: ...
+
+    @abstractmethod
+    async def put_meta(self, name: str, value: str, *, only_if_absent: bool = False) -> bool:
+        """Store `value`; with `only_if_absent`, only when `name` has none (atomically). True if written."""
+
+    # --- stored secrets, for `botbridge rotate-secrets` ---
+    @abstractmethod
+    async def secret_record_ids(self, kind: SecretKind, *, limit: int | None = None) -> list[str]:
+        """Ids of the records of this kind of every account (an operator's tool, not a hot path)."""
+
+    @abstractmethod
+    async def replace_secrets(
+        self, kind: SecretKind, record_id: str, expected: dict[str, str], new: dict[str, str]
+    ) -> bool:
+        """Set these encrypted fields to `new` if they still hold `expected`, in one atomic step.
+
+        False when a field changed meanwhile or the record is gone; the
+        record's other fields are left as they are now.
+        """
 
     # --- senders ---
     @abstractmethod

@@ -425,3 +425,28 @@ def test_store_migrate_without_postgres_fails_with_the_reason(
     monkeypatch.setenv("BOTBRIDGE_STORE", f"postgresql://postgres@127.0.0.1:{closed_port()}/test")
     assert main(["store", "migrate"]) == 1
     assert "postgres is unavailable" in capsys.readouterr().err
+
+
+@pytest.mark.anyio
+async def test_api_keys_of_version_1_become_setting_keys(url: str, postgres_url: str, schema: str) -> None:
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        await conn.execute(f'CREATE SCHEMA "{schema}"; SET search_path = "{schema}"')
+        await conn.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ)")
+        await conn.execute(MIGRATIONS[0][1])
+        await conn.execute("INSERT INTO schema_migrations VALUES (1, now())")
+        await conn.execute("INSERT INTO api_keys VALUES ('h1', 'acct-a'), ('h2', 'acct-b')")
+    finally:
+        await conn.close()
+    store = PostgresStore.from_url(url, FakeClock())
+    await store.open()
+    try:
+        keys = await store.list_api_keys(None)
+        assert {(k.key_hash, k.account_id, k.source, k.revoked) for k in keys} == {
+            ("h1", "acct-a", "setting", False),
+            ("h2", "acct-b", "setting", False),
+        }
+        assert all(len(k.id) == 22 for k in keys)
+        assert await store.revoke_api_key(keys[0].id, 1.0)
+    finally:
+        await store.close()

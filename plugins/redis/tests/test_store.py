@@ -329,3 +329,28 @@ async def test_data_lost_in_a_restart_does_not_wedge_the_queue(own_redis: OwnRed
         assert [j.key for j in await store.claim_jobs(["mo"], limit=5, lease=5)] == ["k"]
     finally:
         await store.close()
+
+
+@pytest.mark.anyio
+async def test_keys_of_the_first_schema_become_setting_keys(redis_url: str, url: str, prefix: str) -> None:
+    raw = redis.Redis.from_url(redis_url, decode_responses=True)
+    raw.set(f"{prefix}apikey:h1", "acct-a")
+    raw.set(f"{prefix}apikey:h2", "acct-b")
+    clock = FakeClock()
+    store = RedisStore.from_url(url, clock)
+    await store.open()
+    try:
+        keys = await store.list_api_keys(None)
+        assert {(k.key_hash, k.account_id, k.source, k.revoked) for k in keys} == {
+            ("h1", "acct-a", "setting", False),
+            ("h2", "acct-b", "setting", False),
+        }
+        assert raw.keys(f"{prefix}apikey:*") == []
+        raw.set(f"{prefix}apikey:h3", "late")  # written after the conversion: never read again
+        reopened = RedisStore.from_url(url, clock)
+        await reopened.open()
+        assert len(await reopened.list_api_keys(None)) == 2
+        await reopened.close()
+    finally:
+        await store.close()
+        raw.close()

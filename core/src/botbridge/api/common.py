@@ -14,7 +14,6 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from botbridge import json_input
-from botbridge.crypto import hash_api_key
 from botbridge.errors import APIError, ConfigInvalid, NotFound, Unauthorized
 from botbridge.runtime import Runtime
 
@@ -30,7 +29,7 @@ async def account(request: Request) -> str:
     scheme, _, key = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
         raise Unauthorized("missing bearer API key", headers={"www-authenticate": "Bearer"})
-    account_id = await runtime(request).store.account_for_key(hash_api_key(key.strip()))
+    account_id = await runtime(request).keys.account_for(key.strip())
     if account_id is None:
         raise Unauthorized("invalid API key", headers={"www-authenticate": "Bearer"})
     return account_id

@@ -13,8 +13,18 @@ from dataclasses import dataclass
 from botbridge.clock import Clock
 from botbridge.errors import SenderTaken, VersionConflict
 from botbridge.hookspecs import hookimpl
-from botbridge.models import Connector, Conversation, EventFailure, Job, OutboundMessage, Sender, Subscription
-from botbridge.store import Store
+from botbridge.models import (
+    ApiKey,
+    Connector,
+    Conversation,
+    EventFailure,
+    Job,
+    OutboundMessage,
+    SecretKind,
+    Sender,
+    Subscription,
+)
+from botbridge.store import Store, check_secret_fields
 
 
 @dataclass
@@ -33,18 +43,84 @@ class MemoryStore(Store):
         self.subscriptions: dict[str, Subscription] = {}
         self.failures: dict[str, EventFailure] = {}
         self.clock = clock
-        self.api_keys: dict[str, str] = {}
+        self.api_keys: dict[str, ApiKey] = {}
+        self.api_key_ids: dict[str, str] = {}  # key_hash -> id
+        self.meta: dict[str, str] = {}
         self.senders: dict[str, Sender] = {}
         self.connectors: dict[str, Connector] = {}
         self.sender_bindings: dict[str, str] = {}
         self.conversations: dict[tuple[str, str], Conversation] = {}
         self.claims: dict[str, float] = {}
 
-    async def put_api_key(self, key_hash: str, account_id: str) -> None:
-        self.api_keys[key_hash] = account_id
+    async def create_api_key(self, key: ApiKey) -> bool:
+        if key.key_hash in self.api_key_ids:
+            return False
+        self.api_keys[key.id] = key.model_copy()
+        self.api_key_ids[key.key_hash] = key.id
+        return True
 
-    async def account_for_key(self, key_hash: str) -> str | None:
-        return self.api_keys.get(key_hash)
+    async def api_key_by_hash(self, key_hash: str) -> ApiKey | None:
+        key_id = self.api_key_ids.get(key_hash)
+        return await self.get_api_key(key_id) if key_id else None
+
+    async def get_api_key(self, key_id: str) -> ApiKey | None:
+        key = self.api_keys.get(key_id)
+        return key.model_copy() if key else None
+
+    async def list_api_keys(
+        self, account_id: str | None = None, *, limit: int = 50, after: str | None = None
+    ) -> list[ApiKey]:
+        found = sorted(
+            (
+                k
+                for k in self.api_keys.values()
+                if (account_id is None or k.account_id == account_id) and (after is None or k.id > after)
+            ),
+            key=lambda k: k.id,
+        )
+        return [k.model_copy() for k in found[:limit]]
+
+    async def touch_api_key(self, key_id: str, at: float) -> None:
+        key = self.api_keys.get(key_id)
+        if key is not None:
+            key.last_used_at = at
+
+    async def revoke_api_key(self, key_id: str, at: float) -> bool:
+        key = self.api_keys.get(key_id)
+        if key is None or key.revoked:
+            return False
+        key.revoked_at = at
+        return True
+
+    async def get_meta(self, name: str) -> str | None:
+        return self.meta.get(name)
+
+    async def put_meta(self, name: str, value: str, *, only_if_absent: bool = False) -> bool:
+        if only_if_absent and name in self.meta:
+            return False
+        self.meta[name] = value
+        return True
+
+    def _records(self, kind: SecretKind) -> dict[str, Sender] | dict[str, Connector] | dict[str, Subscription]:
+        if kind == "sender":
+            return self.senders
+        if kind == "connector":
+            return self.connectors
+        return self.subscriptions
+
+    async def secret_record_ids(self, kind: SecretKind, *, limit: int | None = None) -> list[str]:
+        return sorted(self._records(kind))[:limit]
+
+    async def replace_secrets(
+        self, kind: SecretKind, record_id: str, expected: dict[str, str], new: dict[str, str]
+    ) -> bool:
+        check_secret_fields(kind, expected, new)
+        record = self._records(kind).get(record_id)
+        if record is None or any(getattr(record, field) != value for field, value in expected.items()):
+            return False
+        for field, value in new.items():
+            setattr(record, field, value)
+        return True
 
     async def create_sender(self, sender: Sender) -> None:
         self.senders[sender.id] = sender.model_copy(deep=True)

@@ -20,11 +20,36 @@ from urllib.parse import urlsplit
 from botbridge.clock import Clock
 from botbridge.errors import SenderTaken, StoreUnavailable, VersionConflict
 from botbridge.hookspecs import hookimpl
-from botbridge.models import Connector, Conversation, EventFailure, Job, OutboundMessage, Sender, Subscription
-from botbridge.store import Store
+from botbridge.ids import new_id
+from botbridge.models import (
+    SECRET_MODELS,
+    ApiKey,
+    Connector,
+    Conversation,
+    EventFailure,
+    Job,
+    OutboundMessage,
+    SecretKind,
+    Sender,
+    Subscription,
+)
+from botbridge.store import Store, check_secret_fields
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS api_keys (key_hash TEXT PRIMARY KEY, account_id TEXT NOT NULL);
+API_KEYS_TABLE = """
+CREATE TABLE IF NOT EXISTS api_keys (
+    id TEXT PRIMARY KEY, key_hash TEXT NOT NULL UNIQUE, account_id TEXT NOT NULL, name TEXT NOT NULL,
+    source TEXT NOT NULL, created_at REAL NOT NULL, last_used_at REAL, revoked_at REAL)
+"""
+API_KEY_COLUMNS = ("id", "key_hash", "account_id", "name", "source", "created_at", "last_used_at", "revoked_at")
+SELECT_KEYS = "SELECT id, key_hash, account_id, name, source, created_at, last_used_at, revoked_at FROM api_keys"
+INSERT_KEY = (
+    "INSERT INTO api_keys (id, key_hash, account_id, name, source, created_at, last_used_at, revoked_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+)
+SCHEMA = f"""
+{API_KEYS_TABLE};
+CREATE INDEX IF NOT EXISTS api_keys_account ON api_keys (account_id, id);
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS senders (
     id TEXT PRIMARY KEY, account_id TEXT NOT NULL, data TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS senders_account ON senders (account_id, id);
@@ -73,6 +98,26 @@ UPDATE jobs SET lease_until = ? WHERE seq IN (
     ORDER BY j.seq LIMIT ?)
 RETURNING seq, data
 """
+
+
+# Per record kind: list ids, read one, write one.
+SECRET_SQL: dict[SecretKind, tuple[str, str, str]] = {
+    "sender": (
+        "SELECT id FROM senders ORDER BY id LIMIT ?",
+        "SELECT data FROM senders WHERE id=?",
+        "UPDATE senders SET data=? WHERE id=?",
+    ),
+    "connector": (
+        "SELECT id FROM connectors ORDER BY id LIMIT ?",
+        "SELECT data FROM connectors WHERE id=?",
+        "UPDATE connectors SET data=? WHERE id=?",
+    ),
+    "subscription": (
+        "SELECT id FROM subscriptions ORDER BY id LIMIT ?",
+        "SELECT data FROM subscriptions WHERE id=?",
+        "UPDATE subscriptions SET data=? WHERE id=?",
+    ),
+}
 
 
 def path_from_url(url: str) -> str:
@@ -138,12 +183,33 @@ class SQLiteStore(Store):
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA busy_timeout=5000")
+        self._db = db
+        self._migrate_api_keys()
         db.executescript(SCHEMA)
         columns = {row[1] for row in db.execute("PRAGMA table_info(outbound)")}
         if "sender_id" not in columns:
             db.executescript(f"BEGIN; {MIGRATE_OUTBOUND} COMMIT;")
         db.executescript(OUTBOUND_BY_SENDER)
-        self._db = db
+
+    def _migrate_api_keys(self) -> None:
+        # Before key life cycles a key was (key_hash, account_id), and every
+        # key came from BOTBRIDGE_API_KEYS: they become "setting" keys, so the
+        # next reconciliation revokes those no longer in the setting.
+        with self._transaction() as db:
+            columns = {row[1] for row in db.execute("PRAGMA table_info(api_keys)")}
+            if not columns or "id" in columns:
+                return
+            db.execute("ALTER TABLE api_keys RENAME TO api_keys_v1")
+            db.execute(API_KEYS_TABLE)
+            now = self.clock.now()
+            db.executemany(
+                INSERT_KEY,
+                [
+                    (new_id(now), key_hash, account_id, "", "setting", now, None, None)
+                    for key_hash, account_id in db.execute("SELECT key_hash, account_id FROM api_keys_v1")
+                ],
+            )
+            db.execute("DROP TABLE api_keys_v1")
 
     def _disconnect(self) -> None:
         if self._db is not None:
@@ -169,17 +235,88 @@ class SQLiteStore(Store):
 
     # --- API keys ---
 
-    async def put_api_key(self, key_hash: str, account_id: str) -> None:
-        await self._run(
+    async def create_api_key(self, key: ApiKey) -> bool:
+        inserted = await self._run(
             self._write,
-            "INSERT INTO api_keys VALUES (?, ?) ON CONFLICT(key_hash) DO UPDATE SET account_id=excluded.account_id",
-            key_hash,
-            account_id,
+            INSERT_KEY,
+            key.id,
+            key.key_hash,
+            key.account_id,
+            key.name,
+            key.source,
+            key.created_at,
+            key.last_used_at,
+            key.revoked_at,
         )
+        return inserted > 0
 
-    async def account_for_key(self, key_hash: str) -> str | None:
-        row = await self._run(self._one, "SELECT account_id FROM api_keys WHERE key_hash=?", key_hash)
+    @staticmethod
+    def _api_key(row: Row | None) -> ApiKey | None:
+        return ApiKey.model_validate(dict(zip(API_KEY_COLUMNS, row, strict=True))) if row else None
+
+    async def api_key_by_hash(self, key_hash: str) -> ApiKey | None:
+        return self._api_key(await self._run(self._one, SELECT_KEYS + " WHERE key_hash=?", key_hash))
+
+    async def get_api_key(self, key_id: str) -> ApiKey | None:
+        return self._api_key(await self._run(self._one, SELECT_KEYS + " WHERE id=?", key_id))
+
+    async def list_api_keys(
+        self, account_id: str | None = None, *, limit: int = 50, after: str | None = None
+    ) -> list[ApiKey]:
+        sql = SELECT_KEYS + " WHERE id>?"
+        args: list[object] = [after or ""]
+        if account_id is not None:
+            sql += " AND account_id=?"
+            args.append(account_id)
+        rows = await self._run(self._all, sql + " ORDER BY id LIMIT ?", *args, limit)
+        return [key for row in rows if (key := self._api_key(row)) is not None]
+
+    async def touch_api_key(self, key_id: str, at: float) -> None:
+        await self._run(self._write, "UPDATE api_keys SET last_used_at=? WHERE id=?", at, key_id)
+
+    async def revoke_api_key(self, key_id: str, at: float) -> bool:
+        changed = await self._run(
+            self._write, "UPDATE api_keys SET revoked_at=? WHERE id=? AND revoked_at IS NULL", at, key_id
+        )
+        return changed > 0
+
+    # --- host metadata ---
+
+    async def get_meta(self, name: str) -> str | None:
+        row = await self._run(self._one, "SELECT value FROM meta WHERE name=?", name)
         return row[0] if row else None
+
+    async def put_meta(self, name: str, value: str, *, only_if_absent: bool = False) -> bool:
+        sql = (
+            "INSERT INTO meta VALUES (?, ?) ON CONFLICT(name) DO NOTHING"
+            if only_if_absent
+            else "INSERT INTO meta VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value=excluded.value"
+        )
+        return await self._run(self._write, sql, name, value) > 0
+
+    # --- stored secrets ---
+
+    async def secret_record_ids(self, kind: SecretKind, *, limit: int | None = None) -> list[str]:
+        rows = await self._run(self._all, SECRET_SQL[kind][0], -1 if limit is None else limit)
+        return [row[0] for row in rows]
+
+    def _replace_secrets(self, kind: SecretKind, record_id: str, expected: dict[str, str], new: dict[str, str]) -> bool:
+        with self._transaction() as db:
+            _, select, update = SECRET_SQL[kind]
+            row = db.execute(select, (record_id,)).fetchone()
+            if row is None:
+                return False
+            record = SECRET_MODELS[kind].model_validate_json(row[0])
+            if any(getattr(record, field) != value for field, value in expected.items()):
+                return False
+            db.execute(update, (record.model_copy(update=new).model_dump_json(), record_id))
+        return True
+
+    async def replace_secrets(
+        self, kind: SecretKind, record_id: str, expected: dict[str, str], new: dict[str, str]
+    ) -> bool:
+        check_secret_fields(kind, expected, new)
+        return await self._run(self._replace_secrets, kind, record_id, expected, new)
 
     # --- senders ---
 

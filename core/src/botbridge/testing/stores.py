@@ -10,7 +10,16 @@ import pytest
 
 from botbridge.clock import FakeClock
 from botbridge.errors import SenderTaken, VersionConflict
-from botbridge.models import Connector, Conversation, EventFailure, Job, OutboundMessage, Sender, Subscription
+from botbridge.models import (
+    ApiKey,
+    Connector,
+    Conversation,
+    EventFailure,
+    Job,
+    OutboundMessage,
+    Sender,
+    Subscription,
+)
 from botbridge.store import Store
 
 
@@ -40,10 +49,98 @@ class StoreContract:
 
     # --- API keys ---
 
-    async def test_api_keys(self, store: Store) -> None:
-        assert await store.account_for_key("h1") is None
-        await store.put_api_key("h1", "acct")
-        assert await store.account_for_key("h1") == "acct"
+    def _key(self, key_hash: str = "h1", account_id: str = "acct", **kw: object) -> ApiKey:
+        return ApiKey(account_id=account_id, key_hash=key_hash, created_at=1000.5, **kw)  # type: ignore[arg-type]
+
+    async def test_api_key_round_trip(self, store: Store) -> None:
+        assert await store.api_key_by_hash("h1") is None
+        key = self._key(name="ci deploys", source="setting")
+        assert await store.create_api_key(key)
+        assert await store.api_key_by_hash("h1") == key
+        assert await store.get_api_key(key.id) == key
+        assert await store.get_api_key("no-such-id") is None
+
+    async def test_api_key_hash_is_unique(self, store: Store) -> None:
+        first = self._key()
+        assert await store.create_api_key(first)
+        assert not await store.create_api_key(self._key(account_id="other"))
+        assert await store.api_key_by_hash("h1") == first
+
+    async def test_list_api_keys_by_account_or_all_paginated(self, store: Store) -> None:
+        keys = [self._key(f"h{i}", "a" if i % 2 else "b", id=f"{i:022d}") for i in range(5)]
+        for key in reversed(keys):
+            await store.create_api_key(key)
+        assert [k.id for k in await store.list_api_keys("a")] == [keys[1].id, keys[3].id]
+        first = await store.list_api_keys(None, limit=3)
+        assert first == keys[:3]
+        assert await store.list_api_keys(None, limit=3, after=first[-1].id) == keys[3:]
+        assert await store.list_api_keys("nobody") == []
+
+    async def test_touch_and_revoke_write_one_field_each(self, store: Store) -> None:
+        key = self._key()
+        await store.create_api_key(key)
+        await store.touch_api_key(key.id, 2000.25)
+        assert await store.revoke_api_key(key.id, 3000.0)
+        assert not await store.revoke_api_key(key.id, 4000.0)  # the first revocation stands
+        await store.touch_api_key(key.id, 5000.0)  # a request that read the key before the revoke
+        stored = await store.get_api_key(key.id)
+        assert stored == key.model_copy(update={"last_used_at": 5000.0, "revoked_at": 3000.0})
+        assert stored is not None and stored.revoked
+
+    async def test_touch_or_revoke_of_unknown_key_creates_nothing(self, store: Store) -> None:
+        await store.touch_api_key("nope", 1.0)
+        assert not await store.revoke_api_key("nope", 1.0)
+        assert await store.list_api_keys(None) == []
+
+    async def test_meta_values(self, store: Store) -> None:
+        assert await store.get_meta("canary") is None
+        assert await store.put_meta("canary", "one", only_if_absent=True)
+        assert not await store.put_meta("canary", "two", only_if_absent=True)
+        assert await store.get_meta("canary") == "one"
+        assert await store.put_meta("canary", "three")
+        assert await store.get_meta("canary") == "three"
+
+    # --- stored secrets ---
+
+    async def test_secret_record_ids_span_accounts(self, store: Store) -> None:
+        senders = [Sender(account_id=a, channel="c", address="x", id=f"{i:022d}") for i, a in enumerate("abc")]
+        for sender in senders:
+            await store.create_sender(sender)
+        connector = self._connector(senders[0].id)
+        await store.create_connector(connector)
+        subscription = Subscription(account_id="b", url="https://x.example/", secret_enc="s")
+        await store.create_subscription(subscription)
+        assert await store.secret_record_ids("sender") == [s.id for s in senders]
+        assert await store.secret_record_ids("connector") == [connector.id]
+        assert await store.secret_record_ids("subscription") == [subscription.id]
+        some = await store.secret_record_ids("sender", limit=2)
+        assert len(some) == 2 and set(some) <= {s.id for s in senders}
+
+    async def test_replace_secrets_compares_and_keeps_other_fields(self, store: Store) -> None:
+        sender = Sender(account_id="a", channel="c", address="+1", credentials_enc="old-c", webhook_secret_enc="old-w")
+        await store.create_sender(sender)
+        sender.address = "+2"  # a change made after the rotation read the record
+        await store.update_sender(sender)
+        expected = {"credentials_enc": "old-c", "webhook_secret_enc": "old-w"}
+        assert await store.replace_secrets("sender", sender.id, expected, {"credentials_enc": "new-c"})
+        stored = await store.get_sender(sender.id)
+        assert stored == sender.model_copy(update={"credentials_enc": "new-c"})
+        assert not await store.replace_secrets("sender", sender.id, expected, {"credentials_enc": "newer"})
+        assert not await store.replace_secrets("sender", "gone", {}, {"credentials_enc": "x"})
+        with pytest.raises(ValueError):
+            await store.replace_secrets("sender", sender.id, {}, {"address": "+3"})
+
+    async def test_replace_secrets_of_connectors_and_subscriptions(self, store: Store) -> None:
+        connector = self._connector()
+        await store.create_connector(connector)
+        assert await store.replace_secrets(
+            "connector", connector.id, {"credentials_enc": "enc"}, {"credentials_enc": "n"}
+        )
+        assert (await store.connector_for_sender("s1")) == connector.model_copy(update={"credentials_enc": "n"})
+        subscription = Subscription(account_id="a", url="https://x.example/", secret_enc="s")
+        await store.create_subscription(subscription)
+        assert await store.replace_secrets("subscription", subscription.id, {"secret_enc": "s"}, {"secret_enc": "t"})
+        assert (await store.list_subscriptions("a"))[0].secret_enc == "t"
 
     # --- senders ---
 
@@ -209,6 +306,10 @@ class StoreContract:
         await store.create_sender(sender)
         await store.create_connector(self._connector(sender.id))
         assert await store.claim("k", 60)
+        key = self._key()
+        await store.create_api_key(key)
+        await store.revoke_api_key(key.id, 1.0)
+        await store.put_meta("canary", "v")
         reopened = await self.reopen(store, clock)
         if reopened is None:
             pytest.skip("this store keeps nothing across restarts")
@@ -216,6 +317,8 @@ class StoreContract:
             assert await reopened.get_sender(sender.id) == sender
             assert (await reopened.connector_for_sender(sender.id)) is not None
             assert not await reopened.claim("k", 60)
+            assert await reopened.api_key_by_hash("h1") == key.model_copy(update={"revoked_at": 1.0})
+            assert await reopened.get_meta("canary") == "v"
         finally:
             await reopened.close()
 

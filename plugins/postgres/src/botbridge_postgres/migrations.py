@@ -49,6 +49,25 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         CREATE TABLE send_slots (key TEXT PRIMARY KEY, next_slot DOUBLE PRECISION NOT NULL);
         """,
     ),
+    (
+        # API keys get a life cycle. The keys of version 1 all came from
+        # BOTBRIDGE_API_KEYS: they become "setting" keys (ids from their hash:
+        # unique, 22 characters of the id alphabet).
+        2,
+        """
+        ALTER TABLE api_keys RENAME TO api_keys_v1;
+        CREATE TABLE api_keys (
+            id TEXT PRIMARY KEY, key_hash TEXT NOT NULL UNIQUE, account_id TEXT NOT NULL, name TEXT NOT NULL,
+            source TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL, last_used_at DOUBLE PRECISION,
+            revoked_at DOUBLE PRECISION);
+        CREATE INDEX api_keys_account ON api_keys (account_id, id);
+        INSERT INTO api_keys
+            SELECT left(md5(key_hash), 22), key_hash, account_id, '', 'setting', extract(epoch FROM now()), NULL, NULL
+            FROM api_keys_v1;
+        DROP TABLE api_keys_v1;
+        CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+        """,
+    ),
 )
 
 LATEST = MIGRATIONS[-1][0]

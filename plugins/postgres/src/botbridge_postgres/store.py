@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import logging
 import os
 import secrets
@@ -30,8 +31,18 @@ import asyncpg
 
 from botbridge.clock import Clock
 from botbridge.errors import SenderTaken, StoreUnavailable, VersionConflict
-from botbridge.models import Connector, Conversation, EventFailure, Job, OutboundMessage, Sender, Subscription
-from botbridge.store import SLOT_MARGIN, Store
+from botbridge.models import (
+    ApiKey,
+    Connector,
+    Conversation,
+    EventFailure,
+    Job,
+    OutboundMessage,
+    SecretKind,
+    Sender,
+    Subscription,
+)
+from botbridge.store import SLOT_MARGIN, Store, check_secret_fields
 from botbridge_postgres.migrations import LATEST, current_version, migrate, quote
 
 logger = logging.getLogger("botbridge.postgres")
@@ -128,6 +139,26 @@ INSERT INTO send_slots VALUES ($1, $2::float8 + $3::float8)
 ON CONFLICT (key) DO UPDATE SET next_slot = greatest(send_slots.next_slot, $2::float8) + $3::float8
 RETURNING next_slot - $3::float8
 """
+
+
+SELECT_KEYS = "SELECT id, key_hash, account_id, name, source, created_at, last_used_at, revoked_at FROM api_keys"
+
+# Per record kind: list ids; replace encrypted fields if they still hold the
+# expected values (`@>`), merging the new ones over the record (`||`).
+SECRET_SQL: dict[SecretKind, tuple[str, str]] = {
+    "sender": (
+        "SELECT id FROM senders ORDER BY id LIMIT $1",
+        "UPDATE senders SET data = data || $2::jsonb WHERE id = $1 AND data @> $3::jsonb",
+    ),
+    "connector": (
+        "SELECT id FROM connectors ORDER BY id LIMIT $1",
+        "UPDATE connectors SET data = data || $2::jsonb WHERE id = $1 AND data @> $3::jsonb",
+    ),
+    "subscription": (
+        "SELECT id FROM subscriptions ORDER BY id LIMIT $1",
+        "UPDATE subscriptions SET data = data || $2::jsonb WHERE id = $1 AND data @> $3::jsonb",
+    ),
+}
 
 
 class PostgresStore(Store):
@@ -302,18 +333,84 @@ class PostgresStore(Store):
     # --- API keys ---
 
     @guarded
-    async def put_api_key(self, key_hash: str, account_id: str) -> None:
-        await self._execute(
-            "INSERT INTO api_keys VALUES ($1, $2) "
-            "ON CONFLICT (key_hash) DO UPDATE SET account_id = excluded.account_id",
-            key_hash,
+    async def create_api_key(self, key: ApiKey) -> bool:
+        inserted = await self._execute(
+            "INSERT INTO api_keys VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+            key.id,
+            key.key_hash,
+            key.account_id,
+            key.name,
+            key.source,
+            key.created_at,
+            key.last_used_at,
+            key.revoked_at,
+        )
+        return inserted > 0
+
+    async def _api_keys(self, sql: str, *args: object) -> list[ApiKey]:
+        return [ApiKey.model_validate(dict(row)) for row in await self._fetch(sql, *args)]
+
+    @guarded
+    async def api_key_by_hash(self, key_hash: str) -> ApiKey | None:
+        found = await self._api_keys(SELECT_KEYS + " WHERE key_hash = $1", key_hash)
+        return found[0] if found else None
+
+    @guarded
+    async def get_api_key(self, key_id: str) -> ApiKey | None:
+        found = await self._api_keys(SELECT_KEYS + " WHERE id = $1", key_id)
+        return found[0] if found else None
+
+    @guarded
+    async def list_api_keys(
+        self, account_id: str | None = None, *, limit: int = 50, after: str | None = None
+    ) -> list[ApiKey]:
+        return await self._api_keys(
+            SELECT_KEYS + " WHERE id > $1 AND ($2::text IS NULL OR account_id = $2) ORDER BY id LIMIT $3",
+            after or "",
             account_id,
+            limit,
         )
 
     @guarded
-    async def account_for_key(self, key_hash: str) -> str | None:
-        account: str | None = await self._fetchval("SELECT account_id FROM api_keys WHERE key_hash = $1", key_hash)
-        return account
+    async def touch_api_key(self, key_id: str, at: float) -> None:
+        await self._execute("UPDATE api_keys SET last_used_at = $2 WHERE id = $1", key_id, at)
+
+    @guarded
+    async def revoke_api_key(self, key_id: str, at: float) -> bool:
+        return (
+            await self._execute("UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL", key_id, at)
+            > 0
+        )
+
+    # --- host metadata ---
+
+    @guarded
+    async def get_meta(self, name: str) -> str | None:
+        value: str | None = await self._fetchval("SELECT value FROM meta WHERE name = $1", name)
+        return value
+
+    @guarded
+    async def put_meta(self, name: str, value: str, *, only_if_absent: bool = False) -> bool:
+        sql = (
+            "INSERT INTO meta VALUES ($1, $2) ON CONFLICT (name) DO NOTHING"
+            if only_if_absent
+            else "INSERT INTO meta VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = excluded.value"
+        )
+        return await self._execute(sql, name, value) > 0
+
+    # --- stored secrets ---
+
+    @guarded
+    async def secret_record_ids(self, kind: SecretKind, *, limit: int | None = None) -> list[str]:
+        return [row[0] for row in await self._fetch(SECRET_SQL[kind][0], limit)]
+
+    @guarded
+    async def replace_secrets(
+        self, kind: SecretKind, record_id: str, expected: dict[str, str], new: dict[str, str]
+    ) -> bool:
+        check_secret_fields(kind, expected, new)
+        changed = await self._execute(SECRET_SQL[kind][1], record_id, json.dumps(new), json.dumps(expected))
+        return changed > 0
 
     # --- senders ---
 

@@ -327,3 +327,32 @@ redis.call('DEL', ck)
 redis.call('ZREM', P .. 'connectors:' .. current['account_id'], id)
 return 1
 """
+
+# API keys: `key:{hash}` is a hash of the key's fields, `key-id:{id}` its
+# hash, `keys` and `keys:{account}` zsets of ids. Touch and revoke write one
+# field each, so neither can undo the other.
+
+# ARGV: prefix, id, key_hash, account, then field/value pairs. 0: the hash is stored.
+CREATE_API_KEY = """
+local P = ARGV[1]
+local rec = P .. 'key:' .. ARGV[3]
+if redis.call('EXISTS', rec) == 1 then return 0 end
+redis.call('HSET', rec, 'id', ARGV[2], 'key_hash', ARGV[3], 'account_id', ARGV[4])
+for i = 5, #ARGV, 2 do redis.call('HSET', rec, ARGV[i], ARGV[i + 1]) end
+redis.call('SET', P .. 'key-id:' .. ARGV[2], ARGV[3])
+redis.call('ZADD', P .. 'keys', 0, ARGV[2])
+redis.call('ZADD', P .. 'keys:' .. ARGV[4], 0, ARGV[2])
+return 1
+"""
+
+# ARGV: prefix, id, field, value, only_if_unset (1/0). 1: written.
+SET_API_KEY_FIELD = """
+local P = ARGV[1]
+local h = redis.call('GET', P .. 'key-id:' .. ARGV[2])
+if not h then return 0 end
+local rec = P .. 'key:' .. h
+if redis.call('EXISTS', rec) == 0 then return 0 end
+if ARGV[5] == '1' then return redis.call('HSETNX', rec, ARGV[3], ARGV[4]) end
+redis.call('HSET', rec, ARGV[3], ARGV[4])
+return 1
+"""

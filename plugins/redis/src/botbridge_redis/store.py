@@ -28,8 +28,20 @@ from redis.backoff import ExponentialWithJitterBackoff
 
 from botbridge.clock import Clock
 from botbridge.errors import SenderTaken, StoreUnavailable, VersionConflict
-from botbridge.models import Connector, Conversation, EventFailure, Job, OutboundMessage, Sender, Subscription
-from botbridge.store import SLOT_MARGIN, Store
+from botbridge.ids import new_id
+from botbridge.models import (
+    SECRET_MODELS,
+    ApiKey,
+    Connector,
+    Conversation,
+    EventFailure,
+    Job,
+    OutboundMessage,
+    SecretKind,
+    Sender,
+    Subscription,
+)
+from botbridge.store import SLOT_MARGIN, Store, check_secret_fields
 from botbridge_redis import scripts
 
 DEFAULT_PREFIX = "botbridge:"
@@ -37,6 +49,8 @@ OUTBOUND_RETENTION = 30 * 86400.0  # outbound messages and their provider-id ind
 CONVERSATION_GRACE = 86400.0  # a conversation record outlives its timeout by a day
 MESSAGE_KINDS = ("mo", "mt", "dr")
 LANES = ("message", "event")
+# Set once the keys of the first schema (`apikey:{hash}` -> account) are converted.
+API_KEYS_SCHEMA = "2"
 # Connection trouble (refused, reset, timed out, still loading after a
 # restart, a replica that cannot take writes): the host answers 503.
 UNAVAILABLE: tuple[type[BaseException], ...] = (
@@ -88,6 +102,10 @@ def _job_args(jobs: Sequence[Job]) -> list[str]:
 
 def _ms(seconds: float) -> int:
     return max(1, math.ceil(seconds * 1000))
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
 class RedisStore(Store):
@@ -154,10 +172,13 @@ class RedisStore(Store):
                 "CREATE_CONNECTOR",
                 "UPDATE_CONNECTOR",
                 "DELETE_CONNECTOR",
+                "CREATE_API_KEY",
+                "SET_API_KEY_FIELD",
             ):
                 self._scripts[name] = self._redis.register_script(getattr(scripts, name))
         await self._ensure_groups()
         await self._forget_idle_consumers()
+        await self._migrate_api_keys()
 
     async def close(self) -> None:
         if self._redis is not None:
@@ -217,14 +238,114 @@ class RedisStore(Store):
 
     # --- API keys ---
 
-    @guarded
-    async def put_api_key(self, key_hash: str, account_id: str) -> None:
-        await self.redis.set(self.k("apikey", key_hash), account_id)
+    async def _migrate_api_keys(self) -> None:
+        # Keys of the first schema all came from BOTBRIDGE_API_KEYS: they
+        # become "setting" keys. Idempotent, so hosts opening at once (or a
+        # crash halfway) do no harm; the marker spares later opens the SCAN.
+        if await self.redis.get(self.k("schema", "apikeys")) == API_KEYS_SCHEMA:
+            return
+        legacy = _glob_escape(self.k("apikey", "")) + "*"
+        async for name in self.redis.scan_iter(match=legacy, count=500):
+            account = await self.redis.get(name)
+            if account is not None:
+                now = self.clock.now()
+                key_hash = name[len(self.k("apikey", "")) :]
+                await self.create_api_key(
+                    ApiKey(id=new_id(now), account_id=account, key_hash=key_hash, source="setting", created_at=now)
+                )
+            await self.redis.delete(name)
+        await self.redis.set(self.k("schema", "apikeys"), API_KEYS_SCHEMA)
 
     @guarded
-    async def account_for_key(self, key_hash: str) -> str | None:
-        account: str | None = await self.redis.get(self.k("apikey", key_hash))
-        return account
+    async def create_api_key(self, key: ApiKey) -> bool:
+        fields: list[str] = ["name", key.name, "source", key.source, "created_at", repr(key.created_at)]
+        for name, value in (("last_used_at", key.last_used_at), ("revoked_at", key.revoked_at)):
+            if value is not None:
+                fields += [name, repr(value)]
+        return bool(await self._script("CREATE_API_KEY", key.id, key.key_hash, key.account_id, *fields))
+
+    @guarded
+    async def api_key_by_hash(self, key_hash: str) -> ApiKey | None:
+        found = await self.redis.hgetall(self.k("key", key_hash))
+        return ApiKey.model_validate(found) if found else None
+
+    @guarded
+    async def get_api_key(self, key_id: str) -> ApiKey | None:
+        key_hash = await self.redis.get(self.k("key-id", key_id))
+        return await self.api_key_by_hash(key_hash) if key_hash else None
+
+    @guarded
+    async def list_api_keys(
+        self, account_id: str | None = None, *, limit: int = 50, after: str | None = None
+    ) -> list[ApiKey]:
+        index = self.k("keys") if account_id is None else self.k("keys", account_id)
+        ids = await self.redis.zrangebylex(index, f"({after}" if after else "-", "+", start=0, num=limit)
+        if not ids:
+            return []
+        hashes = await self.redis.mget([self.k("key-id", i) for i in ids])
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key_hash in hashes:
+                pipe.hgetall(self.k("key", key_hash or ""))
+            found = await pipe.execute()
+        return [ApiKey.model_validate(record) for record in found if record]
+
+    @guarded
+    async def touch_api_key(self, key_id: str, at: float) -> None:
+        await self._script("SET_API_KEY_FIELD", key_id, "last_used_at", repr(at), "0")
+
+    @guarded
+    async def revoke_api_key(self, key_id: str, at: float) -> bool:
+        return bool(await self._script("SET_API_KEY_FIELD", key_id, "revoked_at", repr(at), "1"))
+
+    # --- host metadata ---
+
+    @guarded
+    async def get_meta(self, name: str) -> str | None:
+        value: str | None = await self.redis.get(self.k("meta", name))
+        return value
+
+    @guarded
+    async def put_meta(self, name: str, value: str, *, only_if_absent: bool = False) -> bool:
+        return bool(await self.redis.set(self.k("meta", name), value, nx=only_if_absent))
+
+    # --- stored secrets ---
+
+    @guarded
+    async def secret_record_ids(self, kind: SecretKind, *, limit: int | None = None) -> list[str]:
+        start = self.k(kind, "")
+        if kind not in SECRET_MODELS:  # before a SCAN of everything
+            raise ValueError(f"no secrets in {kind!r} records")
+        ids: list[str] = []
+        async for name in self.redis.scan_iter(match=_glob_escape(start) + "*", count=500):
+            ids.append(name[len(start) :])
+            if limit is not None and len(ids) >= limit:
+                break
+        return sorted(ids)
+
+    @guarded
+    async def replace_secrets(
+        self, kind: SecretKind, record_id: str, expected: dict[str, str], new: dict[str, str]
+    ) -> bool:
+        check_secret_fields(kind, expected, new)
+        name = self.k(kind, record_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    # WATCH, then compare in Python: a record changed by anyone
+                    # between the read and the write makes EXEC fail, and we read again.
+                    await pipe.watch(name)
+                    raw = await pipe.get(name)
+                    if raw is None:
+                        return False
+                    record = SECRET_MODELS[kind].model_validate_json(raw)
+                    if any(getattr(record, field) != value for field, value in expected.items()):
+                        return False
+                    pipe.multi()
+                    pipe.set(name, record.model_copy(update=new).model_dump_json(), xx=True)
+                    await pipe.execute()
+                    return True
+                except redis_errors.WatchError:
+                    continue
 
     # --- senders ---
 
