@@ -321,7 +321,11 @@ async def test_error_shapes(client) -> None:  # type: ignore[no-untyped-def]
 
 async def test_health_and_readiness(client, app) -> None:  # type: ignore[no-untyped-def]
     assert (await client.get("/healthz")).json() == {"status": "ok"}
-    assert (await client.get("/readyz")).status_code == 200
+    ready = await client.get("/readyz")
+    assert ready.status_code == 200
+    # the store says how durable it is: the memory store keeps nothing
+    assert ready.json()["store"] == {"durable": False, "detail": "memory: nothing is kept"}
+    assert "\nbotbridge_store_durable 0.0\n" in (await client.get("/metrics")).text
 
     async def down() -> bool:
         return False
@@ -350,3 +354,18 @@ async def test_second_key_of_same_account_sees_same_data(settings, clock) -> Non
         sender = await make_sender(client)
         response = await client.get(f"/v1/senders/{sender['id']}", headers=auth("second-key-for-a"))
         assert response.status_code == 200
+
+
+async def test_readiness_and_metrics_show_store_durability(client, app) -> None:  # type: ignore[no-untyped-def]
+    from botbridge.store import Durability
+
+    store = app.state.runtime.store
+    for durability, shown, gauge in (
+        (Durability(True, "appendonly=yes"), {"durable": True, "detail": "appendonly=yes"}, "1.0"),
+        (Durability(None, "CONFIG GET is refused"), {"durable": None, "detail": "CONFIG GET is refused"}, "-1.0"),
+        (None, None, "-1.0"),
+    ):
+        store.durability = lambda d=durability: d
+        body = (await client.get("/readyz")).json()
+        assert body.get("store") == shown
+        assert f"\nbotbridge_store_durable {gauge}\n" in (await client.get("/metrics")).text

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from botbridge.store import Durability
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
@@ -44,8 +46,16 @@ class Metrics:
             "botbridge_body_timeouts", "Requests answered 408: the body did not arrive in time", registry=r
         )
         self.queue_depth = Gauge("botbridge_queue_depth", "Unfinished jobs", ["kind"], registry=r)
+        self.store_durable = Gauge(
+            "botbridge_store_durable",
+            "1 when the store's server keeps accepted work through its own crash, 0 when not, -1 when unknown",
+            registry=r,
+        )
+        self.store_durable.set(-1)
 
-    def render(self, depth: dict[str, int]) -> bytes:
+    def render(self, depth: dict[str, int], durability: Durability | None = None) -> bytes:
         for kind in ("mo", "mt", "dr", "event"):
             self.queue_depth.labels(kind).set(depth.get(kind, 0))
+        durable = None if durability is None else durability.durable
+        self.store_durable.set(-1 if durable is None else int(durable))
         return generate_latest(self.registry)

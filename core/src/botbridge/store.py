@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import ClassVar
 
 from botbridge.clock import Clock
@@ -40,6 +41,14 @@ def check_secret_fields(kind: SecretKind, *fields: dict[str, str]) -> None:
             raise ValueError(f"not encrypted fields of a {kind}: {sorted(set(given) - allowed)}")
 
 
+@dataclass(frozen=True)
+class Durability:
+    """What a crash of the store's server does to accepted work, as the store found it configured."""
+
+    durable: bool | None  # None: the store could not tell
+    detail: str  # the settings it read, e.g. "appendonly=no appendfsync=everysec save=''"
+
+
 class Store(ABC):
     # True when several host processes share this store. An embedded store
     # (False) belongs to one process, so at start-up every leased job is
@@ -65,6 +74,13 @@ class Store(ABC):
         applies them in `open`; one that creates its tables there returns [].
         """
         return []
+
+    def durability(self) -> Durability | None:
+        """How durable the store's server is configured (read in `open`); None when it does not say.
+
+        Shown by /readyz and /metrics (`botbridge_store_durable`).
+        """
+        return None
 
     def watch(self, wake: Callable[[str, int], None]) -> None:
         """Call `wake(lane, jobs)` when another process adds runnable work.

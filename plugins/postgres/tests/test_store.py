@@ -450,3 +450,29 @@ async def test_api_keys_of_version_1_become_setting_keys(url: str, postgres_url:
         assert await store.revoke_api_key(keys[0].id, 1.0)
     finally:
         await store.close()
+
+
+# --- commit semantics ------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_durability_reads_the_sessions_commit_settings(url: str, caplog: pytest.LogCaptureFixture) -> None:
+    store = PostgresStore.from_url(url, FakeClock())
+    await store.open()
+    try:
+        durability = store.durability()
+        assert durability is not None and durability.durable is True
+        assert durability.detail == "synchronous_commit=on fsync=on"
+    finally:
+        await store.close()
+    # a role, database or URL can turn the flush at commit off: then a 2xx may not survive PostgreSQL's crash
+    relaxed = PostgresStore.from_url(url + "&synchronous_commit=off", FakeClock())
+    with caplog.at_level("WARNING", logger="botbridge.postgres"):
+        await relaxed.open()
+    try:
+        durability = relaxed.durability()
+        assert durability is not None and durability.durable is False
+        assert durability.detail == "synchronous_commit=off fsync=on"
+        assert any("answered 2xx" in r.getMessage() for r in caplog.records if r.name == "botbridge.postgres")
+    finally:
+        await relaxed.close()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from redis.asyncio import Redis
 
 from botbridge.clock import FakeClock
 from botbridge.errors import StoreUnavailable
@@ -18,8 +19,8 @@ from botbridge.plugins import Plugins
 from botbridge.settings import Settings
 from botbridge.store import Store
 from botbridge.testing import StoreContract
-from botbridge_redis import RedisStore, parse_url
-from botbridge_redis.store import DEFAULT_PREFIX, OUTBOUND_RETENTION
+from botbridge_redis import NotDurable, RedisStore, parse_url
+from botbridge_redis.store import DEFAULT_PREFIX, OUTBOUND_RETENTION, judge_persistence
 from botbridge_redis.testing import OwnRedis, store_url
 
 pytestmark = pytest.mark.redis
@@ -75,12 +76,15 @@ def closed_port() -> int:
 
 
 def test_url_options() -> None:
-    assert parse_url("redis://h:6380/2") == ("redis://h:6380/2", DEFAULT_PREFIX, OUTBOUND_RETENTION)
-    assert parse_url("redis://h/0?prefix=app1:&outbound_ttl=60&health_check_interval=5") == (
+    assert parse_url("redis://h:6380/2") == ("redis://h:6380/2", DEFAULT_PREFIX, OUTBOUND_RETENTION, "warn")
+    assert parse_url("redis://h/0?prefix=app1:&outbound_ttl=60&health_check_interval=5&durability=required") == (
         "redis://h/0?health_check_interval=5",
         "app1:",
         60.0,
+        "required",
     )
+    with pytest.raises(ValueError, match="durability"):
+        parse_url("redis://h/0?durability=maybe")
 
 
 def test_registered_for_the_redis_scheme() -> None:
@@ -354,3 +358,93 @@ async def test_keys_of_the_first_schema_become_setting_keys(redis_url: str, url:
     finally:
         await store.close()
         raw.close()
+
+
+# --- how durable the server is -------------------------------------------
+
+
+def test_persistence_is_judged_by_a_synced_append_only_file() -> None:
+    def judge(appendonly: str, appendfsync: str, save: str) -> bool | None:
+        return judge_persistence({"appendonly": appendonly, "appendfsync": appendfsync, "save": save}).durable
+
+    assert judge("yes", "everysec", "") is True
+    assert judge("yes", "always", "3600 1") is True
+    assert judge("yes", "no", "") is False  # the OS flushes when it likes
+    assert judge("no", "everysec", "3600 1 300 100") is False  # snapshots only: writes since the last are lost
+    assert judge("no", "everysec", "") is False
+    assert judge_persistence(None).durable is None
+
+
+@pytest.fixture
+def volatile_redis(tmp_path: Path) -> Iterator[OwnRedis]:
+    """A Redis of this test's own that keeps nothing on disk (Redis' default on many installs)."""
+    if not OwnRedis.available():
+        pytest.skip("no redis-server binary to start a server of this test's own")
+    server = OwnRedis(tmp_path, appendonly=False)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.mark.anyio
+async def test_a_server_without_aof_is_named_a_risk(volatile_redis: OwnRedis, caplog: pytest.LogCaptureFixture) -> None:
+    store = RedisStore.from_url(volatile_redis.url, FakeClock())
+    with caplog.at_level("WARNING", logger="botbridge.redis"):
+        await store.open()
+    try:
+        durability = store.durability()
+        assert durability is not None and durability.durable is False
+        assert "appendonly=no" in durability.detail
+        [warning] = [r.getMessage() for r in caplog.records if r.name == "botbridge.redis"]
+        assert "loses everything it holds" in warning and "answered 2xx" in warning and "appendonly yes" in warning
+    finally:
+        await store.close()
+
+
+@pytest.mark.anyio
+async def test_durability_required_refuses_a_server_without_aof(volatile_redis: OwnRedis) -> None:
+    store = RedisStore.from_url(volatile_redis.url + "?durability=required", FakeClock())
+    try:
+        with pytest.raises(NotDurable, match="appendonly=no"):
+            await store.open()
+    finally:
+        await store.close()
+
+
+@pytest.mark.anyio
+async def test_durability_required_accepts_a_server_with_aof(
+    own_redis: OwnRedis, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = RedisStore.from_url(own_redis.url + "?durability=required", FakeClock())
+    with caplog.at_level("WARNING", logger="botbridge.redis"):
+        await store.open()
+    try:
+        durability = store.durability()
+        assert durability is not None and durability.durable is True
+        assert "appendonly=yes appendfsync=everysec" in durability.detail
+        assert not [r for r in caplog.records if r.name == "botbridge.redis"]
+    finally:
+        await store.close()
+
+
+@pytest.mark.anyio
+async def test_config_refused_is_unknown_durability(own_redis: OwnRedis, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def refused(*args: object, **kwargs: object) -> None:
+        raise redis.exceptions.ResponseError("unknown command 'CONFIG'")
+
+    for mode, opens in (("warn", True), ("required", False)):
+        store = RedisStore.from_url(f"{own_redis.url}?durability={mode}", FakeClock())
+        store._redis = Redis.from_url(store.url, decode_responses=True)
+        monkeypatch.setattr(store._redis, "config_get", refused)
+        try:
+            if opens:
+                await store.open()
+                durability = store.durability()
+                assert durability is not None and durability.durable is None
+            else:
+                with pytest.raises(NotDurable, match="CONFIG GET is refused"):
+                    await store.open()
+        finally:
+            await store.close()

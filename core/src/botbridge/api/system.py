@@ -16,9 +16,11 @@ async def readyz(request: Request) -> Response:
     rt = runtime(request)
     problems = [] if await rt.store.ping() else ["store unreachable"]
     problems += rt.engine.problems()
+    durability = rt.store.durability()
+    extra = {} if durability is None else {"store": {"durable": durability.durable, "detail": durability.detail}}
     if problems:
-        return JSONResponse({"status": "; ".join(problems)}, status_code=503)
-    return JSONResponse({"status": "ready"})
+        return JSONResponse({"status": "; ".join(problems), **extra}, status_code=503)
+    return JSONResponse({"status": "ready", **extra})
 
 
 async def list_plugins(request: Request) -> Response:
@@ -35,4 +37,6 @@ async def openapi(request: Request) -> Response:
 async def metrics(request: Request) -> Response:
     rt = runtime(request)
     depth = await rt.store.queue_depth()
-    return Response(rt.metrics.render(depth), media_type="text/plain; version=0.0.4; charset=utf-8")
+    return Response(
+        rt.metrics.render(depth, rt.store.durability()), media_type="text/plain; version=0.0.4; charset=utf-8"
+    )

@@ -24,7 +24,7 @@ from botbridge.models import (
     Sender,
     Subscription,
 )
-from botbridge.store import Store, check_secret_fields
+from botbridge.store import Durability, Store, check_secret_fields
 
 
 @dataclass
@@ -58,6 +58,9 @@ class MemoryStore(Store):
         self.api_keys[key.id] = key.model_copy()
         self.api_key_ids[key.key_hash] = key.id
         return True
+
+    def durability(self) -> Durability:
+        return Durability(False, "memory: nothing is kept")
 
     async def api_key_by_hash(self, key_hash: str) -> ApiKey | None:
         key_id = self.api_key_ids.get(key_hash)

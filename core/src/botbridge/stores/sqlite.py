@@ -33,7 +33,7 @@ from botbridge.models import (
     Sender,
     Subscription,
 )
-from botbridge.store import Store, check_secret_fields
+from botbridge.store import Durability, Store, check_secret_fields
 
 API_KEYS_TABLE = """
 CREATE TABLE IF NOT EXISTS api_keys (
@@ -225,6 +225,12 @@ class SQLiteStore(Store):
             await self._run(self._disconnect)
             self._executor.shutdown(wait=True)
             self._executor = None
+
+    def durability(self) -> Durability:
+        # The database is a file of this process: what committed survives a crash of it.
+        if self.path == ":memory:":
+            return Durability(False, "sqlite in memory: nothing is kept")
+        return Durability(True, "sqlite journal_mode=wal synchronous=normal")
 
     async def ping(self) -> bool:
         try:

@@ -42,7 +42,7 @@ from botbridge.models import (
     Sender,
     Subscription,
 )
-from botbridge.store import SLOT_MARGIN, Store, check_secret_fields
+from botbridge.store import SLOT_MARGIN, Durability, Store, check_secret_fields
 from botbridge_postgres.migrations import LATEST, current_version, migrate, quote
 
 logger = logging.getLogger("botbridge.postgres")
@@ -176,6 +176,7 @@ class PostgresStore(Store):
         self._wake: Callable[[str, int], None] | None = None
         self._listener: asyncio.Task[None] | None = None
         self._claims = 0
+        self._durability: Durability | None = None
 
     @classmethod
     def from_url(cls, url: str, clock: Clock) -> PostgresStore:
@@ -265,6 +266,23 @@ class PostgresStore(Store):
             server_settings=self._settings(),
         )
         await self._execute("DELETE FROM claims WHERE expires_at <= $1", self.clock.now())
+        self._durability = await self._read_durability()
+
+    async def _read_durability(self) -> Durability:
+        # Read per session: a role or database may override the server's default.
+        commit = await self._fetchval("SHOW synchronous_commit")
+        fsync = await self._fetchval("SHOW fsync")
+        detail = f"synchronous_commit={commit} fsync={fsync}"
+        durable = commit != "off" and fsync == "on"
+        if not durable:
+            logger.warning(
+                "PostgreSQL runs with %s: a crash of PostgreSQL can lose messages that were already answered 2xx",
+                detail,
+            )
+        return Durability(durable, detail)
+
+    def durability(self) -> Durability | None:
+        return self._durability
 
     async def close(self) -> None:
         if self._listener is not None:

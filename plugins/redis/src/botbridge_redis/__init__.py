@@ -1,5 +1,5 @@
 """Redis as a botbridge store (`BOTBRIDGE_STORE=redis://host:port/db`): several hosts, one state."""
 
-from botbridge_redis.store import RedisStore, parse_url
+from botbridge_redis.store import NotDurable, RedisStore, parse_url
 
-__all__ = ["RedisStore", "parse_url"]
+__all__ = ["NotDurable", "RedisStore", "parse_url"]

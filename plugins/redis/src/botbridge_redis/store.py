@@ -13,6 +13,7 @@ in step (NTP), as any lease-based system does.
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import os
 import secrets
@@ -27,7 +28,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
 from botbridge.clock import Clock
-from botbridge.errors import SenderTaken, StoreUnavailable, VersionConflict
+from botbridge.errors import SenderTaken, StoreError, StoreUnavailable, VersionConflict
 from botbridge.ids import new_id
 from botbridge.models import (
     SECRET_MODELS,
@@ -41,10 +42,13 @@ from botbridge.models import (
     Sender,
     Subscription,
 )
-from botbridge.store import SLOT_MARGIN, Store, check_secret_fields
+from botbridge.store import SLOT_MARGIN, Durability, Store, check_secret_fields
 from botbridge_redis import scripts
 
+logger = logging.getLogger("botbridge.redis")
+
 DEFAULT_PREFIX = "botbridge:"
+DURABILITY_MODES = ("warn", "required")
 OUTBOUND_RETENTION = 30 * 86400.0  # outbound messages and their provider-id index
 CONVERSATION_GRACE = 86400.0  # a conversation record outlives its timeout by a day
 MESSAGE_KINDS = ("mo", "mt", "dr")
@@ -69,15 +73,44 @@ def lane_of(kind: str) -> str:
     return "event" if kind == "event" else "message"
 
 
-def parse_url(url: str) -> tuple[str, str, float]:
-    """Split `redis://…/db?prefix=…&outbound_ttl=…` into (client URL, prefix, outbound TTL)."""
+def parse_url(url: str) -> tuple[str, str, float, str]:
+    """Split `redis://…/db?prefix=…&outbound_ttl=…&durability=…` into (client URL, prefix, outbound TTL, durability)."""
     parts = urlsplit(url)
     query = parse_qsl(parts.query, keep_blank_values=True)
-    ours = {k: v for k, v in query if k in ("prefix", "outbound_ttl")}
+    ours = {k: v for k, v in query if k in ("prefix", "outbound_ttl", "durability")}
     rest = [(k, v) for k, v in query if k not in ours]
     prefix = ours.get("prefix") or DEFAULT_PREFIX
     retention = float(ours["outbound_ttl"]) if ours.get("outbound_ttl") else OUTBOUND_RETENTION
-    return urlunsplit(parts._replace(query=urlencode(rest))), prefix, retention
+    durability = ours.get("durability") or "warn"
+    if durability not in DURABILITY_MODES:
+        raise ValueError(f"redis store option durability must be one of {', '.join(DURABILITY_MODES)}")
+    return urlunsplit(parts._replace(query=urlencode(rest))), prefix, retention, durability
+
+
+class NotDurable(StoreError):
+    """`durability=required`, and the Redis server would lose accepted work in a crash (or cannot say)."""
+
+
+def judge_persistence(config: dict[str, str] | None) -> Durability:
+    """How durable a Redis with these settings (CONFIG GET, None when refused) keeps accepted work."""
+    if config is None:
+        return Durability(None, "CONFIG GET is refused (renamed or not permitted): persistence unknown")
+    appendonly, appendfsync, save = (config.get(k, "") for k in ("appendonly", "appendfsync", "save"))
+    detail = f"appendonly={appendonly} appendfsync={appendfsync} save='{save}'"
+    return Durability(appendonly == "yes" and appendfsync in ("everysec", "always"), detail)
+
+
+def risk_of(durability: Durability) -> str:
+    if durability.durable is None:
+        return f"Redis persistence could not be read ({durability.detail})"
+    lost = "everything it holds" if "save=''" in durability.detail else "everything since its last snapshot"
+    if "appendonly=yes" in durability.detail:  # appendfsync=no: the OS flushes when it likes
+        lost = "the last seconds of writes the OS had not flushed"
+    return (
+        f"Redis runs without a synced append-only file ({durability.detail}): a Redis restart or crash loses "
+        f"{lost} — accepted messages already answered 2xx, dedupe keys, conversations and queued work. "
+        "Set appendonly yes with appendfsync everysec or always; ?durability=required refuses such a server"
+    )
 
 
 def guarded(method: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
@@ -119,6 +152,7 @@ class RedisStore(Store):
         prefix: str = DEFAULT_PREFIX,
         outbound_ttl: float = OUTBOUND_RETENTION,
         consumer: str | None = None,
+        durability: str = "warn",
     ) -> None:
         self.url = url
         self.clock = clock
@@ -128,11 +162,13 @@ class RedisStore(Store):
         self.consumer = consumer or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._redis: Redis | None = None
         self._scripts: dict[str, Any] = {}
+        self.required_durability = durability
+        self._durability: Durability | None = None
 
     @classmethod
     def from_url(cls, url: str, clock: Clock) -> RedisStore:
-        client_url, prefix, retention = parse_url(url)
-        return cls(client_url, clock, prefix=prefix, outbound_ttl=retention)
+        client_url, prefix, retention, durability = parse_url(url)
+        return cls(client_url, clock, prefix=prefix, outbound_ttl=retention, durability=durability)
 
     # --- plumbing ---
 
@@ -176,9 +212,30 @@ class RedisStore(Store):
                 "SET_API_KEY_FIELD",
             ):
                 self._scripts[name] = self._redis.register_script(getattr(scripts, name))
+        await self._check_persistence()
         await self._ensure_groups()
         await self._forget_idle_consumers()
         await self._migrate_api_keys()
+
+    async def _check_persistence(self) -> None:
+        config: dict[str, str] | None = {}
+        for name in ("appendonly", "appendfsync", "save"):
+            try:
+                found = await self.redis.config_get(name)
+            except redis_errors.ResponseError:  # CONFIG renamed away, or the ACL user may not use it
+                config = None
+                break
+            assert config is not None
+            config.update(found)
+        self._durability = durability = judge_persistence(config)
+        if durability.durable:
+            return
+        if self.required_durability == "required":
+            raise NotDurable(f"durability=required: {risk_of(durability)}")
+        logger.warning("%s", risk_of(durability))
+
+    def durability(self) -> Durability | None:
+        return self._durability
 
     async def close(self) -> None:
         if self._redis is not None:

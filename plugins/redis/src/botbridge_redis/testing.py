@@ -70,14 +70,16 @@ class OwnRedis:
     """A redis-server of a test's own on a free port, to stop and restart at will.
 
     Never the shared server: tests that restart Redis use this one. It keeps
-    its data in an append-only file in `workdir`, so a restart keeps it.
+    its data in an append-only file in `workdir`, so a restart keeps it
+    (`appendonly=False`: Redis keeping nothing on disk).
     """
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *, appendonly: bool = True) -> None:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port: int = sock.getsockname()[1]
         self.workdir = workdir
+        self.appendonly = appendonly
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -92,7 +94,7 @@ class OwnRedis:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("no redis-server binary")
-        options = ["--save", "", "--appendonly", "yes", "--dir", str(self.workdir)]
+        options = ["--save", "", "--appendonly", "yes" if self.appendonly else "no", "--dir", str(self.workdir)]
         self.process = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", *options],
             stdout=subprocess.DEVNULL,
