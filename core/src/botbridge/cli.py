@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from botbridge import logs
+from botbridge import logs, security_cli
 from botbridge.plugins import Plugins
 from botbridge.settings import Settings
 
@@ -115,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     scaffold.set_defaults(func=_new_plugin)
     store = commands.add_parser("store", help="store maintenance").add_subparsers(dest="action", required=True)
     store.add_parser("migrate", help="apply the store's pending schema migrations").set_defaults(func=_store_migrate)
+    security_cli.register(commands)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from botbridge.api import connectors, messages, senders, subscriptions, system, webhooks
+from botbridge.api import connectors, keys, messages, senders, subscriptions, system, webhooks
 from botbridge.clock import Clock
 from botbridge.errors import APIError, StoreUnavailable
 from botbridge.plugins import Plugins
@@ -44,6 +44,7 @@ ROUTES = [
     Route("/v1/subscriptions/{subscription_id}", subscriptions.get_subscription, methods=["GET"]),
     Route("/v1/subscriptions/{subscription_id}", subscriptions.delete_subscription, methods=["DELETE"]),
     Route("/v1/subscriptions/{subscription_id}/failures", subscriptions.list_failures, methods=["GET"]),
+    Route("/v1/keys", keys.list_keys, methods=["GET"]),
     Route("/v1/messages", messages.send_message, methods=["POST"]),
     Route("/v1/messages/{message_id}", messages.get_message, methods=["GET"]),
     Route("/v1/webhooks/{channel}/{sender_id}", webhooks.receive_webhook, methods=["POST"]),

@@ -15,6 +15,7 @@ from starlette.routing import Route
 
 from botbridge import __version__
 from botbridge.models import (
+    ApiKeyView,
     ConnectorCreate,
     ConnectorUpdate,
     ConnectorView,
@@ -38,6 +39,7 @@ MODELS: list[type[BaseModel]] = [
     SubscriptionView,
     MessageCreate,
     MessageView,
+    ApiKeyView,
 ]
 
 ERROR_SCHEMA = {
@@ -156,6 +158,11 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("/v1/subscriptions/{subscription_id}", "delete"): _op("Delete a subscription", status=204, errors=(404,)),
     ("/v1/subscriptions/{subscription_id}/failures", "get"): _op(
         "Events that were dead-lettered after the last retry", params=PAGE_PARAMS, errors=(404,)
+    ),
+    ("/v1/keys", "get"): _op(
+        "The account's API keys: name, creation, last use, revocation (never the key)",
+        response=_page_of("ApiKeyView"),
+        params=PAGE_PARAMS,
     ),
     ("/v1/messages", "post"): _op(
         "Send an outbound message", request="MessageCreate", response="MessageView", status=202
