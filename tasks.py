@@ -26,7 +26,7 @@ STAMP = VENV / ".bootstrap-stamp"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
 # sinch: the Sinch SDK's request and event models are an oracle in plugins/sinch/tests.
-TEST_TOOLS = ["pytest>=8", "hypothesis>=6.100", "ruff>=0.6", "mypy>=1.10", "sinch==2.3.0"]
+TEST_TOOLS = ["pytest>=8", "hypothesis>=6.100", "jsonschema>=4.20", "ruff>=0.6", "mypy>=1.10", "sinch==2.3.0"]
 
 
 def members() -> list[Path]:

@@ -100,7 +100,9 @@ def _op(
         codes.add(401)
         op["security"] = [{"bearer": []}]
     if request:
-        codes.update({400, 413, 415, 422})
+        codes.update({400, 408, 413, 415, 422})
+    if params:
+        codes.add(422)  # a limit out of range
     for code in sorted(codes):
         op["responses"][str(code)] = {
             "description": "error",
