@@ -1,4 +1,4 @@
-"""Run the whole benchmark: fakes, both floors, one botbridge host (SQLite), two hosts (Redis).
+"""Run the whole benchmark: fakes, both floors, one botbridge host (SQLite), hosts on PostgreSQL and Redis.
 
     python bench/run.py            # full run, ~9 minutes
     python bench/run.py --quick    # smoke run, ~2-3 minutes
@@ -40,6 +40,7 @@ from common import (
 API_KEY = "bench-api-key-0001"
 DL_SECRET = "FakeSecret0.cwA.xyz.Zr4kDm7F24cwABEsSz0w9A3HT1jhIo67glkty"
 REDIS_URL = "redis://127.0.0.1:6379/0"
+POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 # The Direct Line connector's polling, for the bench: a turn reads the
 # activities right after its POST (the echo bot has answered by then), then
@@ -245,11 +246,26 @@ class Bench:
                 self.stop(proc)
 
 
-def redis_store_installed() -> bool:
+def store_installed(scheme: str) -> bool:
     listing = subprocess.run(
         python("-m", "botbridge.cli", "plugins"), capture_output=True, text=True, timeout=60, check=False
     )
-    return "store redis://" in listing.stdout
+    return f"store {scheme}://" in listing.stdout
+
+
+def postgres_cleanup(schema: str) -> None:
+    import asyncio
+
+    import asyncpg
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(POSTGRES_URL)
+        try:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await conn.close()
+
+    asyncio.run(drop())
 
 
 def redis_cleanup(prefix: str) -> int:
@@ -300,10 +316,24 @@ def main() -> int:
             for name, prefix, start, flood in plan:
                 if not only or name in only:
                     systems.append(bench.system(name, prefix, start, flood))
+            for name, contacts, hosts in (("botbridge-1-postgres", "556", 1), ("botbridge-2-postgres", "557", 2)):
+                if only and name not in only:
+                    continue
+                if not store_installed("postgresql"):
+                    skipped[name] = "skipped: postgres store not installed"
+                    print(f"\n== {name}: {skipped[name]}")
+                    continue
+                schema = f"bench_{uuid.uuid4().hex}"
+                store = f"{POSTGRES_URL}?schema={schema}"
+                try:
+                    systems.append(bench.system(name, contacts, lambda s=store, n=hosts: bench.start_hosts(s, n), True))
+                finally:
+                    postgres_cleanup(schema)
+                    print(f"  postgres schema {schema} dropped")
             name = "botbridge-2-redis"
             if only and name not in only:
                 pass
-            elif not redis_store_installed():
+            elif not store_installed("redis"):
                 skipped[name] = "skipped: redis store not installed"
                 print(f"\n== {name}: {skipped[name]}")
             else:
@@ -360,6 +390,8 @@ def ratios(systems: list[dict[str, Any]]) -> dict[str, float | None]:
         "botbridge_1 / floor_aiohttp": ratio("botbridge-1-sqlite", "floor-aiohttp"),
         "botbridge_1 / floor_httpx_default": ratio("botbridge-1-sqlite", "floor-httpx-default"),
         "botbridge_2 / botbridge_1": ratio("botbridge-2-redis", "botbridge-1-sqlite"),
+        "botbridge_1_postgres / botbridge_1": ratio("botbridge-1-postgres", "botbridge-1-sqlite"),
+        "botbridge_2_postgres / botbridge_1_postgres": ratio("botbridge-2-postgres", "botbridge-1-postgres"),
         "floor_httpx_aiohttp / floor_aiohttp": ratio("floor-httpx-aiohttp", "floor-aiohttp"),
     }
 

@@ -313,9 +313,11 @@ async def test_an_enqueue_on_one_host_wakes_the_other(hosts: tuple[PostgresStore
     await one.enqueue([Job(kind="mo", key="a"), Job(kind="mo", key="b"), Job(kind="event", key="e")])
     got = {await asyncio.wait_for(woken.get(), 5), await asyncio.wait_for(woken.get(), 5)}
     assert got == {("message", 2), ("event", 1)}
-    [job] = await two.claim_jobs(["event"], limit=1, lease=30)
-    await two.complete_job(job, then=[Job(kind="event", key="e2")])
+    [job] = await one.claim_jobs(["event"], limit=1, lease=30)
+    await one.complete_job(job, then=[Job(kind="event", key="e2")])
     assert await asyncio.wait_for(woken.get(), 5) == ("event", 1)
+    # its own work does not wake it again: the engine woke its workers when it enqueued
+    await two.enqueue([Job(kind="mo", key="mine")])
     # a delayed job wakes nobody: it is not runnable yet
     await one.enqueue([Job(kind="mo", key="later", not_before=10**10)])
     await one.enqueue([Job(kind="mo", key="now")])

@@ -171,7 +171,8 @@ class PostgresStore(Store):
         self.pool_size = pool_size
         self.channel = f"botbridge:{schema}"
         # Sessions show up under this name in pg_stat_activity (one per store instance).
-        self.application_name = f"botbridge {os.getpid()} {secrets.token_hex(4)}"
+        self._origin = secrets.token_hex(4)
+        self.application_name = f"botbridge {os.getpid()} {self._origin}"
         self._pool: asyncpg.Pool | None = None
         self._wake: Callable[[str, int], None] | None = None
         self._listener: asyncio.Task[None] | None = None
@@ -309,8 +310,9 @@ class PostgresStore(Store):
 
     async def _listen(self) -> None:
         def notified(_conn: object, _pid: int, _channel: str, payload: str) -> None:
-            lane, _, jobs = payload.partition(":")
-            if self._wake is not None and lane in ("message", "event"):
+            lane, jobs, origin = [*payload.split(":"), "", ""][:3]
+            # This process's own work already woke its workers (the engine does that on enqueue).
+            if self._wake is not None and lane in ("message", "event") and origin != self._origin:
                 self._wake(lane, int(jobs or 1))
 
         while True:
@@ -346,7 +348,7 @@ class PostgresStore(Store):
             if job.not_before <= self.clock.now():
                 lanes[lane_of(job.kind)] = lanes.get(lane_of(job.kind), 0) + 1
         for lane, count in lanes.items():
-            await conn.execute("SELECT pg_notify($1, $2)", self.channel, f"{lane}:{count}")
+            await conn.execute("SELECT pg_notify($1, $2)", self.channel, f"{lane}:{count}:{self._origin}")
 
     # --- API keys ---
 
