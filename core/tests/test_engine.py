@@ -723,3 +723,94 @@ async def test_a_store_announcing_new_work_wakes_idle_workers_before_their_poll(
         assert store.claims[-1] == ("event",)
     finally:
         await engine.stop()
+
+
+# --- calls that are not idempotent are never repeated blindly ------------------
+
+
+async def test_a_turn_the_bot_may_have_received_is_not_sent_again(tmp_path: Any) -> None:
+    async with make_world(tmp_path, config={"fallback_text": "Sorry, try later."}) as world:
+        world.bot.failures.append(BotError("bot answered 502", retryable=True, outcome_unknown=True))
+        await world.mo("once only")
+        await world.until(lambda: len(world.channel.outbox) == 1, step=0.5)
+        await asyncio.wait_for(world.rt.engine.idle(), 5)
+        assert world.channel.outbox[0]["text"] == "Sorry, try later."
+        assert world.bot.seen == [] and world.bot.failures == []
+        assert len(world.subscriber.of_type("bot_error")) == 1
+
+
+async def test_a_turn_cut_off_by_the_bot_timeout_is_not_sent_again(tmp_path: Any) -> None:
+    async with make_world(tmp_path, clock=SystemClock(), config={"fallback_text": "Sorry, try later."}) as world:
+        world.rt.engine.settings.bot_timeout = 0.05
+        world.bot.delay = 0.2
+        await world.mo("slow one")
+        await world.until(lambda: len(world.channel.outbox) == 1)
+        await asyncio.wait_for(world.rt.engine.idle(), 5)
+        assert [m["text"] for m in world.channel.outbox] == ["Sorry, try later."]
+        assert world.bot.seen == []  # cut off once, never started again
+
+
+def test_only_a_failure_proving_the_bot_never_got_the_turn_is_safe_to_retry() -> None:
+    bot = ScriptBot(httpx.AsyncClient(), FakeClock())
+    assert bot.safe_to_retry(BotError("429", retryable=True))
+    assert not bot.safe_to_retry(BotError("502", retryable=True, outcome_unknown=True))
+    assert not bot.safe_to_retry(TimeoutError())
+    assert not bot.safe_to_retry(BotError("400"))
+
+
+class Lookups:
+    """`find_sent` for the loop channel: what the provider holds, by our message id."""
+
+    def __init__(self, channel: SendingLoop) -> None:
+        self.held: dict[str, str] = {}
+        self.asked: list[str] = []
+        channel.finds_sent = True
+        channel.find_sent = self.find  # type: ignore[method-assign]
+
+    async def find(self, sender: Any, message: Any) -> Any:
+        from botbridge.models import SendResult
+
+        self.asked.append(message.id)
+        held = self.held.get(message.id)
+        return SendResult(provider_message_id=held) if held else None
+
+
+async def _final_state(world: World) -> dict[str, Any]:
+    await world.until(lambda: len(world.subscriber.of_type("message_request_state_change")) == 1, step=1.0)
+    return world.subscriber.of_type("message_request_state_change")[0]["event"]["fld-val-list"]  # type: ignore[no-any-return]
+
+
+async def test_an_ambiguous_send_is_looked_up_and_not_sent_again(world: World) -> None:
+    lookups = Lookups(world.channel)
+
+    async def held_by_provider(sender: Any, message: Any) -> Any:
+        lookups.held[message.id] = "prov-1"  # the timed-out send did reach the provider
+        raise SendError("timed out", retryable=True, outcome_unknown=True)
+
+    world.channel.send = held_by_provider  # type: ignore[method-assign]
+    await world.mo("hello")
+    state = await _final_state(world)
+    assert state["new_state"] == "SENT" and world.channel.outbox == []
+    message_id = next(iter(lookups.held))
+    assert lookups.asked == [message_id]
+    stored = (await world.client.get(f"/v1/messages/{message_id}")).json()
+    assert stored["provider_message_id"] == "prov-1"
+
+
+async def test_an_ambiguous_send_the_provider_does_not_hold_is_sent_again(world: World) -> None:
+    lookups = Lookups(world.channel)
+    world.channel.failures.append(SendError("answered 502", retryable=True, outcome_unknown=True))
+    await world.mo("hello")
+    state = await _final_state(world)
+    assert state["new_state"] == "SENT"
+    assert [m["text"] for m in world.channel.outbox] == ["echo: hello"]
+    assert len(lookups.asked) == 1
+
+
+async def test_an_ambiguous_send_without_a_lookup_fails_instead_of_risking_a_duplicate(world: World) -> None:
+    world.channel.failures.append(SendError("timed out", retryable=True, outcome_unknown=True))
+    await world.mo("hello")
+    state = await _final_state(world)
+    await asyncio.wait_for(world.rt.engine.idle(), 5)
+    assert (state["new_state"], state["reason_code"]) == ("FAILED", "outcome_unknown")
+    assert world.channel.outbox == []

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 
@@ -100,4 +102,88 @@ async def test_shared_client_transports(transport: str) -> None:
         assert client.timeout.read == 20.0
         assert client.headers["user-agent"].startswith("botbridge/")
     finally:
+        await client.aclose()
+
+
+# --- calls that are not idempotent -------------------------------------------
+
+ONCE = RetryPolicy(attempts=3, base=0.0, idempotent=False)
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504, 408])
+async def test_a_call_that_is_not_idempotent_is_not_repeated_after_an_ambiguous_answer(status: int) -> None:
+    client, calls = scripted(status, 200)
+    with pytest.raises(ProviderError) as caught:
+        await call_with_retry(lambda: client.post("/"), "bot", clock=RecordingClock(), policy=ONCE)
+    assert len(calls) == 1
+    assert caught.value.outcome_unknown and not caught.value.safe_to_retry
+    assert caught.value.status_code == status
+
+
+@pytest.mark.parametrize(
+    "failure", [httpx.ReadTimeout("slow"), httpx.WriteTimeout("slow"), httpx.RemoteProtocolError("closed")]
+)
+async def test_a_failure_after_sending_leaves_the_outcome_unknown(failure: Exception) -> None:
+    client, calls = scripted(failure, 200)
+    with pytest.raises(ProviderError) as caught:
+        await call_with_retry(lambda: client.post("/"), "bot", clock=RecordingClock(), policy=ONCE)
+    assert len(calls) == 1 and caught.value.outcome_unknown
+
+
+async def test_failures_that_prove_nothing_was_processed_are_retried_even_when_not_idempotent() -> None:
+    client, calls = scripted(429, httpx.ConnectError("refused"), 425, 200)
+    policy = RetryPolicy(attempts=4, base=0.0, idempotent=False)
+    response = await call_with_retry(lambda: client.post("/"), "bot", clock=RecordingClock(), policy=policy)
+    assert response.status_code == 200 and len(calls) == 4
+
+
+async def test_idempotent_calls_are_still_retried_after_ambiguous_failures() -> None:
+    client, calls = scripted(502, httpx.ReadTimeout("slow"), 200)
+    await call_with_retry(lambda: client.get("/"), "bot", clock=RecordingClock(), policy=RetryPolicy(base=0.0))
+    assert len(calls) == 3
+
+
+def test_only_retryable_failures_can_be_safe_to_retry() -> None:
+    assert ProviderError("429", retryable=True).safe_to_retry
+    assert not ProviderError("400").safe_to_retry
+    assert not ProviderError("502", retryable=True, outcome_unknown=True).safe_to_retry
+
+
+async def _closing_server() -> tuple[Any, int]:
+    """A server that reads the request, then closes the connection without answering."""
+    import asyncio
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+async def test_the_shared_client_tells_a_refused_connection_from_a_dropped_one(transport: str) -> None:
+    import socket
+
+    client = create_http_client(Settings(http_transport=transport))  # type: ignore[arg-type]
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        free = probe.getsockname()[1]
+    server, port = await _closing_server()
+    try:
+        with pytest.raises(ProviderError) as refused:
+            await call_with_retry(
+                lambda: client.post(f"http://127.0.0.1:{free}/"), "bot", clock=RecordingClock(), policy=ONCE
+            )
+        assert not refused.value.outcome_unknown
+        with pytest.raises(ProviderError) as dropped:
+            await call_with_retry(
+                lambda: client.post(f"http://127.0.0.1:{port}/", content=b"turn"),
+                "bot",
+                clock=RecordingClock(),
+                policy=ONCE,
+            )
+        assert dropped.value.outcome_unknown
+    finally:
+        server.close()
         await client.aclose()

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 import httpx
 
 from botbridge.clock import Clock
+from botbridge.errors import ProviderError
 from botbridge.models import Connector, Conversation, InboundMessage, Reply
 
 LateReplies = Callable[[list[Reply]], Awaitable[None]]
@@ -77,9 +78,20 @@ class BotBackend:
     async def send(self, session: BotSession, message: InboundMessage) -> list[Reply]:
         """Send the user's message; return the replies available now.
 
-        Raise `BotCredentialsInvalid` on 401/403, `BotError(retryable=...)` otherwise.
+        Raise `BotCredentialsInvalid` on 401/403, `BotError(retryable=...)`
+        otherwise; set `outcome_unknown=True` when the bot may have received
+        the turn (core then never sends it again).
         """
         raise NotImplementedError
+
+    def safe_to_retry(self, error: BaseException) -> bool:
+        """Whether core may run the same turn again after `send` failed with `error`.
+
+        A turn is not idempotent (the bot answers it, session state moves
+        on): only a failure proving the bot never got it is repeated. A turn
+        cut off by core's `bot_timeout` may have reached the bot, so it is not.
+        """
+        return isinstance(error, ProviderError) and error.safe_to_retry
 
     async def close(self, session: BotSession) -> None:
         """End the backend session (the conversation timed out)."""

@@ -149,6 +149,8 @@ class Channel:
     credential_keys: ClassVar[tuple[str, ...]] = ()
     config_keys: ClassVar[tuple[str, ...]] = ("base_url",)
     requires_webhook_secret: ClassVar[bool] = True
+    # Whether `find_sent` can ask the provider for a message by our reference.
+    finds_sent: ClassVar[bool] = False
 
     def __init__(self, http: httpx.AsyncClient, clock: Clock) -> None:
         self.http = http
@@ -179,7 +181,22 @@ class Channel:
     async def send(self, sender: SenderContext, message: OutboundMessage) -> SendResult:
         """Send one message; return the provider's message id.
 
-        Raise `SendError` (retryable or not) or `CredentialsInvalid`.
+        Raise `SendError` (retryable or not) or `CredentialsInvalid`. Set
+        `outcome_unknown=True` when the provider may have accepted it anyway
+        (a timeout after the request left, a 5xx): core then never sends it
+        again blindly. It asks `find_sent` first when the channel
+        `finds_sent`, and otherwise fails the message as `outcome_unknown`.
+        """
+        raise NotImplementedError
+
+    async def find_sent(self, sender: SenderContext, message: OutboundMessage) -> SendResult | None:
+        """After a send whose outcome is unknown: the provider's record of `message`.
+
+        Look it up by the reference `send` gave the provider (e.g. SCG's
+        `external_id`, Bird's `reference`: our message id). Return None only
+        when the provider has no such message (core then sends it again);
+        raise `SendError` when the lookup itself failed. Only called when
+        the class sets `finds_sent = True`.
         """
         raise NotImplementedError
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from botbridge.bot import BotBackend
-from botbridge.channel import WebhookResult
+from botbridge.channel import Channel, WebhookResult
 from botbridge.clock import Clock
 from botbridge.errors import (
     BotCredentialsInvalid,
@@ -45,6 +45,7 @@ from botbridge.models import (
     OutboundMessage,
     Reply,
     Sender,
+    SendResult,
     utcnow,
 )
 from botbridge.render import as_text, match_option
@@ -402,7 +403,8 @@ class Engine:
         except (BotError, ProviderError, TimeoutError) as exc:
             self.rt.metrics.bot_errors.labels(connector.type).inc()
             self._count_failure(connector, exc)
-            return events + await self._bot_failed(job, exc, sender, connector, conversation, message)
+            again = bot.safe_to_retry(exc)
+            return events + await self._bot_failed(job, exc, again, sender, connector, conversation, message)
         finally:
             self.rt.metrics.bot_latency.labels(connector.type).observe(time.perf_counter() - started)
         self._breakers.pop(connector.id, None)
@@ -468,6 +470,7 @@ class Engine:
         self,
         job: Job,
         exc: BaseException,
+        safe_to_retry: bool,
         sender: Sender,
         connector: Connector,
         conversation: Conversation,
@@ -477,8 +480,9 @@ class Engine:
         if isinstance(exc, BotCredentialsInvalid):
             await self._mark_connector(connector, "credentials_invalid", reason)
         else:
-            retryable = isinstance(exc, TimeoutError) or getattr(exc, "retryable", False)
-            if retryable and job.attempts + 1 < self.settings.bot_attempts:
+            # A turn the bot may have received is never sent again: that is
+            # how a bot ends up answering twice.
+            if safe_to_retry and job.attempts + 1 < self.settings.bot_attempts:
                 delay = getattr(exc, "retry_after", None) or self.settings.backoff(job.attempts)
                 raise Retry(f"bot: {reason}", delay)
         logger.warning("bot %s failed for MO %s: %s", connector.type, message.id, reason)
@@ -566,6 +570,15 @@ class Engine:
             outgoing = message.model_copy(
                 update={"text": text, "options": [], "media": message.media if capabilities.media else []}
             )
+        if job.payload.get("unconfirmed"):
+            # The last send may have reached the provider: ask it before sending again.
+            try:
+                found = await channel.find_sent(context, message)
+            except ProviderError as exc:
+                return await self._send_failed(job, sender, channel, message, exc)
+            if found is not None:
+                return await self._sent(sender, message, found)
+            del job.payload["unconfirmed"]  # the provider has none: this send is the first
         connector = await self.rt.cache.connector(message.connector_id) if message.connector_id else None
         if connector is not None:
             await self._wait_for_slot(job, connector)
@@ -573,18 +586,37 @@ class Engine:
         try:
             result = await channel.send(context, outgoing)
         except ProviderError as exc:
-            final = isinstance(exc, CredentialsInvalid) or not exc.retryable
-            failures = job.attempts - job.payload.get("deferrals", 0)
-            if not final and failures + 1 < self.settings.send_attempts:
-                raise Retry(f"send: {exc}", exc.retry_after or self.settings.backoff(job.attempts)) from None
-            self.rt.metrics.mt_failed.labels(sender.channel).inc()
-            code = str(exc.status_code) if exc.status_code else "send_failed"
-            return await self._transition(sender, message, "FAILED", code, str(exc)[:300], request_level=True)
+            return await self._send_failed(job, sender, channel, message, exc)
         finally:
             self.rt.metrics.send_latency.labels(sender.channel).observe(time.perf_counter() - started)
+        return await self._sent(sender, message, result)
+
+    async def _sent(self, sender: Sender, message: OutboundMessage, result: SendResult) -> list[Job]:
         self.rt.metrics.mt_sent.labels(sender.channel).inc()
         message.provider_message_id = result.provider_message_id
         return await self._transition(sender, message, result.state or "SENT", None, None, request_level=True)
+
+    async def _send_failed(
+        self, job: Job, sender: Sender, channel: Channel, message: OutboundMessage, exc: ProviderError
+    ) -> list[Job]:
+        """Retry a send only when it cannot become a duplicate; otherwise fail it."""
+        failures = job.attempts - job.payload.get("deferrals", 0)
+        attempts_left = failures + 1 < self.settings.send_attempts
+        delay = exc.retry_after or self.settings.backoff(job.attempts)
+        unknown = job.payload.get("unconfirmed", False) or (
+            exc.outcome_unknown and not isinstance(exc, CredentialsInvalid)
+        )
+        if unknown:
+            if channel.finds_sent and attempts_left and not isinstance(exc, CredentialsInvalid):
+                job.payload["unconfirmed"] = True
+                raise Retry(f"send outcome unknown, the provider is asked before sending again: {exc}", delay)
+            code = "outcome_unknown"
+        elif exc.safe_to_retry and not isinstance(exc, CredentialsInvalid) and attempts_left:
+            raise Retry(f"send: {exc}", delay)
+        else:
+            code = str(exc.status_code) if exc.status_code else "send_failed"
+        self.rt.metrics.mt_failed.labels(sender.channel).inc()
+        return await self._transition(sender, message, "FAILED", code, str(exc)[:300], request_level=True)
 
     async def _wait_for_slot(self, job: Job, connector: Connector) -> None:
         """Wait for this message's send slot under the connector's rate limit.

@@ -111,6 +111,11 @@ class ProviderError(Exception):
 
     `retryable` says whether the same call may succeed later (429, 5xx,
     timeouts); `retry_after` is the provider's hint in seconds, if any.
+    `outcome_unknown` says the provider may have processed the call anyway
+    (a 502 after the bot received the turn, a read timeout after the body
+    was sent): repeating a call that is not idempotent could then do it
+    twice (the bot answers twice, the user gets two SMS). Only
+    `safe_to_retry` failures are ever repeated blindly.
     """
 
     def __init__(
@@ -120,11 +125,17 @@ class ProviderError(Exception):
         retryable: bool = False,
         status_code: int | None = None,
         retry_after: float | None = None,
+        outcome_unknown: bool = False,
     ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.status_code = status_code
         self.retry_after = retry_after
+        self.outcome_unknown = outcome_unknown
+
+    @property
+    def safe_to_retry(self) -> bool:
+        return self.retryable and not self.outcome_unknown
 
 
 class CredentialsInvalid(ProviderError):

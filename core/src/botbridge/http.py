@@ -48,15 +48,28 @@ def create_http_client(settings: Settings | None = None) -> httpx.AsyncClient:
 # --- calling provider APIs -------------------------------------------------
 
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+# Answers that prove the provider did not act on the request: it was refused
+# before being processed (rate limited, "too early"). Every other retryable
+# failure may come after the provider acted on it.
+NOT_PROCESSED_STATUS = frozenset({425, 429})
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Bounded exponential backoff with full jitter; honours Retry-After up to `cap`."""
+    """Bounded exponential backoff with full jitter; honours Retry-After up to `cap`.
+
+    `idempotent=False` is for a call that changes something at the provider
+    (a bot turn, a send): a failure after which the provider may have acted
+    (a 5xx, a read timeout, a dropped connection) is then raised at once with
+    `outcome_unknown=True` instead of being repeated. Only failures that
+    prove the request was not processed (no connection made, 425, 429) are
+    retried.
+    """
 
     attempts: int = 3
     base: float = 0.25
     cap: float = 8.0
+    idempotent: bool = True
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         if retry_after is not None:
@@ -74,6 +87,22 @@ def retry_after_seconds(response: httpx.Response) -> float | None:
         return None
 
 
+def never_sent(exc: httpx.HTTPError) -> bool:
+    """Whether a transport failure happened before any byte of the request left.
+
+    The aiohttp transport maps every aiohttp connection error, a refused
+    connection and a server closing it mid-answer alike, to
+    `ConnectTimeout`; only the aiohttp error it wraps tells them apart
+    (`ClientConnectorError`: refused, DNS, TLS set-up).
+    """
+    cause = exc.__cause__
+    if cause is not None and type(cause).__module__.startswith("aiohttp"):
+        from aiohttp import ClientConnectorError
+
+        return isinstance(cause, ClientConnectorError)
+    return isinstance(exc, httpx.ConnectError | httpx.PoolTimeout)
+
+
 def error_for(
     response: httpx.Response,
     what: str,
@@ -84,19 +113,34 @@ def error_for(
     """The error a failed provider response stands for (never echoes secrets).
 
     401/403 → `credentials_error`; 408/429/5xx → retryable `error`; other
-    4xx → non-retryable `error`. The provider's own message is kept short.
+    4xx → non-retryable `error`. A retryable answer other than 425/429 is
+    `outcome_unknown`: the provider may have acted before failing. The
+    provider's own message is kept short.
     """
     status = response.status_code
     detail = response.text[:300].replace("\n", " ") if response.content else ""
     message = f"{what} answered {status}" + (f": {detail}" if detail else "")
     if status in (401, 403):
         return credentials_error(message, status_code=status)
+    retryable = status in RETRYABLE_STATUS
     return error(
         message,
         status_code=status,
-        retryable=status in RETRYABLE_STATUS,
+        retryable=retryable,
         retry_after=retry_after_seconds(response),
+        outcome_unknown=retryable and status not in NOT_PROCESSED_STATUS,
     )
+
+
+def transport_error(exc: httpx.HTTPError, what: str, *, error: type[ProviderError] = ProviderError) -> ProviderError:
+    """The error a timeout or transport failure stands for; `outcome_unknown` unless nothing was sent."""
+    if isinstance(exc, httpx.TimeoutException):
+        message = f"{what} timed out"
+    else:
+        message = f"{what} unreachable: {type(exc).__name__}"
+    failure = error(message, retryable=True, outcome_unknown=not never_sent(exc))
+    failure.__cause__ = exc
+    return failure
 
 
 async def call_with_retry(
@@ -110,8 +154,10 @@ async def call_with_retry(
 ) -> httpx.Response:
     """Call `send()` until a 2xx or a final failure; return the 2xx response.
 
-    Transport errors and timeouts count as retryable failures. Raises the
-    mapped `ProviderError` after the last attempt.
+    Transport errors and timeouts count as retryable failures. A call that is
+    not idempotent is never repeated after a failure whose outcome is
+    unknown: that error is raised at once. Raises the mapped `ProviderError`
+    after the last attempt.
     """
     last: ProviderError | None = None
     for attempt in range(policy.attempts):
@@ -119,18 +165,13 @@ async def call_with_retry(
             await clock.sleep(policy.delay(attempt - 1, last.retry_after))
         try:
             response = await send()
-        except httpx.TimeoutException as exc:
-            last = error(f"{what} timed out", retryable=True)
-            last.__cause__ = exc
-            continue
-        except httpx.TransportError as exc:
-            last = error(f"{what} unreachable: {type(exc).__name__}", retryable=True)
-            last.__cause__ = exc
-            continue
-        if response.is_success:
-            return response
-        last = error_for(response, what, error=error, credentials_error=credentials_error)
-        if not last.retryable:
+        except (httpx.TimeoutException, httpx.TransportError) as exc:
+            last = transport_error(exc, what, error=error)
+        else:
+            if response.is_success:
+                return response
+            last = error_for(response, what, error=error, credentials_error=credentials_error)
+        if not last.retryable or (last.outcome_unknown and not policy.idempotent):
             raise last
     assert last is not None
     raise last
