@@ -67,6 +67,16 @@ def parse_payload(model: type[M], data: Any) -> M:
 
 
 Claim = Callable[[str, float], Awaitable[bool]]
+Siblings = Callable[[], Awaitable[list["SenderContext"]]]
+
+# A sender whose config names another sender under this key receives its
+# provider callbacks through that sender's webhook: providers that limit
+# webhooks (Sinch: 5 per app) have the senders of one app share one.
+WEBHOOK_VIA = "webhook_via"
+
+
+async def _no_siblings() -> list[SenderContext]:
+    return []
 
 
 @dataclass
@@ -77,6 +87,11 @@ class SenderContext:
     answers False when it was already recorded: the replay guard. Keys are
     the sender's own (core scopes them), so another sender's webhook never
     uses one up.
+
+    `siblings()` are the senders whose callbacks arrive through this
+    sender's webhook (same account and channel, `config[WEBHOOK_VIA]` = this
+    sender's id). A record the plugin gives one of their ids is theirs; any
+    other id is this sender's: core enforces it.
     """
 
     sender: Sender
@@ -84,6 +99,7 @@ class SenderContext:
     webhook_secret: str
     webhook_url: str
     claim: Claim
+    siblings: Siblings = _no_siblings
 
     @property
     def id(self) -> str:

@@ -209,32 +209,47 @@ class Engine:
         accepted = duplicates = 0
         metrics = self.rt.metrics
         # What came through a sender's webhook belongs to that sender, whatever
-        # a plugin put in the records: tenancy is core's to enforce.
-        own = {"sender_id": sender.id}
-        messages = [m if m.sender_id == sender.id else m.model_copy(update=own) for m in result.messages]
-        reports = [r if r.sender_id == sender.id else r.model_copy(update=own) for r in result.reports]
+        # a plugin put in the records, unless it names a sender that receives
+        # through this webhook (same account and channel, config.webhook_via):
+        # tenancy is core's to enforce.
+        named = {m.sender_id for m in result.messages} | {r.sender_id for r in result.reports}
+        siblings = {s.id: s for s in await self.rt.webhook_siblings(sender)} if named - {sender.id} else {}
+
+        def owner(sender_id: str) -> Sender:
+            return siblings.get(sender_id, sender)
+
+        messages = [
+            m if owner(m.sender_id).id == m.sender_id else m.model_copy(update={"sender_id": sender.id})
+            for m in result.messages
+        ]
+        reports = [
+            r if owner(r.sender_id).id == r.sender_id else r.model_copy(update={"sender_id": sender.id})
+            for r in result.reports
+        ]
         for message in messages:
+            target = owner(message.sender_id)
             job = Job(
                 kind="mo",
-                key=conversation_key(sender.id, message.contact),
+                key=conversation_key(target.id, message.contact),
                 payload={"message": message.model_dump(mode="json"), "event_id": new_id()},
             )
             if await self.store.enqueue([job], dedupe_key=message.dedupe_key, dedupe_ttl=DEDUPE_TTL):
                 accepted += 1
-                metrics.mo_accepted.labels(sender.channel).inc()
-                self.rt.notify("on_inbound_message", message=message, sender=sender)
+                metrics.mo_accepted.labels(target.channel).inc()
+                self.rt.notify("on_inbound_message", message=message, sender=target)
             else:
                 duplicates += 1
-                metrics.mo_duplicates.labels(sender.channel).inc()
+                metrics.mo_duplicates.labels(target.channel).inc()
         for report in reports:
+            target = owner(report.sender_id)
             job = Job(
                 kind="dr",
-                key=f"dr:{sender.id}:{report.provider_message_id}",
+                key=f"dr:{target.id}:{report.provider_message_id}",
                 payload=report.model_dump(mode="json"),
             )
             if await self.store.enqueue([job], dedupe_key=report.dedupe_key, dedupe_ttl=DEDUPE_TTL):
                 accepted += 1
-                self.rt.notify("on_delivery_report", report=report, sender=sender)
+                self.rt.notify("on_delivery_report", report=report, sender=target)
             else:
                 duplicates += 1
         changed_config = {k: v for k, v in result.sender_config.items() if sender.config.get(k) != v}

@@ -16,7 +16,7 @@ import httpx
 
 from botbridge.bot import BotBackend, BotSession, LateReplies
 from botbridge.cache import ReadCache
-from botbridge.channel import Channel, SenderContext
+from botbridge.channel import WEBHOOK_VIA, Channel, SenderContext
 from botbridge.clock import Clock, SystemClock
 from botbridge.crypto import SecretBox, generate_secret, key_file_secret
 from botbridge.engine import Engine, EngineSettings
@@ -167,7 +167,26 @@ class Runtime:
             webhook_secret=self.box.decrypt(sender.webhook_secret_enc),
             webhook_url=self.webhook_url(sender),
             claim=functools.partial(self._sender_claim, sender.id),
+            siblings=functools.partial(self._sibling_contexts, sender),
         )
+
+    async def webhook_siblings(self, sender: Sender) -> list[Sender]:
+        """The account's senders of this channel that receive through this sender's webhook."""
+        found: list[Sender] = []
+        after: str | None = None
+        while True:
+            page = await self.store.list_senders(sender.account_id, limit=200, after=after)
+            found += [
+                s
+                for s in page
+                if s.id != sender.id and s.channel == sender.channel and s.config.get(WEBHOOK_VIA) == sender.id
+            ]
+            if len(page) < 200:
+                return found
+            after = page[-1].id
+
+    async def _sibling_contexts(self, sender: Sender) -> list[SenderContext]:
+        return [self.sender_context(s) for s in await self.webhook_siblings(sender)]
 
     async def _sender_claim(self, sender_id: str, key: str, ttl: float) -> bool:
         # A plugin's replay keys (nonces, event ids) live in the sender's own

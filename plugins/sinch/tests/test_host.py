@@ -10,8 +10,10 @@ import httpx
 import pytest
 
 import botbridge_sinch.plugin
+from botbridge.channel import WebhookResult
 from botbridge.clock import FakeClock
 from botbridge.host import create_app
+from botbridge.models import InboundMessage
 from botbridge.plugins import Plugins
 from botbridge.settings import Settings
 from botbridge.stores import memory
@@ -183,12 +185,110 @@ async def test_provisioning_with_refused_key_creates_nothing(client: httpx.Async
 
 
 async def test_provisioning_limit_is_a_provider_failure(client: httpx.AsyncClient, fake: FakeSinch) -> None:
-    for _ in range(5):
-        await create_sender(client, fake, provision=True)
+    # The app's 5 webhooks are taken by other targets: Sinch refuses a sixth.
+    for index in range(5):
+        fake.webhooks[f"w{index}"] = {
+            "id": f"w{index}",
+            "app_id": fake.app_id,
+            "target": f"https://elsewhere{index}.example/hook",
+            "target_type": "HTTP",
+            "triggers": ["MESSAGE_INBOUND"],
+            "secret": "s",
+        }
     response = await client.post("/v1/senders", json=sender_body(fake, provision=True))
     assert response.status_code == 502
     assert response.json()["error"]["code"] == "provision_failed"
     assert len(fake.webhooks) == 5
+
+
+@pytest.fixture
+async def host(
+    fake: FakeSinch, clock: FakeClock
+) -> AsyncIterator[tuple[Any, httpx.AsyncClient, list[tuple[str, str]]]]:
+    settings = Settings(
+        store="memory://",
+        api_keys=f"acct:{API_KEY}",  # type: ignore[arg-type]
+        secret_key="x" * 32,  # type: ignore[arg-type]
+        public_url=PUBLIC_URL,
+    )
+    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=fake.app))
+    app = create_app(settings, plugins=make_plugins(), http=http, clock=clock)
+    rt = app.state.runtime
+    seen: list[tuple[str, str]] = []
+    notify = rt.notify
+
+    def record(hook: str, **kwargs: Any) -> None:
+        item = kwargs.get("message") or kwargs.get("report")
+        seen.append((kwargs["sender"].id, item.sender_id))
+        notify(hook, **kwargs)
+
+    rt.notify = record
+    async with api_client(app, API_KEY) as c:
+        yield rt, c, seen
+
+
+async def test_senders_of_one_app_share_one_webhook(host: Any, fake: FakeSinch) -> None:
+    _, client, seen = host
+    senders = []
+    for index in range(6):  # Sinch allows 5 webhooks per app: one per sender would stop the sixth
+        body = sender_body(fake, provision=True)
+        body["webhook_secret"] = ""
+        response = await client.post("/v1/senders", json={**body, "address": f"+4670000000{index}"})
+        assert response.status_code == 201, response.text
+        senders.append(response.json())
+    owner, *others = senders
+    [webhook] = fake.webhooks.values()
+    assert webhook["target"] == owner["webhook_url"]
+    assert all(s["config"] == {**s["config"], "webhook_id": webhook["id"], "webhook_via": owner["id"]} for s in others)
+
+    # An inbound to another sender's number arrives at the owner's webhook and is that sender's.
+    to_second = fake.inbound_body("hi second", "+46701111111", to="+46700000001")
+    [delivered] = await fake.emit_to_webhooks(to_second, "MESSAGE_INBOUND", client=client)
+    assert delivered.status_code == 200 and delivered.json()["accepted"] == 1
+    assert seen[-1] == (others[0]["id"], others[0]["id"])
+    to_owner = fake.inbound_body("hi owner", "+46701111111", to="+46700000000")
+    await fake.emit_to_webhooks(to_owner, "MESSAGE_INBOUND", client=client)
+    assert seen[-1] == (owner["id"], owner["id"])
+
+    # A report names its sender through the message_metadata our sends carry.
+    report = fake.report_body("01HWXYZOUT0000000000000009", "DELIVERED", message_metadata=others[2]["id"])
+    await fake.emit_to_webhooks(report, "MESSAGE_DELIVERY", client=client)
+    assert seen[-1] == (others[2]["id"], others[2]["id"])
+
+    # Another app's callback (signed with the secret) carries nothing for us.
+    foreign = json.loads(to_owner)
+    foreign["app_id"] = "01OTHERAPP0000000000000000"
+    [answer] = await fake.emit_to_webhooks(json.dumps(foreign).encode(), "MESSAGE_INBOUND", client=client)
+    assert answer.json()["accepted"] == 0
+
+    # The owner cannot go while others receive through its webhook; they can.
+    assert (await client.delete(f"/v1/senders/{owner['id']}")).status_code == 409
+    for other in others:
+        assert (await client.delete(f"/v1/senders/{other['id']}")).status_code == 204
+    assert len(fake.webhooks) == 1
+    assert (await client.delete(f"/v1/senders/{owner['id']}")).status_code == 204
+    assert fake.webhooks == {}
+
+
+async def test_core_routes_only_to_senders_that_share_the_webhook(host: Any, fake: FakeSinch) -> None:
+    rt, client, seen = host
+    owner = await create_sender(client, fake)
+    unrelated = await create_sender(client, fake)  # its own webhook, same account
+    # A report naming a sender that does not receive through this webhook stays the owner's.
+    report = fake.report_body("01HWXYZOUT0000000000000010", "DELIVERED", message_metadata=unrelated["id"])
+    response = await client.post(webhook_path(owner), content=report, headers=fake.sign(report))
+    assert response.status_code == 200
+    assert seen[-1] == (owner["id"], owner["id"])
+
+    # Whatever a plugin claims: a record goes to another sender only when it shares the webhook.
+    sharing = await create_sender(client, fake, webhook_via=owner["id"])
+    stored = await rt.store.get_sender(owner["id"])
+    for named, expected in ((unrelated["id"], owner["id"]), (sharing["id"], sharing["id"]), ("nobody", owner["id"])):
+        message = InboundMessage(
+            channel="sinch", sender_id=named, provider_message_id=f"m-{named}", contact="+4670", to_address="+4670"
+        )
+        await rt.engine.accept(stored, WebhookResult(messages=[message]))
+        assert seen[-1] == (expected, expected)
 
 
 async def test_nonces_are_per_sender(client: httpx.AsyncClient, fake: FakeSinch) -> None:

@@ -18,6 +18,7 @@ from botbridge.api.common import (
     plugin_validation,
     runtime,
 )
+from botbridge.channel import WEBHOOK_VIA
 from botbridge.errors import APIError, ConfigInvalid, Conflict, CredentialsInvalid, ProviderError
 from botbridge.models import Sender, SenderCreate, SenderUpdate, utcnow
 from botbridge.runtime import Runtime, api_error_from_config
@@ -83,6 +84,14 @@ async def _provision(rt: Runtime, sender: Sender) -> Sender:
         raise
     if result is None:
         return sender
+    via = result.config.get(WEBHOOK_VIA)
+    if via is not None:
+        # Callbacks through another sender's webhook are only ever routed within
+        # one account and channel: refuse a webhook that belongs to anyone else.
+        owner = await rt.store.get_sender(str(via))
+        if owner is None or owner.account_id != sender.account_id or owner.channel != sender.channel:
+            await rt.store.delete_sender(sender.id)
+            raise Conflict("the provider's webhook for these credentials belongs to a sender of another account")
     if result.webhook_secret is not None:
         sender.webhook_secret_enc = rt.box.encrypt(result.webhook_secret)
     sender.config = {**sender.config, **result.config}

@@ -19,6 +19,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from botbridge.channel import (
+    WEBHOOK_VIA,
     Capabilities,
     Channel,
     ProvisionResult,
@@ -29,7 +30,7 @@ from botbridge.channel import (
 )
 from botbridge.clock import Clock
 from botbridge.crypto import generate_secret
-from botbridge.errors import ConfigInvalid, CredentialsInvalid, InvalidSignature, SendError
+from botbridge.errors import ConfigInvalid, Conflict, CredentialsInvalid, InvalidSignature, SendError
 from botbridge.http import RetryPolicy, call_with_retry
 from botbridge.models import DeliveryReport, InboundMessage, Media, OutboundMessage, Reply, SendResult
 from botbridge.render import as_text
@@ -263,6 +264,7 @@ class SinchChannel(Channel):
         "provision",
         "signature_window",
         "webhook_id",
+        WEBHOOK_VIA,
     )
 
     def __init__(
@@ -302,6 +304,8 @@ class SinchChannel(Channel):
                 config[key] = _http_url(config[key], f"config.{key}")
         if "provision" in config and not isinstance(config["provision"], bool):
             raise ConfigInvalid("config.provision", "must be true or false")
+        if WEBHOOK_VIA in config and (not isinstance(config[WEBHOOK_VIA], str) or not config[WEBHOOK_VIA]):
+            raise ConfigInvalid(f"config.{WEBHOOK_VIA}", "must be the id of the sender whose webhook this one shares")
         if "signature_window" in config:
             window = config["signature_window"]
             if isinstance(window, bool) or not isinstance(window, int | float) or not 0 < window <= 86400:
@@ -365,15 +369,57 @@ class SinchChannel(Channel):
         if not await sender.claim("sinch-nonce:" + nonce, self._window(sender) * 2):
             raise InvalidSignature("signature nonce was already used (replay)")
         data = request.json_object()
-        parse_payload(_Envelope, data)
+        envelope = parse_payload(_Envelope, data)
         # Classified by top-level key, in the order the official SDK checks.
         if "message_delivery_report" in data:
             report = parse_payload(_DeliveryEnvelope, data).message_delivery_report
-            return WebhookResult(reports=self._reports(report, sender))
+            if not self._our_app(envelope, sender):
+                return WebhookResult()
+            # Our sends carry the sending sender's id as message_metadata, echoed here.
+            owner = await self._owner(sender, envelope.app_id, by_id=envelope.message_metadata)
+            return WebhookResult(reports=self._reports(report, owner))
         if "message" in data:
             inbound = parse_payload(_InboundEnvelope, data).message
-            return WebhookResult(messages=self._messages(inbound, data, sender))
+            if not self._our_app(envelope, sender):
+                return WebhookResult()
+            owner = await self._owner(
+                sender, envelope.app_id, channel=inbound.channel_identity.channel, number=inbound.sender_id
+            )
+            return WebhookResult(messages=self._messages(inbound, data, owner))
         return WebhookResult()  # another trigger: acknowledged, nothing to hand on
+
+    def _our_app(self, envelope: _Envelope, sender: SenderContext) -> bool:
+        # Signed with our secret but about another app: nothing of ours to hand on.
+        return envelope.app_id == self._sender_credentials(sender).app_id
+
+    async def _owner(
+        self, sender: SenderContext, app_id: str, *, by_id: str = "", channel: str = "", number: str = ""
+    ) -> SenderContext:
+        """The sender a callback is for: this one, or one sharing its webhook (same app).
+
+        Sinch allows 5 webhooks per app, so senders of one app share one
+        webhook; core checks that the one named really receives through it.
+        """
+        if by_id == sender.id or not (by_id or self._foreign_identity(sender, channel, number)):
+            return sender
+        for sibling in await sender.siblings():
+            try:
+                if self._sender_credentials(sibling).app_id != app_id:
+                    continue
+            except CredentialsInvalid:
+                continue
+            if by_id and sibling.id == by_id:
+                return sibling
+            if not by_id and not self._foreign_identity(sibling, channel, number):
+                return sibling
+        return sender
+
+    def _foreign_identity(self, sender: SenderContext, channel: str, number: str) -> bool:
+        """Did a message to (channel, our number) reach another sender than this one?"""
+        if channel and channel.upper() != self._channel_of(sender):
+            return True
+        digits = "".join(c for c in sender.address if c.isdigit())
+        return bool(number and digits and number.lstrip("+") != digits)
 
     def _contact(self, identity: _ChannelIdentity) -> str:
         value = identity.identity.strip()
@@ -620,6 +666,8 @@ class SinchChannel(Channel):
         for content in self._message_bodies(channel, message):
             body = self._send_body(sender, creds, channel, message.contact, content)
             body["correlation_id"] = message.id[:128]
+            # Echoed in delivery callbacks: which sender of a shared webhook sent it.
+            body["message_metadata"] = sender.id[:1024]
             response = await self._api(sender, creds, "POST", "/messages:send", "Sinch messages:send", body)
             last_id = _json_field(response, "message_id", "Sinch messages:send")
         fragments = None
@@ -641,6 +689,10 @@ class SinchChannel(Channel):
         target = sender.webhook_url
         if not urlsplit(target).scheme.startswith("http"):
             raise SendError("cannot register a Sinch webhook without an absolute webhook URL: set BOTBRIDGE_PUBLIC_URL")
+        shared = await self._shared_webhook(sender, creds)
+        if shared is not None:
+            webhook_id, owner_id = shared
+            return ProvisionResult(config={"webhook_id": webhook_id, WEBHOOK_VIA: owner_id})
         secret = generate_secret()
         body = {
             "app_id": creds.app_id,
@@ -653,10 +705,37 @@ class SinchChannel(Channel):
         webhook_id = _json_field(response, "id", "Sinch webhook registration")
         return ProvisionResult(webhook_secret=secret, config={"webhook_id": webhook_id})
 
+    async def _shared_webhook(self, sender: SenderContext, creds: SinchCredentials) -> tuple[str, str] | None:
+        """(webhook id, owner sender id) of a webhook of this host already serving the app."""
+        response = await self._api(sender, creds, "GET", f"/apps/{creds.app_id}/webhooks", "Sinch webhook list")
+        try:
+            webhooks = response.json().get("webhooks") or []
+        except (ValueError, AttributeError):
+            return None
+        prefix = sender.webhook_url[: -len(sender.id)] if sender.webhook_url.endswith(sender.id) else None
+        if not prefix:
+            return None
+        for webhook in webhooks:
+            target = webhook.get("target") if isinstance(webhook, dict) else None
+            triggers = set(webhook.get("triggers") or []) if isinstance(webhook, dict) else set()
+            if not isinstance(target, str) or not target.startswith(prefix) or not isinstance(webhook.get("id"), str):
+                continue
+            owner = target[len(prefix) :]
+            if (
+                owner
+                and owner != sender.id
+                and "/" not in owner
+                and {"MESSAGE_INBOUND", "MESSAGE_DELIVERY"} <= triggers
+            ):
+                return webhook["id"], owner
+        return None
+
     async def deprovision(self, sender: SenderContext) -> None:
         webhook_id = sender.config.get("webhook_id")
-        if not webhook_id:
-            return
+        if not webhook_id or sender.config.get(WEBHOOK_VIA):
+            return  # nothing, or a webhook another sender owns
+        if await sender.siblings():
+            raise Conflict("other senders of this Sinch app receive through this sender's webhook; delete them first")
         creds = self._sender_credentials(sender)
         try:
             await self._api(sender, creds, "DELETE", f"/webhooks/{webhook_id}", "Sinch webhook removal")

@@ -530,7 +530,9 @@ class FakeSinch:
 
     # --- the provider's outbound side: callbacks ---
 
-    def _envelope(self, key: str, payload: dict[str, Any], correlation_id: str = "") -> bytes:
+    def _envelope(
+        self, key: str, payload: dict[str, Any], correlation_id: str = "", message_metadata: str = ""
+    ) -> bytes:
         now = self.clock.now()
         data = {
             "app_id": self.app_id,
@@ -538,7 +540,7 @@ class FakeSinch:
             "event_time": rfc3339(now - 0.2),
             "project_id": self.project_id,
             key: payload,
-            "message_metadata": "",
+            "message_metadata": message_metadata,
             "correlation_id": correlation_id,
         }
         return json.dumps(data, separators=(",", ":")).encode()
@@ -579,11 +581,12 @@ class FakeSinch:
         reason_description: str = "",
         channel: str | None = None,
         identity: str | None = None,
+        message_metadata: str | None = None,
     ) -> bytes:
         """A MESSAGE_DELIVERY callback body (a Sinch status, e.g. QUEUED_ON_CHANNEL).
 
-        For a message this fake accepted, the recipient and correlation_id
-        are the ones it was sent with.
+        For a message this fake accepted, the recipient, correlation_id and
+        message_metadata are the ones it was sent with (Sinch echoes both).
         """
         record = next((m for m in self.sent if m["message_id"] == message_id), None)
         channel = channel or (record["channel"] if record else "SMS")
@@ -604,7 +607,9 @@ class FakeSinch:
                 "sub_code": "UNSPECIFIED_SUB_CODE",
             }
         correlation = record["body"].get("correlation_id", "") if record else ""
-        return self._envelope("message_delivery_report", report, correlation)
+        if message_metadata is None:
+            message_metadata = record["body"].get("message_metadata", "") if record else ""
+        return self._envelope("message_delivery_report", report, correlation, message_metadata)
 
     def sign(
         self,
