@@ -11,10 +11,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from botbridge.fakes import BotFake, ChannelFake, digits
 from botbridge.plugins import Plugins
 from botbridge.settings import Settings
 from botbridge.signing import verify_standard_webhook
-from botbridge.testing.fakes import BotFake, ChannelFake, digits
 
 _FAKES = sorted(Plugins.discover(Settings(load_plugins="azure_directline,dialogflow,lex,sinch,bird,scg")).fakes.items())
 CHANNELS = {name: factory for (kind, name), factory in _FAKES if kind == "channel"}

@@ -1,4 +1,4 @@
-"""The host as its own process for end-to-end tests (fakes run in threads: botbridge.testing.servers)."""
+"""The host as its own process for end-to-end tests (fakes run in threads: botbridge.loopback)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Any
 import anyio
 import httpx
 
-from botbridge.testing.servers import free_port, serve_app
+from botbridge.loopback import free_port, serve_app
 
 
 def wait_for(url: str, timeout: float = 20.0, process: subprocess.Popen[bytes] | None = None) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from botbridge.testing.servers import serve_app
+from botbridge.loopback import serve_app
 
 pytestmark = pytest.mark.anyio
 

@@ -12,9 +12,9 @@ import pytest
 
 from botbridge.clock import FakeClock
 from botbridge.host import create_app
+from botbridge.loopback import serve_app
 from botbridge.settings import Settings
 from botbridge.testing import running
-from botbridge.testing.servers import serve_app
 
 from .conftest import KEY_A, make_plugins
 

@@ -26,10 +26,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from botbridge.host import create_app
+from botbridge.loopback import free_port, serve_app
 from botbridge.plugins import Plugins
 from botbridge.settings import Settings
 from botbridge.signing import verify_standard_webhook
-from botbridge.testing.servers import free_port, serve_app
 
 API_KEY = "demo-api-key-0001"
 CONTACT = "+14085551212"

@@ -62,7 +62,7 @@ def register_fakes(register: Any) -> None:
 
     Call `register(kind, name, factory)` with kind "channel" (name = the
     channel name) or "bot" (name = the connector type); `factory()` returns a
-    `botbridge.testing.fakes.ChannelFake` or `BotFake`. Import the fake
+    `botbridge.fakes.ChannelFake` or `BotFake`. Import the fake
     inside the factory so production hosts never load it. Returns nothing.
     """
 

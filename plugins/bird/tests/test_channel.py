@@ -20,9 +20,9 @@ from botbridge.errors import (
     SendError,
     WebhookRejected,
 )
+from botbridge.loopback import serve_app
 from botbridge.models import Media, Option, OutboundMessage
 from botbridge.testing import ChannelContract, ChannelHarness
-from botbridge.testing.servers import serve_app
 from botbridge_bird import DEFAULT_REPLAY_WINDOW, BirdChannel, sign_webhook
 from botbridge_bird.testing import BirdFake, compact
 

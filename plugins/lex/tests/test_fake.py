@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from botbridge import FakeClock
-from botbridge.testing.servers import serve_app
+from botbridge.loopback import serve_app
 from botbridge_lex import parse_credentials
 from botbridge_lex.bot import signed_headers
 from botbridge_lex.testing import (

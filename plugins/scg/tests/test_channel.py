@@ -22,9 +22,9 @@ from botbridge.errors import (
     WebhookRejected,
 )
 from botbridge.http import RetryPolicy
+from botbridge.loopback import serve_app
 from botbridge.models import Event, Media, Option, OutboundMessage, Sender
 from botbridge.testing import ChannelContract, ChannelHarness
-from botbridge.testing.servers import serve_app
 from botbridge_scg import ScgChannel, normalize_address
 from botbridge_scg.channel import rcs_reply, sender_from
 from botbridge_scg.ess_auth import check_authorization

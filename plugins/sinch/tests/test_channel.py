@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 from botbridge.channel import SenderContext, WebhookRequest
 from botbridge.clock import FakeClock
 from botbridge.errors import ConfigInvalid, CredentialsInvalid, InvalidSignature, MalformedWebhook, SendError
+from botbridge.loopback import serve_app
 from botbridge.models import Media, Option, OutboundMessage
 from botbridge.testing import ChannelContract, ChannelHarness
-from botbridge.testing.servers import serve_app
 from botbridge_sinch import SinchChannel
 from botbridge_sinch.testing import FakeSinch
 

@@ -36,7 +36,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from botbridge.clock import Clock, SystemClock
-from botbridge.testing.fakes import BotFake
+from botbridge.fakes import BotFake
 
 FAKE_BASE_URL = "http://directline.fake"
 DEFAULT_SECRET = "FakeSecret0.cwA.xyz.Zr4kDm7F24cwABEsSz0w9A3HT1jhIo67glkty"

@@ -28,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from botbridge.testing.fakes import ChannelFake
+from botbridge.fakes import ChannelFake
 from botbridge_bird.channel import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_webhook
 
 MAX_REQUEST_BYTES = 200 * 1024

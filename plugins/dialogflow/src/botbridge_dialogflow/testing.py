@@ -39,7 +39,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from botbridge import Clock, SystemClock
-from botbridge.testing.fakes import BotFake
+from botbridge.fakes import BotFake
 
 GOOGLE_TOKEN_URL = "https://oauth2.googleapis.com/token"
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:jwt-bearer"

@@ -43,8 +43,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from botbridge.clock import Clock
+from botbridge.fakes import BotFake
 from botbridge.signing import secrets_equal
-from botbridge.testing.fakes import BotFake
 
 FAKE_BASE_URL = "http://lex.fake"
 REGION = "us-east-1"

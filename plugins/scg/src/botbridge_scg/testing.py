@@ -36,7 +36,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from botbridge.testing.fakes import ChannelFake
+from botbridge.fakes import ChannelFake
 
 __all__ = [
     "EssAuth",

@@ -42,7 +42,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from botbridge.clock import Clock, SystemClock
-from botbridge.testing.fakes import ChannelFake, digits
+from botbridge.fakes import ChannelFake, digits
 from botbridge_sinch.channel import sign_callback
 
 KNOWN_CHANNELS = frozenset(

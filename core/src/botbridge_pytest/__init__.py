@@ -1,5 +1,11 @@
 """Fixtures for plugin authors, registered through the `pytest11` entry point.
 
+Every pytest run in an environment with botbridge installed loads this
+module, including runs of projects that never heard of botbridge. So it is a
+top-level module (importing `botbridge.anything` would import the whole
+`botbridge` package first) and imports nothing beyond pytest until one of
+its fixtures is used.
+
 - `fake_clock`: a clock that moves only when the test calls `advance(seconds)`.
 - `botbridge_host`: `async with botbridge_host("myplugin") as (app, client)`: a
   host with only core's built-ins and the named installed plugins, and an API
@@ -12,12 +18,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import pytest
 
-from botbridge.clock import FakeClock
+if TYPE_CHECKING:
+    import httpx
+
+    from botbridge.clock import FakeClock
 
 API_KEY = "test-api-key-0001"
 
@@ -25,6 +33,8 @@ API_KEY = "test-api-key-0001"
 @pytest.fixture
 def fake_clock() -> FakeClock:
     """A clock that moves only when the test calls `advance(seconds)`."""
+    from botbridge.clock import FakeClock
+
     return FakeClock()
 
 
