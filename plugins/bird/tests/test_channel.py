@@ -505,10 +505,14 @@ async def test_send_errors_are_mapped(fake: BirdFake, channel: BirdChannel, send
     assert (await channel.send(sender, message)).provider_message_id
     assert len(fake.requests) - before == 2
 
+    # A 5xx may come after Bird accepted the message: never re-posted blindly.
     fake.fail_next(503, times=3)
+    before = len(fake.requests)
     with pytest.raises(SendError) as caught:
         await channel.send(sender, message)
-    assert caught.value.retryable and caught.value.status_code == 503
+    assert caught.value.retryable and caught.value.status_code == 503 and caught.value.outcome_unknown
+    assert len(fake.requests) - before == 1
+    fake._failures.clear()
 
     before = len(fake.requests)
     with pytest.raises(SendError) as caught:
@@ -520,6 +524,22 @@ async def test_send_errors_are_mapped(fake: BirdFake, channel: BirdChannel, send
     with pytest.raises(SendError) as caught:
         await channel.send(gone, message)
     assert (caught.value.status_code, caught.value.retryable) == (404, False)
+
+
+async def test_find_sent_looks_the_message_up_by_reference(fake: BirdFake, channel: BirdChannel, sender: Any) -> None:
+    assert channel.finds_sent
+    message = OutboundMessage(sender_id=sender.id, contact="+15551230008", text="hi")
+    fake.lost_answers = 1  # Bird accepts it, the answer is lost
+    with pytest.raises(SendError) as caught:
+        await channel.send(sender, message)
+    assert caught.value.outcome_unknown
+    found = await channel.find_sent(sender, message)
+    assert found is not None and found.provider_message_id == fake.sent[-1]["id"] and found.state == "QUEUED"
+    assert len(fake.sent) == 1
+    other = OutboundMessage(sender_id=sender.id, contact="+15551230008", text="hi")
+    assert await channel.find_sent(sender, other) is None
+    lookup = [r for r in fake.requests if r["method"] == "GET"][-1]
+    assert lookup["path"].endswith("/messages")
 
 
 # --- sender configuration ----------------------------------------------------------

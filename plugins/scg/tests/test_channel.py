@@ -3,6 +3,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import anyio
@@ -594,11 +595,17 @@ async def test_bad_request_is_not_retried(channel, make_sender, fake) -> None:  
     assert len([r for r in fake.requests_seen if r["method"] == "POST"]) == 1
 
 
-async def test_5xx_and_429_are_retried(channel, make_sender, fake) -> None:  # type: ignore[no-untyped-def]
-    fake.failures += [(503, "5030", None), (500, "5000", None)]
+async def test_429_is_retried_5xx_is_never_resent_blindly(channel, make_sender, fake) -> None:  # type: ignore[no-untyped-def]
+    fake.failures += [(429, "4290", "0"), (429, "4290", "0")]
     result = await channel.send(make_sender(), OutboundMessage(sender_id="s", contact="+15551230002", text="x"))
     assert result.provider_message_id == fake.sent[-1]["id"]
     assert len(fake.requests_seen) == 3
+    # A 5xx may come after SCG accepted the request: raised at once, outcome unknown.
+    fake.failures.append((503, "5030", None))
+    with pytest.raises(SendError) as unknown:
+        await channel.send(make_sender(), OutboundMessage(sender_id="s", contact="+15551230002", text="x"))
+    assert unknown.value.outcome_unknown and not unknown.value.safe_to_retry
+    assert len(fake.requests_seen) == 4
 
     fake.failures += [(429, "4290", "0")] * 3
     with pytest.raises(SendError) as caught:
@@ -644,7 +651,7 @@ async def test_answer_without_id_is_a_final_error(make_sender) -> None:  # type:
     assert not caught.value.retryable
 
 
-async def test_timeouts_are_retryable(make_sender) -> None:  # type: ignore[no-untyped-def]
+async def test_timeouts_are_not_resent_blindly(make_sender) -> None:  # type: ignore[no-untyped-def]
     calls = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -655,8 +662,31 @@ async def test_timeouts_are_retryable(make_sender) -> None:  # type: ignore[no-u
     channel.retry_policy = RetryPolicy(attempts=2, base=0.0, cap=0.0)
     with pytest.raises(SendError) as caught:
         await channel.send(make_sender(), OutboundMessage(sender_id="s", contact="+15551230002", text="x"))
-    assert caught.value.retryable
-    assert len(calls) == 2
+    assert caught.value.retryable and caught.value.outcome_unknown
+    assert len(calls) == 1  # the body left: SCG may have sent it
+
+
+async def test_find_sent_looks_the_message_up_by_external_id(channel, make_sender, fake) -> None:  # type: ignore[no-untyped-def]
+    assert channel.finds_sent
+    at = datetime.fromtimestamp(T0, UTC)
+    message = OutboundMessage(sender_id="s", contact="+15551230002", text="x", created_at=at)
+    fake.lost_answers = 1  # SCG accepts the request, the answer is lost
+    with pytest.raises(SendError) as caught:
+        await channel.send(make_sender(), message)
+    assert caught.value.outcome_unknown
+    found = await channel.find_sent(make_sender(), message)
+    assert found is not None and found.provider_message_id == fake.sent[-1]["message_request_id"]
+    assert len(fake.sent) == 1
+    # Never sent: nothing found, core may send it.
+    assert (
+        await channel.find_sent(make_sender(), OutboundMessage(sender_id="s", contact="+1555", created_at=at)) is None
+    )
+    # A caller's external_id reused: an earlier message, or one to someone else, is not this one.
+    reused = OutboundMessage(sender_id="s", contact="+15551230003", text="y", external_id="order-7", created_at=at)
+    await channel.send(make_sender(), reused.model_copy(update={"contact": "+15551230004"}))
+    assert await channel.find_sent(make_sender(), reused) is None
+    later = reused.model_copy(update={"contact": "+15551230004", "created_at": datetime.fromtimestamp(T0 + 3600, UTC)})
+    assert await channel.find_sent(make_sender(), later) is None
 
 
 @HYPO

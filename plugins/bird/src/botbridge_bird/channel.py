@@ -9,6 +9,7 @@ timestamp + "\\n" + url + "\\n" + sha256(body))). Messages go out through
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 import mimetypes
@@ -328,6 +329,8 @@ class BirdChannel(Channel):
         "connector_arguments",
     )
     retry_policy: RetryPolicy = RetryPolicy()
+    # Sends carry our message id as `reference`: a lost answer is looked up, not re-sent.
+    finds_sent = True
 
     def __init__(self, http: httpx.AsyncClient, clock: Any) -> None:
         super().__init__(http, clock)
@@ -563,6 +566,7 @@ class BirdChannel(Channel):
             "Bird send",
             SendError,
             json_body=payload,
+            idempotent=False,
         )
         data = _json(response)
         message_id = data.get("id") if isinstance(data, dict) else None
@@ -574,6 +578,28 @@ class BirdChannel(Channel):
             state="QUEUED" if data.get("status") in (None, "accepted", "processing", "scheduled") else "SENT",
             fragments_count=fragments_count(text) if sms else None,
         )
+
+    async def find_sent(self, sender: SenderContext, message: OutboundMessage) -> SendResult | None:
+        """Bird's message whose `reference` is our message id, if it accepted one."""
+        channel_id = self._channel_id(sender)
+        if not channel_id:
+            return None  # no channel yet: nothing can have been sent
+        workspace = sender.config["workspace_id"]
+        response = await self._call(
+            sender,
+            "GET",
+            f"/workspaces/{workspace}/channels/{channel_id}/messages",
+            "Bird message lookup",
+            SendError,
+            params={"reference": message.id},
+        )
+        data = _json(response)
+        results = data.get("results") if isinstance(data, dict) else None
+        for item in results if isinstance(results, list) else []:
+            if isinstance(item, dict) and item.get("reference") == message.id and isinstance(item.get("id"), str):
+                state = STATUS_STATES.get(str(item.get("status") or "").lower(), "QUEUED")
+                return SendResult(provider_message_id=item["id"], state=state)
+        return None
 
     def _recipient(self, sender: SenderContext, kind: ChannelType, contact: str) -> dict[str, str]:
         key = sender.config.get("identifier_key") or kind.identifier_key
@@ -891,6 +917,8 @@ class BirdChannel(Channel):
         error: type[ProviderError],
         *,
         json_body: dict[str, Any] | None = None,
+        idempotent: bool = True,
+        params: dict[str, str] | None = None,
     ) -> httpx.Response:
         url = self._base_url(sender) + path
         headers = {"authorization": f"AccessKey {access_key(sender.credentials)}", "accept": "application/json"}
@@ -900,9 +928,10 @@ class BirdChannel(Channel):
             headers["content-type"] = "application/json"
 
         async def attempt() -> httpx.Response:
-            return await self.http.request(method, url, headers=headers, content=content)
+            return await self.http.request(method, url, headers=headers, content=content, params=params)
 
-        return await call_with_retry(attempt, what, clock=self.clock, policy=self.retry_policy, error=error)
+        policy = self.retry_policy if idempotent else dataclasses.replace(self.retry_policy, idempotent=False)
+        return await call_with_retry(attempt, what, clock=self.clock, policy=policy, error=error)
 
 
 def _json(response: httpx.Response) -> Any:

@@ -137,6 +137,8 @@ class BirdFake:
         self._failures: list[dict[str, Any]] = []
         # path → content type of media this fake hosts (answering HEAD), as a CDN would
         self.hosted_media: dict[str, str] = {}
+        # The next N accepted messages are answered 502: accepted, the answer lost.
+        self.lost_answers = 0
         self.app = Starlette(routes=self._routes())
 
     # --- set-up helpers ---
@@ -219,6 +221,7 @@ class BirdFake:
         org = "/organizations/{organization_id}/workspaces/{workspace_id}"
         return [
             Route(ws + "/channels/{channel_id}/messages", self._guard(self.create_message), methods=["POST"]),
+            Route(ws + "/channels/{channel_id}/messages", self._guard(self.list_messages), methods=["GET"]),
             Route(ws + "/channels/{channel_id}/messages/{message_id}", self._guard(self.get_message), methods=["GET"]),
             Route(ws + "/connectors", self._guard(self.create_connector), methods=["POST"]),
             Route(ws + "/connectors", self._guard(self.list_connectors), methods=["GET"]),
@@ -366,7 +369,21 @@ class BirdFake:
                 "message": message,
             }
         )
+        if self.lost_answers > 0:
+            self.lost_answers -= 1
+            return JSONResponse({"code": "BadGateway", "message": "upstream failed"}, status_code=502)
         return JSONResponse(message, status_code=202)
+
+    async def list_messages(self, request: Request, data: Any) -> Response:
+        """The channel's messages, filtered by `reference` [UNVERIFIED filter name]."""
+        channel = self._channel(request.path_params["channel_id"])
+        reference = request.query_params.get("reference")
+        results = [
+            record["message"]
+            for record in self.messages
+            if record["channel_id"] == channel["id"] and (reference is None or record["reference"] == reference)
+        ]
+        return JSONResponse({"results": results})
 
     async def get_message(self, request: Request, data: Any) -> Response:
         channel = self._channel(request.path_params["channel_id"])

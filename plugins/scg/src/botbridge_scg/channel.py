@@ -13,8 +13,10 @@ reports are matched back to it through `message_request_id`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
+from datetime import datetime
 from typing import Any, ClassVar
 
 import httpx
@@ -307,6 +309,8 @@ class ScgChannel(Channel):
         "provision",
     )
     requires_webhook_secret = True
+    # SCG lists messages by our `external_id` (Swagger `GET /messaging/messages`).
+    finds_sent = True
 
     retry_policy: RetryPolicy = RetryPolicy()
 
@@ -504,7 +508,9 @@ class ScgChannel(Channel):
             post,
             "SCG message_requests",
             clock=self.clock,
-            policy=self.retry_policy,
+            # A send is not idempotent (SCG has no idempotency key): after a 5xx or a
+            # read timeout core asks `find_sent` instead of sending it again.
+            policy=dataclasses.replace(self.retry_policy, idempotent=False),
             error=SendError,
             credentials_error=CredentialsInvalid,
         )
@@ -521,6 +527,43 @@ class ScgChannel(Channel):
             state="QUEUED",
             fragments_count=fragments_count(body.get("body", "")) if channel_type(sender.config) == "sms" else None,
         )
+
+    async def find_sent(self, sender: SenderContext, message: OutboundMessage) -> SendResult | None:
+        """The message request SCG made of `message`, found by its `external_id`.
+
+        Only an MT to the same contact, created no earlier than our message,
+        counts: an `external_id` the caller chose may have been used before.
+        """
+        token = parse_token(sender.credentials)
+        url = self._base_url(sender.config) + API_PREFIX + "/messaging/messages"
+        params = {"external_id": message.external_id or message.id}
+        headers = {"authorization": f"Bearer {token}"}
+
+        async def get() -> httpx.Response:
+            return await self.http.get(url, params=params, headers=headers)
+
+        response = await call_with_retry(
+            get, "SCG messages lookup", clock=self.clock, policy=self.retry_policy, error=SendError
+        )
+        try:
+            found = response.json().get("list") or []
+        except (ValueError, AttributeError):
+            raise SendError("SCG messages lookup answered an unexpected body", retryable=True) from None
+        contact = normalize_address(message.contact)
+        earliest = message.created_at.timestamp() - 60  # clocks differ a little
+        for item in found:
+            if not isinstance(item, dict) or item.get("direction", "MT") != "MT":
+                continue
+            if normalize_address(str(item.get("to_address") or "")) != contact:
+                continue
+            created = _epoch(item.get("created_date"))
+            if created is not None and created < earliest:
+                continue
+            request_id = item.get("message_request_id") or item.get("id")
+            if isinstance(request_id, str) and request_id:
+                state = MESSAGE_STATES.get(str(item.get("state") or "").upper(), "QUEUED")
+                return SendResult(provider_message_id=request_id, state=state)
+        return None
 
     # --- the sender's own routes ---
 
@@ -578,6 +621,20 @@ class ScgChannel(Channel):
 
     async def deprovision(self, sender: SenderContext) -> None:
         """Nothing remote to undo: delete the ESS delivery configuration in SCG by hand."""
+
+
+def _epoch(value: Any) -> float | None:
+    """SCG dates: epoch milliseconds (number or string) or ISO 8601; None when unreadable."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value) / 1000
+    if isinstance(value, str) and value:
+        if value.isdigit():
+            return int(value) / 1000
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return None
+    return None
 
 
 def _error_code(response: httpx.Response) -> str:

@@ -184,6 +184,8 @@ class FakeScg:
     max_recipients: int = 100
     # Queue of (status, error_code, retry_after) answers for the next sends.
     failures: list[tuple[int, str, str | None]] = field(default_factory=list)
+    # The next N accepted message requests are answered 502: accepted, the answer lost.
+    lost_answers: int = 0
     # ESS modes
     duplicate: bool = False
     out_of_order: bool = False
@@ -211,6 +213,7 @@ class FakeScg:
             Route(API + "/messaging/message_requests/{id}/messages", self._request_messages, methods=["GET"]),
             Route(API + "/messaging/messages", self._create_message, methods=["POST"]),
             Route(API + "/messaging/messages/", self._create_message, methods=["POST"]),
+            Route(API + "/messaging/messages", self._list_messages, methods=["GET"]),
             Route(API + "/messaging/messages/{id}", self._get_message, methods=["GET"]),
             Route(API + "/messaging/attachments/{id}", self._get_attachment, methods=["GET"]),
             Route(API + "/messaging/attachments/{id}/content", self._attachment_content, methods=["GET"]),
@@ -319,6 +322,9 @@ class FakeScg:
             "message_ids": message_ids,
         }
         self._record(token, data, recipients, request_id, message_ids)
+        if self.lost_answers > 0:
+            self.lost_answers -= 1
+            return scg_error(502, "5002", "Bad gateway (the request was accepted)")
         return JSONResponse({"id": request_id})
 
     async def _create_message(self, request: Request) -> Response:
@@ -396,6 +402,20 @@ class FakeScg:
         if found is None:
             raise ScgReject(404, "4040", "Message request not found")
         return JSONResponse({"list": [self.messages[i] for i in found["message_ids"]]})
+
+    async def _list_messages(self, request: Request) -> Response:
+        """SCG Swagger `GET /messaging/messages`: filters incl. `external_id`, answered as `{"list": [...]}`."""
+        self._authorize(request)
+        filters = {
+            k: v
+            for k, v in request.query_params.items()
+            if k in ("external_id", "message_request_id", "state", "direction")
+        }
+        unknown = set(request.query_params) - set(filters) - {"limit", "offset"}
+        if unknown:
+            raise ScgReject(400, "40020", f"Unknown option: {sorted(unknown)[0]}")
+        found = [m for m in self.messages.values() if all(str(m.get(k)) == v for k, v in filters.items())]
+        return JSONResponse({"list": found})
 
     async def _get_message(self, request: Request) -> Response:
         self._authorize(request)

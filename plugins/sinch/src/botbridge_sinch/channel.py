@@ -9,6 +9,7 @@ client-credentials bearer token, cached per key until shortly before expiry.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import re
 from typing import Any, ClassVar
@@ -558,8 +559,14 @@ class SinchChannel(Channel):
         path: str,
         what: str,
         body: dict[str, Any] | None = None,
+        *,
+        idempotent: bool = True,
     ) -> httpx.Response:
-        """Call the Conversation API with retries; refresh an expired token once."""
+        """Call the Conversation API with retries; refresh an expired token once.
+
+        `idempotent=False` (a send): a failure after which Sinch may have
+        queued the message is raised at once, `outcome_unknown`.
+        """
         url = self._base_url(sender) + f"/v1/projects/{creds.project_id}" + path
         content = json.dumps(body, separators=(",", ":")).encode() if body is not None else None
         refreshed = False
@@ -583,7 +590,8 @@ class SinchChannel(Channel):
                 response = await call(await self._token(sender, creds, stale=token))
             return response
 
-        return await call_with_retry(attempt, what, clock=self.clock, policy=self.retry, error=SendError)
+        policy = self.retry if idempotent else dataclasses.replace(self.retry, idempotent=False)
+        return await call_with_retry(attempt, what, clock=self.clock, policy=policy, error=SendError)
 
     # --- outbound ---
 
@@ -668,7 +676,10 @@ class SinchChannel(Channel):
             body["correlation_id"] = message.id[:128]
             # Echoed in delivery callbacks: which sender of a shared webhook sent it.
             body["message_metadata"] = sender.id[:1024]
-            response = await self._api(sender, creds, "POST", "/messages:send", "Sinch messages:send", body)
+            # Sinch has no lookup by our reference: core fails an outcome-unknown send rather than repeat it.
+            response = await self._api(
+                sender, creds, "POST", "/messages:send", "Sinch messages:send", body, idempotent=False
+            )
             last_id = _json_field(response, "message_id", "Sinch messages:send")
         fragments = None
         if channel in ("SMS", "MMS"):
