@@ -27,7 +27,7 @@ from botbridge.loopback import serve_app
 from botbridge.models import Event, Media, Option, OutboundMessage, Sender
 from botbridge.testing import ChannelContract, ChannelHarness
 from botbridge_scg import ScgChannel, normalize_address
-from botbridge_scg.channel import rcs_reply, sender_from
+from botbridge_scg.channel import _epoch, rcs_reply, sender_from
 from botbridge_scg.ess_auth import check_authorization
 from botbridge_scg.testing import FakeScg
 
@@ -687,6 +687,29 @@ async def test_find_sent_looks_the_message_up_by_external_id(channel, make_sende
     assert await channel.find_sent(make_sender(), reused) is None
     later = reused.model_copy(update={"contact": "+15551230004", "created_at": datetime.fromtimestamp(T0 + 3600, UTC)})
     assert await channel.find_sent(make_sender(), later) is None
+    same = reused.model_copy(update={"contact": "+15551230004"})
+    assert await channel.find_sent(make_sender(), same) is not None
+    # Our own id needs no date: whatever SCG's clock says, the message is found.
+    ours = OutboundMessage(sender_id="s", contact="+15551230005", text="z", created_at=datetime.now(UTC))
+    await channel.send(make_sender(), ours)
+    assert await channel.find_sent(make_sender(), ours) is not None
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (1_700_000_000_000, 1_700_000_000.0),
+        ("1700000000000", 1_700_000_000.0),
+        ("2023-11-14T22:13:20Z", 1_700_000_000.0),
+        ("2023-11-14T22:13:20", 1_700_000_000.0),
+        (1_700_000_000, None),  # seconds, not milliseconds: unreadable rather than 1970
+        ("soon", None),
+        (None, None),
+        (True, None),
+    ],
+)
+def test_scg_dates_read_leniently(value: Any, expected: float | None) -> None:
+    assert _epoch(value) == expected
 
 
 @HYPO

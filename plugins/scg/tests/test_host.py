@@ -6,6 +6,7 @@ import base64
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
@@ -328,3 +329,25 @@ async def test_inbound_attachments_are_served_by_the_host(host, consts, fake) ->
 
 def basic_auth(user: str, password: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+async def test_a_lost_send_answer_is_looked_up_not_sent_twice(host, consts, fake) -> None:  # type: ignore[no-untyped-def]
+    # SCG accepts the request and the answer is lost (502): core asks find_sent, the user gets one SMS.
+    _rt, client, clock = host
+    sender = await create_sender(client, consts)
+    fake.lost_answers = 1
+    response = await client.post("/v1/messages", json={"sender_id": sender["id"], "to": "+15551230002", "text": "once"})
+    assert response.status_code == 202, response.text
+    message_id = response.json()["id"]
+    final: dict[str, Any] = {}
+    for _ in range(500):
+        final = (await client.get(f"/v1/messages/{message_id}")).json()
+        if final["provider_message_id"] or final["state"] == "FAILED":
+            break
+        clock.advance(5)  # past the engine's backoff before it asks SCG
+        await anyio.sleep(0.01)
+    assert len(fake.sent) == 1
+    assert final["provider_message_id"] == fake.sent[0]["message_request_id"]
+    assert final["state"] != "FAILED"
+    lookups = [r for r in fake.requests_seen if r["method"] == "GET" and r["path"].endswith("/messaging/messages")]
+    assert len(lookups) == 1

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import httpx
@@ -550,14 +550,16 @@ class ScgChannel(Channel):
         except (ValueError, AttributeError):
             raise SendError("SCG messages lookup answered an unexpected body", retryable=True) from None
         contact = normalize_address(message.contact)
-        earliest = message.created_at.timestamp() - 60  # clocks differ a little
+        # Our own id is unique; a caller's external_id may repeat, so then only
+        # a message created since ours counts (clocks differ a little).
+        earliest = message.created_at.timestamp() - 60 if message.external_id else None
         for item in found:
             if not isinstance(item, dict) or item.get("direction", "MT") != "MT":
                 continue
             if normalize_address(str(item.get("to_address") or "")) != contact:
                 continue
             created = _epoch(item.get("created_date"))
-            if created is not None and created < earliest:
+            if earliest is not None and created is not None and created < earliest:
                 continue
             request_id = item.get("message_request_id") or item.get("id")
             if isinstance(request_id, str) and request_id:
@@ -624,17 +626,24 @@ class ScgChannel(Channel):
 
 
 def _epoch(value: Any) -> float | None:
-    """SCG dates: epoch milliseconds (number or string) or ISO 8601; None when unreadable."""
+    """SCG dates: epoch milliseconds (number or string) or ISO 8601; None when unreadable.
+
+    A value that does not read as a date after 2000 is treated as unreadable
+    (seconds mistaken for milliseconds would otherwise hide every message).
+    """
+    moment: float | None = None
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value) / 1000
-    if isinstance(value, str) and value:
+        moment = float(value) / 1000
+    elif isinstance(value, str) and value:
         if value.isdigit():
-            return int(value) / 1000
-        try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-        except ValueError:
-            return None
-    return None
+            moment = int(value) / 1000
+        else:
+            try:
+                parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                return None
+            moment = (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+    return moment if moment is not None and moment > 946_684_800 else None
 
 
 def _error_code(response: httpx.Response) -> str:
