@@ -85,3 +85,10 @@ def test_ids_sort_by_creation_time(first: float, later_by: float) -> None:
     a, b = new_id(first), new_id(first + later_by)
     assert len(a) == len(b) == LENGTH and set(a + b) <= set(ALPHABET)
     assert a < b
+
+
+def test_ids_made_within_one_millisecond_sort_in_creation_order() -> None:
+    from botbridge.ids import new_id
+
+    made = [new_id(1_700_000_000.0) for _ in range(500)]
+    assert sorted(made) == made and len(set(made)) == 500

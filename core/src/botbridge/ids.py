@@ -8,6 +8,7 @@ time; that is what list pagination relies on.
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -23,7 +24,19 @@ def _encode(number: int, width: int) -> str:
     return "".join(reversed(chars))
 
 
+_RANDOM_SPACE = 62 ** (LENGTH - _TIME_CHARS)
+_last = threading.Lock(), [0, 0]  # the last (millisecond, random part) handed out
+
+
 def new_id(now: float | None = None) -> str:
     millis = int((time.time() if now is None else now) * 1000)
-    random_part = secrets.randbits(84)  # 14 base62 chars hold ~83.4 bits
-    return _encode(millis, _TIME_CHARS) + _encode(random_part % 62**14, LENGTH - _TIME_CHARS)
+    random_part = secrets.randbits(84) % _RANDOM_SPACE  # 14 base62 chars hold ~83.4 bits
+    lock, last = _last
+    with lock:
+        # Ids made within one millisecond would sort at random (pagination
+        # relies on id order being creation order): each one after the first
+        # comes right above the one before.
+        if millis == last[0] and random_part <= last[1] < _RANDOM_SPACE - 1:
+            random_part = last[1] + 1
+        last[0], last[1] = millis, random_part
+    return _encode(millis, _TIME_CHARS) + _encode(random_part, LENGTH - _TIME_CHARS)
