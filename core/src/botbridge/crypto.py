@@ -2,6 +2,9 @@
 
 Fernet (AES-128-CBC + HMAC-SHA256) from `cryptography`, keyed from
 BOTBRIDGE_SECRET_KEY through HKDF so any string of enough entropy works.
+The setting may list several keys, comma-separated and newest first: the
+newest encrypts, any of them decrypts (MultiFernet), so a key can be
+replaced without a moment where stored secrets are unreadable.
 """
 
 from __future__ import annotations
@@ -12,19 +15,31 @@ import os
 import secrets
 from pathlib import Path
 
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 
+def _fernet(secret_key: str) -> Fernet:
+    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"botbridge/secrets/v1").derive(
+        secret_key.encode()
+    )
+    return Fernet(base64.urlsafe_b64encode(derived))
+
+
+def split_secret_keys(setting: str) -> list[str]:
+    keys = [key.strip() for key in setting.split(",") if key.strip()]
+    if not keys or any(len(key) < 16 for key in keys):
+        raise ValueError("BOTBRIDGE_SECRET_KEY must be one or more comma-separated keys of at least 16 characters")
+    return keys
+
+
 class SecretBox:
     def __init__(self, secret_key: str) -> None:
-        if len(secret_key) < 16:
-            raise ValueError("BOTBRIDGE_SECRET_KEY must be at least 16 characters")
-        derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"botbridge/secrets/v1").derive(
-            secret_key.encode()
-        )
-        self._fernet = Fernet(base64.urlsafe_b64encode(derived))
+        fernets = [_fernet(key) for key in split_secret_keys(secret_key)]
+        self._newest = fernets[0]
+        self._fernet = MultiFernet(fernets)
+        self.key_count = len(fernets)
 
     def encrypt(self, plaintext: str) -> str:
         if not plaintext:
@@ -38,6 +53,23 @@ class SecretBox:
             return self._fernet.decrypt(token.encode()).decode()
         except InvalidToken as exc:
             raise ValueError("stored secret cannot be decrypted with this BOTBRIDGE_SECRET_KEY") from exc
+
+    def is_newest(self, token: str) -> bool:
+        """True when the newest key encrypted `token` (or it is empty): nothing to rotate."""
+        if not token:
+            return True
+        try:
+            self._newest.decrypt(token.encode())
+        except InvalidToken:
+            return False
+        return True
+
+    def rotate(self, token: str) -> str:
+        """`token` encrypted with the newest key; ValueError when no key decrypts it."""
+        try:
+            return self._fernet.rotate(token.encode()).decode()
+        except InvalidToken as exc:
+            raise ValueError("stored secret cannot be decrypted with any BOTBRIDGE_SECRET_KEY") from exc
 
 
 def hash_api_key(key: str) -> str:

@@ -26,6 +26,7 @@ from botbridge.keys import ApiKeys, reconcile
 from botbridge.metrics import Metrics
 from botbridge.models import Connector, Conversation, Sender
 from botbridge.plugins import Plugins
+from botbridge.rotation import check_secret_key
 from botbridge.settings import Settings
 from botbridge.store import Store
 
@@ -80,6 +81,9 @@ class Runtime:
         self.metrics = Metrics()
         self.cache = ReadCache(store)
         self.keys = ApiKeys(store, clock)
+        # Set at start when BOTBRIDGE_SECRET_KEY cannot decrypt the store's
+        # secrets: the host is then not ready and runs no work.
+        self.secret_problem: str | None = None
         self.engine = Engine(
             self,
             EngineSettings(workers=settings.workers, event_workers=settings.event_workers, lease=settings.job_lease),
@@ -117,7 +121,22 @@ class Runtime:
                 "BOTBRIDGE_API_KEYS is empty: only keys stored earlier can call the API, "
                 "and keys bootstrapped from it earlier are left as they are"
             )
+        self.secret_problem = await check_secret_key(self.store, self.box)
+        if self.secret_problem:
+            # No workers: they would only fail every job and use up its retries.
+            logger.error("%s; this host is not ready and runs no work until it has the right key", self.secret_problem)
+            return
         await self.engine.start()
+
+    def require_secrets(self) -> None:
+        """Refuse (503) what needs stored secrets on a host whose key does not fit the store."""
+        if self.secret_problem:
+            raise APIError(
+                "this host cannot decrypt the store's secrets; retry later",
+                status_code=503,
+                code="secret_key_mismatch",
+                headers={"retry-after": "30"},
+            )
 
     async def stop(self) -> None:
         await self.engine.stop()
@@ -161,6 +180,7 @@ class Runtime:
         return (self.settings.public_url or "") + self.webhook_path(sender)
 
     def sender_context(self, sender: Sender) -> SenderContext:
+        self.require_secrets()
         return SenderContext(
             sender=sender,
             credentials=self.box.decrypt(sender.credentials_enc),
@@ -196,6 +216,7 @@ class Runtime:
     def bot_session(
         self, connector: Connector, conversation: Conversation, deliver_late: LateReplies | None = None
     ) -> BotSession:
+        self.require_secrets()
         session = BotSession(
             connector=connector,
             credentials=self.box.decrypt(connector.credentials_enc),

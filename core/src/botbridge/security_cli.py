@@ -1,4 +1,4 @@
-"""The operator's security commands: `botbridge keys create|list|revoke`.
+"""The operator's security commands: `botbridge keys create|list|revoke`, `botbridge rotate-secrets`.
 
 They work on the store directly (BOTBRIDGE_STORE), with or without a host
 running: every host reads keys from the store on each request, so a key
@@ -15,10 +15,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from botbridge.clock import Clock, SystemClock
+from botbridge.crypto import SecretBox
 from botbridge.errors import StoreUnavailable
 from botbridge.keys import create_key
 from botbridge.models import ApiKey, from_epoch
 from botbridge.plugins import Plugins
+from botbridge.rotation import Rotated, rotate_secrets
 from botbridge.settings import Settings
 from botbridge.store import Store
 
@@ -41,6 +43,10 @@ def register(commands: Any) -> None:
     revoke = keys.add_parser("revoke", help="revoke a key by id: it answers 401 at once on every host")
     revoke.add_argument("id", help="the key's id, from `keys list`")
     revoke.set_defaults(func=_revoke)
+    rotate = commands.add_parser(
+        "rotate-secrets", help="re-encrypt every stored secret with the newest key of BOTBRIDGE_SECRET_KEY"
+    )
+    rotate.set_defaults(func=_rotate)
 
 
 def _on_store(command: str, work: Callable[[Store, Clock], Awaitable[T]]) -> T | None:
@@ -134,3 +140,27 @@ def _revoke(args: argparse.Namespace) -> int:
     if key.source == "setting":
         print("it is in BOTBRIDGE_API_KEYS: remove it there too, it stays revoked either way", file=sys.stderr)
     return 0
+
+
+def _rotate(args: argparse.Namespace) -> int:
+    settings = Settings()
+    if settings.secret_key is None:
+        print(
+            "botbridge rotate-secrets: BOTBRIDGE_SECRET_KEY must be set: the new key first, then the old ones",
+            file=sys.stderr,
+        )
+        return 2
+
+    async def work(store: Store, clock: Clock) -> Rotated:
+        assert settings.secret_key is not None
+        return await rotate_secrets(store, SecretBox(settings.secret_key.get_secret_value()))
+
+    done = _on_store("rotate-secrets", work)
+    if done is None:
+        return 1
+    print(f"re-encrypted {done.secrets} secrets of {done.records} records with the newest key")
+    for what in done.unreadable:
+        print(f"cannot decrypt {what} with any key of BOTBRIDGE_SECRET_KEY", file=sys.stderr)
+    for what in done.changed:
+        print(f"{what} kept changing during the rotation; run rotate-secrets again", file=sys.stderr)
+    return 1 if done.unreadable or done.changed else 0

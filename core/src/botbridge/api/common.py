@@ -32,6 +32,7 @@ async def account(request: Request) -> str:
     account_id = await runtime(request).keys.account_for(key.strip())
     if account_id is None:
         raise Unauthorized("invalid API key", headers={"www-authenticate": "Bearer"})
+    runtime(request).require_secrets()
     return account_id
 
 

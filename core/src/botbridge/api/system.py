@@ -16,6 +16,8 @@ async def readyz(request: Request) -> Response:
     rt = runtime(request)
     problems = [] if await rt.store.ping() else ["store unreachable"]
     problems += rt.engine.problems()
+    if rt.secret_problem:
+        problems.append(rt.secret_problem)
     durability = rt.store.durability()
     extra = {} if durability is None else {"store": {"durable": durability.durable, "detail": durability.detail}}
     if problems:
