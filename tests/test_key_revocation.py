@@ -1,4 +1,4 @@
-"""Two hosts sharing one store: a key revoked through one answers 401 at once on the other."""
+"""Hosts sharing one store (SQLite, Redis, PostgreSQL): revocation seen at once, rotation then only the new key fits."""
 
 from __future__ import annotations
 
@@ -62,3 +62,33 @@ async def test_revocation_is_seen_by_every_host_at_once(store_url: str) -> None:
         assert await store.revoke_api_key(key.id, one.state.runtime.clock.now())
         assert (await second.get("/v1/senders")).status_code == 401
         assert (await first.get("/v1/senders")).status_code == 401
+
+
+async def test_rotation_on_each_store(store_url: str) -> None:
+    from botbridge.crypto import SecretBox
+    from botbridge.models import Sender
+    from botbridge.rotation import rotate_secrets
+
+    old, new = "shared-old-secret-key-01", "shared-new-secret-key-02"
+
+    def settings(secret_key: str) -> Settings:
+        return Settings(
+            store=store_url,
+            api_keys=f"acct:{KEY}",  # type: ignore[arg-type]
+            secret_key=secret_key,  # type: ignore[arg-type]
+            load_plugins="sqlite,redis,postgres",
+        )
+
+    before = create_app(settings(old))
+    async with api_client(before, KEY):
+        rt = before.state.runtime
+        sender = Sender(account_id="acct", channel="loop", address="+1", credentials_enc=rt.box.encrypt("c"))
+        await rt.store.create_sender(sender)
+        done = await rotate_secrets(rt.store, SecretBox(f"{new},{old}"))
+        assert (done.records, done.unreadable, done.changed) == (1, [], [])
+    after, stale = create_app(settings(new)), create_app(settings(old))
+    async with api_client(after, KEY) as fits, api_client(stale, KEY) as does_not:
+        assert (await fits.get("/readyz")).status_code == 200
+        stored = await after.state.runtime.store.get_sender(sender.id)
+        assert after.state.runtime.box.decrypt(stored.credentials_enc) == "c"
+        assert (await does_not.get("/readyz")).status_code == 503
