@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from botbridge.clock import FakeClock
 from botbridge.errors import SenderTaken, StoreUnavailable, VersionConflict
@@ -19,7 +21,7 @@ from botbridge.store import Store
 from botbridge.testing import StoreContract
 from botbridge_postgres import PostgresStore, parse_url
 from botbridge_postgres.migrations import LATEST, MIGRATIONS
-from botbridge_postgres.store import DEFAULT_POOL, DEFAULT_SCHEMA
+from botbridge_postgres.store import DEFAULT_POOL, DEFAULT_SCHEMA, parse_wake
 from botbridge_postgres.testing import CuttableProxy, store_url, terminate_sessions
 
 pytestmark = pytest.mark.postgres
@@ -83,6 +85,32 @@ def test_url_options() -> None:
     )
     with pytest.raises(ValueError, match="pool"):
         parse_url("postgresql://u@h/db?pool=1")
+
+
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=20), st.integers(2, 200))
+def test_url_options_pass_everything_else_to_the_driver(value: str, pool: int) -> None:
+    from urllib.parse import parse_qsl, urlencode, urlsplit
+
+    query = urlencode([("schema", "s1"), ("pool", str(pool)), ("sslmode", value), ("application_name", value)])
+    dsn, schema, size = parse_url(f"postgresql://u@h:5432/db?{query}")
+    assert (schema, size) == ("s1", pool)
+    assert parse_qsl(urlsplit(dsn).query, keep_blank_values=True) == [("sslmode", value), ("application_name", value)]
+
+
+def test_wake_payloads() -> None:
+    assert parse_wake("message:3:other", "me") == ("message", 3)
+    assert parse_wake("event:1:other", "me") == ("event", 1)
+    assert parse_wake("message:3:me", "me") is None  # our own: the engine already woke its workers
+    assert parse_wake("mo:3:other", "me") is None
+    assert parse_wake("message", "me") == ("message", 1)
+    assert parse_wake("message:0:x", "me") == ("message", 1)
+    assert parse_wake("message:99999999999:x", "me") == ("message", 1)
+
+
+@given(st.text(max_size=40))
+def test_any_wake_payload_is_safe(payload: str) -> None:
+    wake = parse_wake(payload, "me")
+    assert wake is None or (wake[0] in ("message", "event") and 1 <= wake[1] < 10**6)
 
 
 def test_registered_for_the_postgresql_scheme() -> None:

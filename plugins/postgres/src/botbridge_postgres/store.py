@@ -113,6 +113,20 @@ def lane_of(kind: str) -> str:
     return "event" if kind == "event" else "message"
 
 
+def parse_wake(payload: str, origin: str) -> tuple[str, int] | None:
+    """(lane, jobs) from a NOTIFY payload `lane:jobs:origin`; None for our own or a malformed one.
+
+    Anyone who may NOTIFY on the database can send a payload: it only ever
+    wakes idle workers (at most as many as there are), never more.
+    """
+    lane, jobs, sender = [*payload.split(":", 2), "", ""][:3]
+    # This process's own work already woke its workers (the engine does that on enqueue).
+    if lane not in ("message", "event") or sender == origin:
+        return None
+    count = int(jobs) if jobs.isascii() and jobs.isdigit() and len(jobs) < 7 else 1
+    return lane, max(1, count)
+
+
 # A job is runnable when due, not leased, and the oldest of its key. Rows
 # another claimer holds are skipped, not waited for; a row whose lease was
 # committed meanwhile fails the re-check of `lease_until` and is left out.
@@ -310,10 +324,9 @@ class PostgresStore(Store):
 
     async def _listen(self) -> None:
         def notified(_conn: object, _pid: int, _channel: str, payload: str) -> None:
-            lane, jobs, origin = [*payload.split(":"), "", ""][:3]
-            # This process's own work already woke its workers (the engine does that on enqueue).
-            if self._wake is not None and lane in ("message", "event") and origin != self._origin:
-                self._wake(lane, int(jobs or 1))
+            wake = parse_wake(payload, self._origin)
+            if self._wake is not None and wake is not None:
+                self._wake(*wake)
 
         while True:
             try:
