@@ -918,3 +918,5 @@ async def test_whatsapp_report_contact_matches_the_inbound_contact(channel, make
     assert "@" in event["event"]["fld-val-list"]["to_address"]
     [report] = (await channel.parse_webhook(ess_request(fake.encode(event)), sender)).reports
     assert report.contact == inbound.contact == "+447700900123"
+    # What is not a phone number behind the prefix stays as it was.
+    assert normalize_address("a:0") == "a:0" and normalize_address("wa:abc@1") == "wa:abc@1"

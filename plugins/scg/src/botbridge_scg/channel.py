@@ -145,8 +145,8 @@ def normalize_address(raw: str) -> str:
     """
     value = raw.strip()
     ott = _OTT_ADDRESS.match(value)
-    if ott:
-        value = ott.group("id")
+    if ott and PHONE.match(_SEPARATORS.sub("", ott.group("id"))):
+        value = ott.group("id")  # only a phone number is a contact we can prefix again
     compact = _SEPARATORS.sub("", value)
     if PHONE.match(compact):
         return "+" + compact.lstrip("+")
