@@ -7,7 +7,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,24 @@ async def eventually(condition: Callable[[], bool], what: str, within: float = 3
         await anyio.sleep(0.02)
 
 
+# Spins until its deadline, then exits: a burner that outlives its test is impossible.
+BURN = "import sys, time\nend = time.monotonic() + float(sys.argv[1])\nwhile time.monotonic() < end:\n    pass\n"
+
+
+@contextmanager
+def cpu_burner(seconds: float, processes: int | None = None) -> Iterator[None]:
+    """Keep every core busy for at most `seconds` (a busy machine, as CI often is)."""
+    burners = [
+        subprocess.Popen([sys.executable, "-c", BURN, str(seconds)]) for _ in range(processes or os.cpu_count() or 2)
+    ]
+    try:
+        yield
+    finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait(timeout=10)
+
+
 class HostProcess:
     """`botbridge serve` in its own process, as an operator runs it."""
 
@@ -97,4 +116,4 @@ class HostProcess:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
 
-__all__ = ["HostProcess", "Stamped", "eventually", "free_port", "serve_app", "wait_for"]
+__all__ = ["HostProcess", "Stamped", "cpu_burner", "eventually", "free_port", "serve_app", "wait_for"]

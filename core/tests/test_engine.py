@@ -652,6 +652,32 @@ async def test_rate_limit_spaces_sends(tmp_path: Any) -> None:
         assert busiest <= 40
 
 
+class StallingClock(SystemClock):
+    """The system clock on a busy machine: for 0.4 s of every 2 s nothing wakes up.
+
+    A sleeper due in a stall wakes at its end, with every other one due in it.
+    """
+
+    def __init__(self) -> None:
+        self.start = time.time()
+
+    async def sleep(self, seconds: float) -> None:
+        due = self.now() + max(0.0, seconds)
+        phase = (due - self.start) % 2.0
+        if 1.0 <= phase < 1.4:
+            due += 1.4 - phase
+        await super().sleep(due - self.now())
+
+
+async def test_a_worker_that_wakes_late_waits_again_instead_of_exceeding_the_rate(tmp_path: Any) -> None:
+    async with make_world(tmp_path, clock=StallingClock(), config={"rate_limit": 10}) as world:
+        for i in range(40):
+            await world.mo("hi", contact=f"+1555035{i:02d}")
+        await world.until(lambda: len(world.channel.outbox) == 40, within=20)
+        stamps = sorted(m["at"] for m in world.channel.outbox)
+        assert max(sum(1 for s in stamps if t <= s < t + 1) for t in stamps) <= 10
+
+
 async def test_long_rate_waits_give_the_job_back_instead_of_outliving_the_lease(tmp_path: Any, caplog: Any) -> None:
     caplog.set_level("INFO", logger="botbridge.engine")
     async with make_world(tmp_path, config={"rate_limit": 1}) as world:
@@ -665,6 +691,31 @@ async def test_long_rate_waits_give_the_job_back_instead_of_outliving_the_lease(
         assert len(states) == 6 and all(s["event"]["fld-val-list"]["new_state"] == "SENT" for s in states)
         assert world.clock.now() - start >= 5 * 1.1  # the slots were kept
         assert any("waiting for its send slot" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_long_wait_at_admission_also_gives_the_job_back(tmp_path: Any, caplog: Any) -> None:
+    caplog.set_level("INFO", logger="botbridge.engine")
+    async with make_world(tmp_path, config={"rate_limit": 0.5}) as world:
+        world.rt.engine.settings.lease = 3.0
+        # Another host sent on this connector a moment ago: this host's slot is
+        # free, but the window of sends made is full for 2.2 s, over a third of the lease.
+        other_send = world.clock.now()
+        assert await world.rt.store.admit_send(world.connector_id, 0.5, other_send) == 0.0
+        sent_at: list[float] = []
+        send = world.channel.send
+
+        async def timed_send(sender: Any, message: Any) -> Any:
+            sent_at.append(world.clock.now())
+            return await send(sender, message)
+
+        world.channel.send = timed_send  # type: ignore[method-assign]
+        await world.mo("hi")
+        await world.until(lambda: len(world.channel.outbox) == 1, step=0.2)
+        assert len(sent_at) == 1 and sent_at[0] >= other_send + 2.2
+        assert any("waiting for its send slot" in r.getMessage() for r in caplog.records)
+        states = world.subscriber.of_type("message_request_state_change")
+        await world.until(lambda: len(states) == 1)
+        assert states[0]["event"]["fld-val-list"]["new_state"] == "SENT"
 
 
 async def test_metrics_count_what_happened(world: World) -> None:

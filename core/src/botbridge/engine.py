@@ -634,24 +634,35 @@ class Engine:
         return await self._transition(sender, message, "FAILED", code, str(exc)[:300], request_level=True)
 
     async def _wait_for_slot(self, job: Job, connector: Connector) -> None:
-        """Wait for this message's send slot under the connector's rate limit.
+        """Wait until this message may be sent under the connector's rate limit.
 
-        A short wait happens in the worker. A long one (a deep queue at a low
-        rate) would outlast the job's lease and let another worker send the
-        same message, so the job is put back until its slot instead; the slot
+        The reserved slot paces the connector's sends evenly; the admission
+        check taken last, against the sends actually made, is what holds
+        the limit: a worker that wakes late (a busy machine) waits again
+        instead of sending next to the following slot's sender. A short
+        wait happens in the worker. A long one (a deep queue at a low rate)
+        would outlast the job's lease and let another worker send the same
+        message, so the job is put back until its slot instead; the slot
         stays reserved for it in the payload.
         """
+        rate = connector.settings.rate_limit
         now = self.clock.now()
+        deadline = now + self.settings.lease / 3
         slot = job.payload.get("slot_at")
         if slot is None:
-            slot = now + await self.store.reserve_send_slot(connector.id, connector.settings.rate_limit, now)
-        wait = slot - now
-        if wait > self.settings.lease / 3:
-            job.payload["slot_at"] = slot
-            job.payload["deferrals"] = job.payload.get("deferrals", 0) + 1
-            raise Retry("waiting for its send slot", wait)
-        if wait > 0:
-            await self.clock.sleep(wait)
+            slot = now + await self.store.reserve_send_slot(connector.id, rate, now)
+        while True:
+            if slot <= now:
+                wait = await self.store.admit_send(connector.id, rate, now)
+                if wait <= 0:
+                    return
+                slot = now + wait
+            if slot > deadline:
+                job.payload["slot_at"] = slot
+                job.payload["deferrals"] = job.payload.get("deferrals", 0) + 1
+                raise Retry("waiting for its send slot", slot - now)
+            await self.clock.sleep(slot - now)
+            now = self.clock.now()
 
     async def _transition(
         self,

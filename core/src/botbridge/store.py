@@ -10,6 +10,8 @@ enforced by the host (records carry `account_id`; list calls filter on it).
 
 from __future__ import annotations
 
+import bisect
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,6 +33,21 @@ from botbridge.models import (
 
 StoreFactory = Callable[[str, Clock], "Store"]
 SLOT_MARGIN = 1.1
+# Added to an admission wait so the retry lands after the window has moved,
+# whatever the rounding of the stored send times (Redis keeps microseconds).
+ADMIT_SLACK = 1e-5
+
+
+def send_window(rate: float) -> tuple[int, float]:
+    """The sliding window that enforces `rate`: at most `count` sends in any `seconds`.
+
+    `count` sends take SLOT_MARGIN × count / rate seconds, the span of
+    `count` evenly spaced send slots: the window never holds back a sender
+    that keeps its slot, and sends that arrive up to 10 % of a second late
+    at the provider still never put more than `rate` in any one second.
+    """
+    count = max(1, math.floor(rate))
+    return count, SLOT_MARGIN * count / rate
 
 
 def check_secret_fields(kind: SecretKind, *fields: dict[str, str]) -> None:
@@ -295,3 +312,27 @@ class Store(ABC):
         slot = max(now, self._slots.get(key, 0.0))
         self._slots[key] = slot + interval
         return slot - now
+
+    async def admit_send(self, key: str, rate: float, now: float) -> float:
+        """Admit one send of `key` at `now` if `rate` allows it: return 0 and record it.
+
+        Otherwise record nothing and return how long to wait before asking
+        again. This is the check taken immediately before a send: a slot
+        from `reserve_send_slot` is a plan, and a worker that wakes late
+        must not send next to the following slot's sender. At most `count`
+        sends are admitted in any window of `seconds` (`send_window`), counted
+        on recorded send times; a send is refused while `count` are recorded
+        after `now - seconds` (later ones too: hosts' clocks differ a little),
+        so no window of `seconds` around it can exceed `count`. The check and
+        the record are one atomic step. This default keeps its state in the
+        process; a store shared by several hosts must override it.
+        """
+        if not hasattr(self, "_sent"):
+            self._sent: dict[str, list[float]] = {}
+        count, seconds = send_window(rate)
+        sent = self._sent.setdefault(key, [])
+        del sent[: bisect.bisect_right(sent, now - seconds)]
+        if len(sent) < count:
+            bisect.insort(sent, now)
+            return 0.0
+        return sent[len(sent) - count] + seconds - now + ADMIT_SLACK

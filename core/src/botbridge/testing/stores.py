@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import random
 from collections.abc import AsyncIterator
 
 import pytest
@@ -20,7 +21,7 @@ from botbridge.models import (
     Sender,
     Subscription,
 )
-from botbridge.store import Store
+from botbridge.store import Store, send_window
 
 
 @pytest.mark.anyio
@@ -443,3 +444,42 @@ class StoreContract:
         slots = [100.0 + w for w in waits]
         assert max(sum(1 for s in slots if t <= s < t + 1) for t in slots) <= 10
         assert await store.reserve_send_slot("other", 10, now=100.0) == 0
+
+    async def test_sends_are_admitted_only_within_the_rate(self, store: Store) -> None:
+        # rate 10: at most 10 sends in any 1.1 s, counted on the sends admitted
+        assert [await store.admit_send("conn", 10, now=100.0 + i / 10) for i in range(10)] == [0.0] * 10
+        wait = await store.admit_send("conn", 10, now=100.95)  # a late worker: the window is full
+        assert 0.15 <= wait <= 0.151  # until the send at 100.0 leaves the window
+        assert await store.admit_send("conn", 10, now=100.95 + wait) == 0.0
+        assert await store.admit_send("conn", 10, now=100.95 + wait) > 0  # that freed one place, not two
+        assert await store.admit_send("other", 10, now=100.95) == 0.0
+
+    async def test_admission_counts_sends_recorded_ahead_of_now(self, store: Store) -> None:
+        # another host's clock runs a little ahead: its send still counts
+        assert await store.admit_send("conn", 1, now=200.0) == 0.0
+        assert 1.6 <= await store.admit_send("conn", 1, now=199.5) <= 1.601
+
+    async def test_admission_below_one_send_a_second(self, store: Store) -> None:
+        assert await store.admit_send("conn", 0.5, now=300.0) == 0.0
+        wait = await store.admit_send("conn", 0.5, now=302.0)
+        assert 0.2 <= wait <= 0.201
+        assert await store.admit_send("conn", 0.5, now=302.0 + wait) == 0.0
+
+    async def test_concurrent_admissions_never_exceed_the_rate(self, store: Store) -> None:
+        waits = await asyncio.gather(*(store.admit_send("conn", 10, now=400.0) for _ in range(25)))
+        assert sum(1 for w in waits if w == 0.0) == 10
+        assert all(w > 0 for w in waits if w != 0.0)
+
+    async def test_admitted_sends_keep_to_the_window_whatever_the_timing(self, store: Store) -> None:
+        count, seconds = send_window(7)
+        rng = random.Random(14)
+        now, admitted = 500.0, []
+        for _ in range(300):
+            now += rng.choice([0.0, 0.001, 0.02, 0.1, 0.3])
+            wait = await store.admit_send("conn", 7, now=now)
+            if wait == 0.0:
+                admitted.append(now)
+            else:
+                assert wait > 0
+        assert len(admitted) > 40
+        assert max(sum(1 for s in admitted if t <= s < t + seconds) for t in admitted) <= count

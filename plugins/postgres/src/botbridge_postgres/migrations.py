@@ -68,6 +68,13 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
         """,
     ),
+    (
+        3,
+        """
+        CREATE TABLE send_times (key TEXT NOT NULL, at DOUBLE PRECISION NOT NULL);
+        CREATE INDEX send_times_key ON send_times (key, at);
+        """,
+    ),
 )
 
 LATEST = MIGRATIONS[-1][0]

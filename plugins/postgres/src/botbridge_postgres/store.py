@@ -42,7 +42,7 @@ from botbridge.models import (
     Sender,
     Subscription,
 )
-from botbridge.store import SLOT_MARGIN, Durability, Store, check_secret_fields
+from botbridge.store import ADMIT_SLACK, SLOT_MARGIN, Durability, Store, check_secret_fields, send_window
 from botbridge_postgres.migrations import LATEST, current_version, migrate, quote
 
 logger = logging.getLogger("botbridge.postgres")
@@ -152,6 +152,13 @@ SEND_SLOT = """
 INSERT INTO send_slots VALUES ($1, $2::float8 + $3::float8)
 ON CONFLICT (key) DO UPDATE SET next_slot = greatest(send_slots.next_slot, $2::float8) + $3::float8
 RETURNING next_slot - $3::float8
+"""
+
+# The sends of one key in the window, and the count-th newest (the one whose
+# leaving the window makes room), read under the key's transaction lock.
+SENDS_IN_WINDOW = """
+SELECT count(*), (SELECT at FROM send_times WHERE key = $1 ORDER BY at DESC OFFSET $2 - 1 LIMIT 1)
+FROM send_times WHERE key = $1
 """
 
 
@@ -743,3 +750,20 @@ class PostgresStore(Store):
         """The spacing of `Store.reserve_send_slot`, kept in one row: one schedule for every host."""
         slot = await self._fetchval(SEND_SLOT, key, float(now), SLOT_MARGIN / rate)
         return max(0.0, float(slot) - now)
+
+    @guarded
+    async def admit_send(self, key: str, rate: float, now: float) -> float:
+        """`Store.admit_send` on the rows of `send_times`; a transaction lock per key makes it atomic."""
+        count, seconds = send_window(rate)
+        async with self._tx() as conn:
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended('send:' || current_schema() || ':' || $1, 0))",
+                key,
+                timeout=5.0,
+            )
+            await conn.execute("DELETE FROM send_times WHERE key = $1 AND at <= $2", key, now - seconds, timeout=5.0)
+            held, oldest = await conn.fetchrow(SENDS_IN_WINDOW, key, count, timeout=5.0)
+            if held < count:
+                await conn.execute("INSERT INTO send_times VALUES ($1, $2)", key, float(now), timeout=5.0)
+                return 0.0
+        return float(oldest) + seconds - now + ADMIT_SLACK

@@ -276,6 +276,26 @@ redis.call('SET', k, string.format('%.6f', next_slot), 'PX', math.ceil((next_slo
 return string.format('%.6f', slot - now)
 """
 
+# ARGV: prefix, key, now, window seconds, count, a unique member. Admits one
+# send when fewer than `count` are recorded after now - window (returns
+# 'admitted') or returns the wait until one leaves the window. Times are written with
+# string.format: redis.call would turn a Lua number into 14 digits.
+ADMIT_SEND = """
+local k = ARGV[1] .. 'sent:' .. ARGV[2]
+local now = tonumber(ARGV[3])
+local window = tonumber(ARGV[4])
+local count = tonumber(ARGV[5])
+redis.call('ZREMRANGEBYSCORE', k, '-inf', string.format('%.6f', now - window))
+local n = redis.call('ZCARD', k)
+if n < count then
+  redis.call('ZADD', k, string.format('%.6f', now), ARGV[6])
+  redis.call('PEXPIRE', k, math.ceil(window * 1000) + 60000)
+  return 'admitted'
+end
+local oldest = redis.call('ZRANGE', k, n - count, n - count, 'WITHSCORES')
+return string.format('%.6f', tonumber(oldest[2]) + window - now)
+"""
+
 # ARGV: prefix, id, account, sender_id, data. 0: the sender is taken.
 CREATE_CONNECTOR = """
 local P = ARGV[1]

@@ -5,7 +5,7 @@ Records are JSON strings; per-account listings are sorted sets of ids (score
 order). Every check-and-write is one Lua script (see `scripts.py`), and the
 work queue runs on Redis Streams with one consumer group per lane, read by
 every host. Times that decide anything (claim expiry, `not_before`, leases,
-send slots) come from the injected clock; Redis' own expiry only collects
+send slots, send times) come from the injected clock; Redis' own expiry only collects
 records afterwards. Hosts sharing one Redis must therefore keep their clocks
 in step (NTP), as any lease-based system does.
 """
@@ -42,7 +42,7 @@ from botbridge.models import (
     Sender,
     Subscription,
 )
-from botbridge.store import SLOT_MARGIN, Durability, Store, check_secret_fields
+from botbridge.store import ADMIT_SLACK, SLOT_MARGIN, Durability, Store, check_secret_fields, send_window
 from botbridge_redis import scripts
 
 logger = logging.getLogger("botbridge.redis")
@@ -205,6 +205,7 @@ class RedisStore(Store):
                 "RETRY",
                 "RELEASE_LEASES",
                 "SEND_SLOT",
+                "ADMIT_SEND",
                 "CREATE_CONNECTOR",
                 "UPDATE_CONNECTOR",
                 "DELETE_CONNECTOR",
@@ -699,3 +700,11 @@ class RedisStore(Store):
         """The spacing of `Store.reserve_send_slot`, kept in Redis: one schedule for every host."""
         wait = await self._script("SEND_SLOT", key, repr(float(now)), repr(SLOT_MARGIN / rate))
         return max(0.0, float(wait))
+
+    @guarded
+    async def admit_send(self, key: str, rate: float, now: float) -> float:
+        """`Store.admit_send` on one sorted set of send times per key, shared by every host."""
+        count, seconds = send_window(rate)
+        member = f"{now!r}:{secrets.token_hex(6)}"
+        answer = await self._script("ADMIT_SEND", key, repr(float(now)), repr(seconds), count, member)
+        return 0.0 if answer == "admitted" else float(answer) + ADMIT_SLACK
