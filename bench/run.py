@@ -118,6 +118,8 @@ class Bench:
                 "BOTBRIDGE_SECRET_KEY": "bench-secret-key-0001",
                 "BOTBRIDGE_LOG_LEVEL": "WARNING",
                 "BOTBRIDGE_PUBLIC_URL": url,
+                # the fakes the benchmark drives listen on loopback
+                "BOTBRIDGE_ALLOW_PRIVATE_URLS": "true",
             }
             if self.workers:
                 env["BOTBRIDGE_WORKERS"] = str(self.workers)

@@ -18,6 +18,7 @@ from botbridge.errors import SendError, StoreUnavailable
 from botbridge.events import TOPIC
 from botbridge.host import create_app
 from botbridge.models import DeliveryReport
+from botbridge.outbound import OutboundPolicy
 from botbridge.plugins import Plugins
 from botbridge.settings import Settings
 from botbridge.signing import verify_standard_webhook
@@ -200,7 +201,7 @@ async def make_world(
         store=store,
         api_keys=f"acct:{KEY_A},acct-b:{KEY_B}",
         secret_key="engine-test-secret-key",
-        allow_private_webhook_urls=True,
+        allow_private_urls=True,
         workers=workers,  # type: ignore[arg-type]
     )
     http = httpx.AsyncClient(transport=httpx.MockTransport(subscriber.handler))
@@ -629,7 +630,7 @@ async def test_api_messages_carry_the_external_id(world: World) -> None:
 
 
 async def test_private_subscriber_urls_are_refused_unless_allowed(world: World) -> None:
-    world.rt.settings.allow_private_webhook_urls = False
+    world.rt.outbound = OutboundPolicy()
     for url in (
         "http://127.0.0.1:9/x",
         "http://10.0.0.1/x",

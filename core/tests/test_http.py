@@ -1,13 +1,16 @@
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import httpx
 import pytest
 
 from botbridge.errors import BotCredentialsInvalid, BotError, CredentialsInvalid, ProviderError
-from botbridge.http import RetryPolicy, call_with_retry, create_http_client
+from botbridge.http import OutboundRefused, RetryPolicy, call_with_retry, create_http_client
+from botbridge.outbound import OutboundPolicy
 from botbridge.settings import Settings
+from botbridge.testing.canary import Canary
 
 pytestmark = pytest.mark.anyio
 
@@ -187,3 +190,109 @@ async def test_the_shared_client_tells_a_refused_connection_from_a_dropped_one(t
     finally:
         server.close()
         await client.aclose()
+
+
+# --- the outbound-URL policy inside the shared client ------------------------
+
+
+def resolving(table: dict[str, list[str]]):  # type: ignore[no-untyped-def]
+    """A resolver stub: each name answers its addresses in turn, the last one thereafter."""
+    calls: dict[str, int] = {}
+
+    async def resolve(host: str, port: int) -> list[tuple[int, str]]:
+        answers = table[host]
+        index = min(calls.get(host, 0), len(answers) - 1)
+        calls[host] = calls.get(host, 0) + 1
+        address = answers[index]
+        return [(socket.AF_INET6 if ":" in address else socket.AF_INET, address)]
+
+    return resolve
+
+
+TRANSPORTS = pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+
+
+@TRANSPORTS
+@pytest.mark.outbound_policy
+async def test_the_shared_client_refuses_private_addresses_without_connecting(transport: str) -> None:
+    policy = OutboundPolicy(
+        resolver=resolving({"canary.test": ["127.0.0.1"], "localhost": ["::1"], "meta.test": ["169.254.169.254"]})
+    )
+    async with Canary() as canary:
+        client = create_http_client(Settings(http_transport=transport), policy)  # type: ignore[arg-type]
+        urls = [
+            f"http://127.0.0.1:{canary.port}/",
+            f"http://localhost:{canary.port}/",
+            f"http://canary.test:{canary.port}/",
+            "http://meta.test/latest/meta-data/",
+            f"http://[::ffff:127.0.0.1]:{canary.port}/",
+            f"http://[::7f00:1]:{canary.port}/",
+            f"http://user:pw@example.com:{canary.port}/",
+            f"http://[::1]:{canary.port}/",
+        ]
+        try:
+            for url in urls:
+                with pytest.raises(OutboundRefused):
+                    await client.get(url)
+            with pytest.raises(OutboundRefused):  # a redirect the caller follows is checked again
+                await client.get(f"http://127.0.0.1:{canary.port}/", follow_redirects=True)
+        finally:
+            await client.aclose()
+        assert canary.hits == 0
+
+
+@TRANSPORTS
+@pytest.mark.outbound_policy
+async def test_a_name_that_rebinds_to_loopback_after_the_check_is_refused_at_connect(transport: str) -> None:
+    policy = OutboundPolicy(resolver=resolving({"rebind.test": ["93.184.215.14", "127.0.0.1"]}))
+    async with Canary() as canary:
+        url = f"http://rebind.test:{canary.port}/"
+        await policy.check_url(url)  # what a create-time check saw: a public address
+        client = create_http_client(Settings(http_transport=transport), policy)  # type: ignore[arg-type]
+        try:
+            with pytest.raises(OutboundRefused):
+                await client.get(url)
+        finally:
+            await client.aclose()
+        assert canary.hits == 0
+
+
+@TRANSPORTS
+@pytest.mark.outbound_policy
+async def test_the_allow_list_lets_named_hosts_and_networks_through(transport: str) -> None:
+    settings = Settings(http_transport=transport, outbound_allow="127.0.0.1/32,fake.local")  # type: ignore[arg-type]
+    policy = OutboundPolicy.from_settings(settings, resolving({"fake.local": ["127.0.0.1"]}))
+    async with Canary() as canary:
+        client = create_http_client(settings, policy)
+        try:
+            assert (await client.get(f"http://127.0.0.1:{canary.port}/")).status_code == 200
+            assert (await client.get(f"http://fake.local:{canary.port}/")).status_code == 200
+            if canary.has_ipv6:
+                with pytest.raises(OutboundRefused):
+                    await client.get(f"http://[::1]:{canary.port}/")
+        finally:
+            await client.aclose()
+        assert canary.hits == 2
+
+
+@pytest.mark.outbound_policy
+def test_the_old_webhook_setting_still_lifts_the_policy(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BOTBRIDGE_ALLOW_PRIVATE_WEBHOOK_URLS", "true")
+    assert OutboundPolicy.from_settings(Settings()).allow_private
+    monkeypatch.delenv("BOTBRIDGE_ALLOW_PRIVATE_WEBHOOK_URLS")
+    assert not OutboundPolicy.from_settings(Settings()).allow_private
+    monkeypatch.setenv("BOTBRIDGE_ALLOW_PRIVATE_URLS", "1")
+    assert OutboundPolicy.from_settings(Settings()).allow_private
+
+
+@pytest.mark.outbound_policy
+def test_a_bad_allow_list_stops_the_host_at_start() -> None:
+    with pytest.raises(ValueError, match="BOTBRIDGE_OUTBOUND_ALLOW"):
+        Settings(outbound_allow="10.0.0.0/99")
+
+
+async def test_a_refused_url_is_not_retried() -> None:
+    client, calls = scripted(OutboundRefused("refused 127.0.0.1"), 200)
+    with pytest.raises(ProviderError, match="not called") as caught:
+        await call_with_retry(lambda: client.get("/"), "bot", clock=RecordingClock())
+    assert not caught.value.retryable and len(calls) == 1

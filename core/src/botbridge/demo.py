@@ -121,7 +121,8 @@ class Demo:
                 api_keys=f"demo:{API_KEY}",  # type: ignore[arg-type]
                 secret_key="demo-secret-key-" + secrets.token_hex(8),  # type: ignore[arg-type]
                 public_url=f"http://127.0.0.1:{port}",
-                allow_private_webhook_urls=True,
+                # the demo's provider fakes and subscriber listen on loopback
+                allow_private_urls=True,
             )
             host_url = stack.enter_context(
                 serve_app(create_app(settings, plugins=self.plugins), port=port, lifespan="on")

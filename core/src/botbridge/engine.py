@@ -32,6 +32,7 @@ from botbridge.errors import (
     StoreUnavailable,
 )
 from botbridge.events import delivery_body, make_event, mo_fields, state_fields
+from botbridge.http import OutboundRefused
 from botbridge.ids import new_id
 from botbridge.logs import correlation_id, mask
 from botbridge.models import (
@@ -48,9 +49,9 @@ from botbridge.models import (
     SendResult,
     utcnow,
 )
+from botbridge.outbound import UnsafeURL
 from botbridge.render import as_text, match_option
 from botbridge.signing import standard_webhook_headers
-from botbridge.ssrf import UnsafeURL, check_url
 from botbridge.store import Store
 from botbridge.store_waits import StoreWaits
 
@@ -726,12 +727,12 @@ class Engine:
         )
         headers["content-type"] = "application/json"
         try:
-            await check_url(subscription.url, allow_private=self.rt.settings.allow_private_webhook_urls)
+            await self.rt.outbound.check_url(subscription.url)
             response = await self.rt.http.post(
                 subscription.url, content=body, headers=headers, timeout=self.settings.event_timeout
             )
             error = None if response.is_success else f"subscriber answered {response.status_code}"
-        except UnsafeURL as exc:
+        except (UnsafeURL, OutboundRefused) as exc:
             error = f"refused url: {exc}"
         except Exception as exc:  # any transport failure is the subscriber's, not ours
             error = f"delivery failed: {type(exc).__name__}"

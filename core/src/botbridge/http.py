@@ -4,25 +4,124 @@ Its transport was chosen by measurement: on this project's reference
 machine httpx's default transport spent most of its CPU re-checking pooled
 connections and relayed ~150 messages/s, where the same code over the
 aiohttp transport relayed ~500. Plugins never build clients of their own.
+
+Every request through it obeys the outbound-URL policy (botbridge.outbound):
+`GuardedTransport` refuses a bad scheme, credentials in the URL and IP
+literals before anything is sent, and each transport's resolver checks every
+address a name resolves to at connect time, then connects only to those
+addresses. A refusal is an `OutboundRefused`, a `httpx.ConnectError`.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Awaitable, Callable
+import socket
+import ssl
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
+import httpcore
 import httpx
 
 from botbridge.clock import Clock
 from botbridge.errors import CredentialsInvalid, ProviderError
+from botbridge.outbound import OutboundPolicy, UnsafeURL
 from botbridge.settings import Settings
 
 USER_AGENT = "botbridge/0.1"
 
 
-def create_http_client(settings: Settings | None = None) -> httpx.AsyncClient:
+class OutboundRefused(httpx.ConnectError):
+    """The outbound-URL policy refused the request's URL or address."""
+
+
+class GuardedTransport(httpx.AsyncBaseTransport):
+    def __init__(self, inner: httpx.AsyncBaseTransport, policy: OutboundPolicy) -> None:
+        self.inner = inner
+        self.policy = policy
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            if request.url.userinfo:
+                raise UnsafeURL("must not carry credentials")
+            self.policy.check_literal(str(request.url))
+            return await self.inner.handle_async_request(request)
+        except UnsafeURL as exc:
+            raise OutboundRefused(f"refused {request.url.host!r}: {exc}", request=request) from None
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class _GuardedBackend(httpcore.AsyncNetworkBackend):
+    """httpcore's network backend, connecting only to addresses the policy allows."""
+
+    def __init__(self, policy: OutboundPolicy) -> None:
+        self.policy = policy
+        self.inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        addresses = await self.policy.resolve(host, port)
+        last: Exception | None = None
+        for _, address in addresses:
+            try:
+                return await self.inner.connect_tcp(address, port, timeout, local_address, socket_options)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                last = exc
+        assert last is not None
+        raise last
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise UnsafeURL("unix sockets are not outbound URLs")
+
+    async def sleep(self, seconds: float) -> None:
+        await self.inner.sleep(seconds)
+
+
+def _aiohttp_session(policy: OutboundPolicy, limits: httpx.Limits, ssl_context: ssl.SSLContext) -> Any:
+    import aiohttp
+    from aiohttp.abc import AbstractResolver, ResolveResult
+
+    class GuardedResolver(AbstractResolver):
+        async def resolve(self, host: str, port: int = 0, family: int = socket.AF_INET) -> list[ResolveResult]:
+            flags = socket.AI_NUMERICHOST | socket.AI_NUMERICSERV
+            return [
+                ResolveResult(hostname=host, host=address, port=port, family=found, proto=0, flags=flags)
+                for found, address in await policy.resolve(host, port)
+                if family in (socket.AF_UNSPEC, found)
+            ]
+
+        async def close(self) -> None:
+            return None
+
+    def make() -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(
+            keepalive_timeout=limits.keepalive_expiry,
+            ssl=ssl_context,
+            limit=limits.max_connections or 0,
+            resolver=GuardedResolver(),
+        )
+        return aiohttp.ClientSession(connector=connector)
+
+    return make
+
+
+def create_http_client(settings: Settings | None = None, policy: OutboundPolicy | None = None) -> httpx.AsyncClient:
     settings = settings or Settings()
+    policy = policy or OutboundPolicy.from_settings(settings)
     limits = httpx.Limits(
         max_connections=settings.http_max_connections,
         max_keepalive_connections=settings.http_max_connections,
@@ -33,11 +132,23 @@ def create_http_client(settings: Settings | None = None) -> httpx.AsyncClient:
     if settings.http_transport == "aiohttp":
         from httpx_aiohttp import AiohttpTransport
 
-        transport = AiohttpTransport(limits=limits, trust_env=False)
+        ssl_context = httpx.create_ssl_context(trust_env=False)
+        transport = AiohttpTransport(
+            limits=limits, trust_env=False, client=_aiohttp_session(policy, limits, ssl_context)
+        )
     else:
         transport = httpx.AsyncHTTPTransport(limits=limits, trust_env=False)
+        # httpx has no public way to give its pool a network backend: the
+        # pool is rebuilt with the same limits and the guarded backend.
+        transport._pool = httpcore.AsyncConnectionPool(
+            ssl_context=httpx.create_ssl_context(trust_env=False),
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=_GuardedBackend(policy),
+        )
     return httpx.AsyncClient(
-        transport=transport,
+        transport=GuardedTransport(transport, policy),
         timeout=timeout,
         headers={"user-agent": USER_AGENT},
         trust_env=False,
@@ -165,6 +276,9 @@ async def call_with_retry(
             await clock.sleep(policy.delay(attempt - 1, last.retry_after))
         try:
             response = await send()
+        except OutboundRefused as exc:
+            # the same URL will be refused again: a person must change it
+            raise error(f"{what} not called: {exc}", retryable=False) from exc
         except (httpx.TimeoutException, httpx.TransportError) as exc:
             last = transport_error(exc, what, error=error)
         else:

@@ -25,6 +25,7 @@ from botbridge.http import create_http_client
 from botbridge.keys import ApiKeys, reconcile
 from botbridge.metrics import Metrics
 from botbridge.models import Connector, Conversation, Sender
+from botbridge.outbound import OutboundPolicy, UnsafeURL, urls_in, urls_in_credentials
 from botbridge.plugins import Plugins
 from botbridge.rotation import check_secret_key
 from botbridge.settings import Settings
@@ -76,6 +77,7 @@ class Runtime:
         self.http = http
         self.clock = clock
         self.box = box
+        self.outbound = OutboundPolicy.from_settings(settings)
         self._channels: dict[str, Channel] = {}
         self._bots: dict[str, BotBackend] = {}
         self.metrics = Metrics()
@@ -148,6 +150,21 @@ class Runtime:
                 logger.exception("closing plugin %s failed", type(plugin).__name__)
         await self.http.aclose()
         await self.store.close()
+
+    async def check_outbound(self, config: dict[str, Any], credentials: str | None = None) -> None:
+        """422 naming the field if a URL a tenant set is one the host must not call.
+
+        In-process fakes open no sockets, so this create-time check is the one
+        that tells a test what a real host would refuse at connect time.
+        """
+        found = list(urls_in(config, "config"))
+        if credentials:
+            found += urls_in_credentials(credentials)
+        for field, url in found:
+            try:
+                await self.outbound.check_url(url)
+            except UnsafeURL as exc:
+                raise ConfigInvalid(field, str(exc)) from None
 
     # --- plugins ---
 

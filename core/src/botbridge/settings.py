@@ -7,6 +7,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from botbridge.outbound import parse_allow_list
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="BOTBRIDGE_", extra="ignore", validate_assignment=True)
@@ -15,7 +17,11 @@ class Settings(BaseSettings):
     api_keys: SecretStr = SecretStr("")
     secret_key: SecretStr | None = None
     public_url: str | None = None
+    # Lifts the outbound-URL policy for every URL (botbridge.outbound);
+    # ALLOW_PRIVATE_WEBHOOK_URLS is its older name and means the same.
+    allow_private_urls: bool = False
     allow_private_webhook_urls: bool = False
+    outbound_allow: str | None = None
     load_plugins: str | None = None
     block_plugins: str | None = None
     trace_hooks: bool = False
@@ -32,6 +38,12 @@ class Settings(BaseSettings):
     http_max_connections: int = Field(default=200, ge=1)
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
+
+    @field_validator("outbound_allow")
+    @classmethod
+    def _check_allow_list(cls, value: str | None) -> str | None:
+        parse_allow_list(value)
+        return value
 
     @field_validator("public_url")
     @classmethod

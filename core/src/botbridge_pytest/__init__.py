@@ -12,6 +12,10 @@ its fixtures is used.
   client already carrying a valid key.
 - `provider_fake`: `provider_fake("channel", "sinch")`: a registered fake
   (`ChannelFake.phone_says` sends correctly signed webhooks; `BotFake` scripts a bot).
+- Every test runs with BOTBRIDGE_ALLOW_PRIVATE_URLS=true, since fakes listen
+  on loopback or answer in-process under names that do not resolve. A test of
+  the outbound-URL policy itself is marked `@pytest.mark.outbound_policy` and
+  gets the default (refuse) instead.
 """
 
 from __future__ import annotations
@@ -28,6 +32,22 @@ if TYPE_CHECKING:
     from botbridge.clock import FakeClock
 
 API_KEY = "test-api-key-0001"
+_ALLOWANCES = ("BOTBRIDGE_ALLOW_PRIVATE_URLS", "BOTBRIDGE_ALLOW_PRIVATE_WEBHOOK_URLS", "BOTBRIDGE_OUTBOUND_ALLOW")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "outbound_policy: run with the default outbound-URL policy (private addresses refused)"
+    )
+
+
+@pytest.fixture(autouse=True)
+def _outbound_allowance(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loopback and in-process fakes are allowed unless the test is about the policy."""
+    for name in _ALLOWANCES:
+        monkeypatch.delenv(name, raising=False)
+    if request.node.get_closest_marker("outbound_policy") is None:
+        monkeypatch.setenv("BOTBRIDGE_ALLOW_PRIVATE_URLS", "true")
 
 
 @pytest.fixture

@@ -62,6 +62,7 @@ async def create_connector(request: Request) -> Response:
     await _check_sender(rt, account_id, body.sender_id)
     config = body.config.model_dump(exclude_none=True)
     _check_credentials(rt, body.type, body.credentials, config)
+    await rt.check_outbound(config, body.credentials)
     connector = Connector(
         account_id=account_id,
         type=body.type,
@@ -126,6 +127,7 @@ async def update_connector(request: Request) -> Response:
     if body.credentials is not None or body.config is not None:
         credentials = body.credentials if body.credentials is not None else rt.box.decrypt(current.credentials_enc)
         _check_credentials(rt, current.type, credentials, updated.config)
+        await rt.check_outbound(updated.config, credentials)
         if body.credentials is not None:
             updated.credentials_enc = rt.box.encrypt(credentials)
             # New credentials deserve a new chance.

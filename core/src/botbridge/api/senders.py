@@ -53,6 +53,7 @@ async def create_sender(request: Request) -> Response:
     rt = runtime(request)
     body = await json_body(request, SenderCreate)
     config = _validated_config(rt, body.channel, body.address, body.credentials, body.webhook_secret, body.config)
+    await rt.check_outbound(config, body.credentials)
     sender = Sender(
         account_id=account_id,
         channel=body.channel,
@@ -128,6 +129,7 @@ async def update_sender(request: Request) -> Response:
     address = body.address or sender.address
     config = body.config if body.config is not None else sender.config
     sender.config = _validated_config(rt, sender.channel, address, credentials, secret, config)
+    await rt.check_outbound(sender.config, credentials)
     sender.address = address
     sender.credentials_enc = rt.box.encrypt(credentials)
     sender.webhook_secret_enc = rt.box.encrypt(secret)

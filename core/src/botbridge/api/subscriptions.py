@@ -8,8 +8,8 @@ from starlette.responses import JSONResponse, Response
 from botbridge.api.common import account, json_body, no_content, not_found, page, page_params, runtime
 from botbridge.errors import ConfigInvalid
 from botbridge.models import Subscription, SubscriptionCreate
+from botbridge.outbound import UnsafeURL
 from botbridge.runtime import Runtime
-from botbridge.ssrf import UnsafeURL, check_url
 
 
 async def owned_subscription(rt: Runtime, account_id: str, subscription_id: str) -> Subscription:
@@ -24,7 +24,7 @@ async def create_subscription(request: Request) -> Response:
     rt = runtime(request)
     body = await json_body(request, SubscriptionCreate)
     try:
-        await check_url(body.url, allow_private=rt.settings.allow_private_webhook_urls)
+        await rt.outbound.check_url(body.url)
     except UnsafeURL as exc:
         raise ConfigInvalid("url", str(exc)) from None
     subscription = Subscription(
