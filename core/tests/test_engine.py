@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import unicodedata
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -401,6 +402,28 @@ async def test_sends_are_retried_then_fail_with_an_event(world: World) -> None:
     failed = world.subscriber.of_type("message_request_state_change")[-1]["event"]["fld-val-list"]
     assert failed["new_state"] == "FAILED" and failed["reason_code"] == "400"
     assert "bad number" in failed["reason_description"]
+
+
+LEAKY = (
+    "SCG message_requests answered 400: line one\r\nFORGED LOG LINE\x1b[31m\u202e" + "x" * 500 + "INTERNAL-ONLY-DATA"
+)
+
+
+async def test_provider_text_reaches_the_tenant_bounded_to_one_clean_line(world: World) -> None:
+    world.channel.failures += [SendError(LEAKY, status_code=400)]
+    world.bot.failures.append(BotError(LEAKY))
+    await world.mo("hello")
+    await world.until(lambda: len(world.subscriber.of_type("bot_error")) == 1, step=1.0)
+    sent = (
+        await world.client.post("/v1/messages", json={"sender_id": world.sender_id, "to": "+15550101", "text": "x"})
+    ).json()
+    await world.until(lambda: len(world.subscriber.of_type("message_request_state_change")) >= 1, step=1.0)
+    stored = (await world.client.get(f"/v1/messages/{sent['id']}")).json()
+    bot_error = world.subscriber.of_type("bot_error")[0]["event"]["fld-val-list"]["reason_description"]
+    for text in (stored["reason_description"], bot_error):
+        assert text.startswith("SCG message_requests answered 400: line one FORGED LOG LINE")
+        assert len(text) <= 200 and "INTERNAL-ONLY-DATA" not in text
+        assert not any(unicodedata.category(c)[0] == "C" for c in text)
 
 
 async def test_a_plugin_bug_never_drops_accepted_work(world: World) -> None:

@@ -1,13 +1,17 @@
 from __future__ import annotations
 
+import logging
 import socket
+import unicodedata
 from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from botbridge.errors import BotCredentialsInvalid, BotError, CredentialsInvalid, ProviderError
-from botbridge.http import OutboundRefused, RetryPolicy, call_with_retry, create_http_client
+from botbridge.errors import BotCredentialsInvalid, BotError, CredentialsInvalid, ProviderError, tenant_text
+from botbridge.http import OutboundRefused, RetryPolicy, call_with_retry, create_http_client, error_for
 from botbridge.outbound import OutboundPolicy
 from botbridge.settings import Settings
 from botbridge.testing.canary import Canary
@@ -296,3 +300,59 @@ async def test_a_refused_url_is_not_retried() -> None:
     with pytest.raises(ProviderError, match="not called") as caught:
         await call_with_retry(lambda: client.get("/"), "bot", clock=RecordingClock())
     assert not caught.value.retryable and len(calls) == 1
+
+
+# --- what a tenant sees of a provider's error answer --------------------------
+
+
+def answered(status: int, **kwargs: Any) -> httpx.Response:
+    return httpx.Response(status, request=httpx.Request("POST", "https://provider.test/x"), **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("response", "message"),
+    [
+        (
+            answered(400, json={"error_code": "INVALID_MSISDN", "message": "bad\nnumber"}),
+            "P answered 400 (INVALID_MSISDN): bad number",
+        ),
+        (
+            answered(400, json={"error": {"code": 400, "message": "Agent has no fr", "status": "INVALID_ARGUMENT"}}),
+            "P answered 400 (INVALID_ARGUMENT): Agent has no fr",
+        ),
+        (
+            answered(400, json={"error": "invalid_grant", "error_description": "Bad JWT"}),
+            "P answered 400 (invalid_grant): Bad JWT",
+        ),
+        (answered(404, text="no such route", headers={"content-type": "text/plain"}), "P answered 404: no such route"),
+        (answered(502, html="<html><body>INTERNAL-ONLY-DATA</body></html>"), "P answered 502"),
+        (answered(400, json=["INTERNAL-ONLY-DATA"]), "P answered 400"),
+        (
+            answered(400, json={"message": "m"}, headers={"x-amzn-errortype": "ValidationException:http://x"}),
+            "P answered 400 (ValidationException): m",
+        ),
+    ],
+)
+def test_error_for_keeps_the_code_and_a_short_description(response: httpx.Response, message: str) -> None:
+    assert str(error_for(response, "P")) == message
+
+
+def test_error_for_bounds_the_description_and_logs_the_body_for_the_operator(caplog: pytest.LogCaptureFixture) -> None:
+    body = "first\r\n\x1b[2J" + "y" * 5000 + "INTERNAL-ONLY-DATA"
+    with caplog.at_level(logging.DEBUG, logger="botbridge.provider"):
+        error = error_for(answered(400, json={"code": "E1", "message": body}), "SCG message_requests")
+    text = str(error)
+    assert error.provider_code == "E1" and error.status_code == 400
+    assert text.startswith("SCG message_requests answered 400 (E1): first [2Jyyy")
+    assert len(text) < 300 and "INTERNAL-ONLY-DATA" not in text and "\x1b" not in text
+    assert any("INTERNAL-ONLY-DATA" in r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG)
+
+
+@given(st.text(), st.integers(min_value=1, max_value=400))
+def test_tenant_text_is_one_bounded_line_without_control_characters(text: str, limit: int) -> None:
+    line = tenant_text(text, limit)
+    assert len(line) <= limit
+    assert not any(unicodedata.category(c)[0] == "C" for c in line)
+    assert line == line.strip() and "  " not in line
+    if len(" ".join(text.split())) <= limit and text.isprintable():
+        assert line == " ".join(text.split())

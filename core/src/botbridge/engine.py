@@ -30,6 +30,8 @@ from botbridge.errors import (
     ProviderError,
     StoreError,
     StoreUnavailable,
+    tenant_reason,
+    tenant_text,
 )
 from botbridge.events import delivery_body, make_event, mo_fields, state_fields
 from botbridge.http import OutboundRefused
@@ -257,7 +259,8 @@ class Engine:
         if changed_config or (result.sender_state and result.sender_state != sender.state):
             sender.config = {**sender.config, **changed_config}
             if result.sender_state:
-                sender.state, sender.state_reason = result.sender_state, result.sender_state_reason
+                reason = result.sender_state_reason
+                sender.state, sender.state_reason = result.sender_state, tenant_text(reason) if reason else reason
             sender.updated_at = utcnow()
             await self.store.update_sender(sender)
             self.rt.cache.clear()
@@ -470,7 +473,7 @@ class Engine:
             return
         breaker = self._breakers.setdefault(connector.id, Breaker())
         breaker.failures += 1
-        breaker.reason = (str(exc) or type(exc).__name__)[:200]
+        breaker.reason = tenant_reason(exc)
         over = breaker.failures - self.settings.breaker_threshold
         if over >= 0:
             pause = min(self.settings.breaker_cap, self.settings.breaker_open * 2 ** min(over, 20))
@@ -492,7 +495,7 @@ class Engine:
         conversation: Conversation,
         message: InboundMessage,
     ) -> list[Job]:
-        reason = str(exc) or type(exc).__name__
+        reason = tenant_reason(exc)
         if isinstance(exc, BotCredentialsInvalid):
             await self._mark_connector(connector, "credentials_invalid", reason)
         else:
@@ -506,7 +509,7 @@ class Engine:
             await self.store.put_conversation(conversation)
         failure = make_event(
             "bot_error",
-            {**mo_fields(message, sender), "connector_id": connector.id, "reason_description": reason[:300]},
+            {**mo_fields(message, sender), "connector_id": connector.id, "reason_description": reason},
             self.clock.now(),
         )
         jobs = await self._event_jobs(sender.account_id, failure)
@@ -520,7 +523,7 @@ class Engine:
             current = await self.store.get_connector(connector.id)
             if current is None or (current.state, current.state_reason) == (state, reason):
                 return
-            current.state, current.state_reason, current.updated_at = state, reason[:300], utcnow()
+            current.state, current.state_reason, current.updated_at = state, tenant_text(reason), utcnow()
             try:
                 await self.store.update_connector(current, expected_version=current.version_number)
                 self.rt.cache.clear()
@@ -632,7 +635,7 @@ class Engine:
         else:
             code = str(exc.status_code) if exc.status_code else "send_failed"
         self.rt.metrics.mt_failed.labels(sender.channel).inc()
-        return await self._transition(sender, message, "FAILED", code, str(exc)[:300], request_level=True)
+        return await self._transition(sender, message, "FAILED", code, str(exc), request_level=True)
 
     async def _wait_for_slot(self, job: Job, connector: Connector) -> None:
         """Wait until this message may be sent under the connector's rate limit.
@@ -676,6 +679,9 @@ class Engine:
         request_level: bool,
     ) -> list[Job]:
         previous = message.state
+        # provider-made text (a failed call, a delivery report) is bounded before a tenant reads it
+        reason = tenant_text(reason) if reason else reason
+        reason_code = tenant_text(reason_code, 64) if reason_code else reason_code
         message.state, message.reason_code, message.reason_description = state, reason_code, reason
         message.updated_at = utcnow()
         await self.store.put_outbound(message, sender.channel)

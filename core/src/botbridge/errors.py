@@ -6,6 +6,7 @@ Every 4xx/5xx the host answers has one JSON shape:
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 
 
@@ -126,8 +127,10 @@ class ProviderError(Exception):
         status_code: int | None = None,
         retry_after: float | None = None,
         outcome_unknown: bool = False,
+        provider_code: str | None = None,
     ) -> None:
         super().__init__(message)
+        self.provider_code = provider_code
         self.retryable = retryable
         self.status_code = status_code
         self.retry_after = retry_after
@@ -152,3 +155,25 @@ class BotCredentialsInvalid(CredentialsInvalid, BotError):
 
 class SendError(ProviderError):
     pass
+
+
+# --- what a tenant may see of a provider's answer ------------------------
+
+TENANT_TEXT_LIMIT = 200
+
+
+def tenant_text(text: str, limit: int = TENANT_TEXT_LIMIT) -> str:
+    """Provider-made text as it may reach a tenant's API or events.
+
+    One line, no control or formatting characters (no forged log lines, no
+    bidi tricks), at most `limit` characters. Every reason a tenant reads
+    (`reason_description`, `state_reason`, `bot_error`) passes through here;
+    the provider's full answer is only in the operator's debug log.
+    """
+    visible = "".join(" " if unicodedata.category(c)[0] == "C" else c for c in text)
+    line = " ".join(visible.split())
+    return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
+
+
+def tenant_reason(exc: BaseException) -> str:
+    return tenant_text(str(exc) or type(exc).__name__)

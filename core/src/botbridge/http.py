@@ -14,6 +14,7 @@ addresses. A refusal is an `OutboundRefused`, a `httpx.ConnectError`.
 
 from __future__ import annotations
 
+import logging
 import random
 import socket
 import ssl
@@ -25,11 +26,12 @@ import httpcore
 import httpx
 
 from botbridge.clock import Clock
-from botbridge.errors import CredentialsInvalid, ProviderError
+from botbridge.errors import CredentialsInvalid, ProviderError, tenant_text
 from botbridge.outbound import OutboundPolicy, UnsafeURL
 from botbridge.settings import Settings
 
 USER_AGENT = "botbridge/0.1"
+logger = logging.getLogger("botbridge.provider")
 
 
 class OutboundRefused(httpx.ConnectError):
@@ -214,6 +216,47 @@ def never_sent(exc: httpx.HTTPError) -> bool:
     return isinstance(exc, httpx.ConnectError | httpx.PoolTimeout)
 
 
+DEBUG_BODY_LIMIT = 65536  # the debug log gets the whole body of any sane error answer
+_CODE_KEYS = ("error_code", "errorCode", "code", "status", "__type", "type")
+_TEXT_KEYS = ("error_description", "message", "Message", "description", "detail", "title")
+
+
+def _first_text(data: dict[str, Any], keys: tuple[str, ...]) -> str | None:
+    """The first non-empty string under `keys`, else the first integer (Google's `code` repeats the status)."""
+    texts = [v for k in keys if isinstance(v := data.get(k), str) and v.strip()]
+    numbers = [str(v) for k in keys if isinstance(v := data.get(k), int) and not isinstance(v, bool)]
+    found = texts or numbers
+    return found[0] if found else None
+
+
+def provider_detail(response: httpx.Response) -> tuple[str | None, str]:
+    """(error code, description) of a provider's error answer, bounded for tenants.
+
+    Read from the usual JSON shapes (`{"error": {"code", "message"}}`,
+    OAuth's `error`/`error_description`, `{"code", "message"}`) and AWS's
+    error-type header; a text/plain body is its own description; anything
+    else (an HTML error page, a proxy's answer) gives none.
+    """
+    code = response.headers.get("x-amzn-errortype", "").split(":", 1)[0].strip() or None
+    text: str | None = None
+    try:
+        body = response.json() if response.content else None
+    except (ValueError, RecursionError):
+        body = None
+        if response.headers.get("content-type", "").startswith("text/plain"):
+            text = response.text[:DEBUG_BODY_LIMIT]
+    if isinstance(body, dict):
+        error = body.get("error")
+        for source in (error, body) if isinstance(error, dict) else (body,):
+            code = code or _first_text(source, _CODE_KEYS)
+            text = text or _first_text(source, _TEXT_KEYS)
+        if isinstance(error, str):
+            code = code or error
+    if code is not None:
+        code = tenant_text(code.rsplit("#", 1)[-1], 64)
+    return code or None, tenant_text(text or "")
+
+
 def error_for(
     response: httpx.Response,
     what: str,
@@ -225,18 +268,22 @@ def error_for(
 
     401/403 → `credentials_error`; 408/429/5xx → retryable `error`; other
     4xx → non-retryable `error`. A retryable answer other than 425/429 is
-    `outcome_unknown`: the provider may have acted before failing. The
-    provider's own message is kept short.
+    `outcome_unknown`: the provider may have acted before failing. Of the
+    body only the provider's error code and a bounded one-line description
+    are kept (a tenant reads them); the body itself goes to the debug log.
     """
     status = response.status_code
-    detail = response.text[:300].replace("\n", " ") if response.content else ""
-    message = f"{what} answered {status}" + (f": {detail}" if detail else "")
+    code, description = provider_detail(response)
+    if response.content:
+        logger.debug("%s answered %s: %s", what, status, response.text[:DEBUG_BODY_LIMIT])
+    message = f"{what} answered {status}" + (f" ({code})" if code else "") + (f": {description}" if description else "")
     if status in (401, 403):
-        return credentials_error(message, status_code=status)
+        return credentials_error(message, status_code=status, provider_code=code)
     retryable = status in RETRYABLE_STATUS
     return error(
         message,
         status_code=status,
+        provider_code=code,
         retryable=retryable,
         retry_after=retry_after_seconds(response),
         outcome_unknown=retryable and status not in NOT_PROCESSED_STATUS,

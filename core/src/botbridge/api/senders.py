@@ -19,7 +19,7 @@ from botbridge.api.common import (
     runtime,
 )
 from botbridge.channel import WEBHOOK_VIA
-from botbridge.errors import APIError, ConfigInvalid, Conflict, CredentialsInvalid, ProviderError
+from botbridge.errors import APIError, ConfigInvalid, Conflict, CredentialsInvalid, ProviderError, tenant_reason
 from botbridge.models import Sender, SenderCreate, SenderUpdate, utcnow
 from botbridge.runtime import Runtime, api_error_from_config
 
@@ -74,11 +74,11 @@ async def _provision(rt: Runtime, sender: Sender) -> Sender:
         result = await rt.channel(sender.channel).provision(rt.sender_context(sender))
     except CredentialsInvalid as exc:
         await rt.store.delete_sender(sender.id)
-        raise ConfigInvalid("credentials", f"the provider refused them: {exc}") from None
+        raise ConfigInvalid("credentials", f"the provider refused them: {tenant_reason(exc)}") from None
     except ProviderError as exc:
         await rt.store.delete_sender(sender.id)
         raise APIError(
-            f"provisioning at the provider failed: {exc}", status_code=502, code="provision_failed"
+            f"provisioning at the provider failed: {tenant_reason(exc)}", status_code=502, code="provision_failed"
         ) from None
     except APIError:
         await rt.store.delete_sender(sender.id)
@@ -150,7 +150,9 @@ async def delete_sender(request: Request) -> Response:
         try:
             await rt.channel(sender.channel).deprovision(rt.sender_context(sender))
         except ProviderError as exc:
-            raise APIError(f"undoing provisioning failed: {exc}", status_code=502, code="deprovision_failed") from None
+            raise APIError(
+                f"undoing provisioning failed: {tenant_reason(exc)}", status_code=502, code="deprovision_failed"
+            ) from None
     await rt.store.delete_sender(sender.id)
     rt.cache.clear()
     return no_content()
