@@ -238,8 +238,6 @@ async def test_the_shared_client_refuses_private_addresses_without_connecting(tr
             for url in urls:
                 with pytest.raises(OutboundRefused):
                     await client.get(url)
-            with pytest.raises(OutboundRefused):  # a redirect the caller follows is checked again
-                await client.get(f"http://127.0.0.1:{canary.port}/", follow_redirects=True)
         finally:
             await client.aclose()
         assert canary.hits == 0
@@ -356,3 +354,33 @@ def test_tenant_text_is_one_bounded_line_without_control_characters(text: str, l
     assert line == line.strip() and "  " not in line
     if len(" ".join(text.split())) <= limit and text.isprintable():
         assert line == " ".join(text.split())
+
+
+@TRANSPORTS
+@pytest.mark.outbound_policy
+async def test_a_redirect_a_plugin_follows_is_checked_at_each_hop(transport: str) -> None:
+    import asyncio
+
+    async with Canary() as canary:
+
+        async def redirect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            location = f"http://localhost:{canary.port}/"
+            writer.write(f"HTTP/1.1 302 Found\r\nlocation: {location}\r\ncontent-length: 0\r\n\r\n".encode())
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(redirect, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        settings = Settings(http_transport=transport, outbound_allow="redirector.test")  # type: ignore[arg-type]
+        names = resolving({"redirector.test": ["127.0.0.1"], "localhost": ["127.0.0.1"]})
+        client = create_http_client(settings, OutboundPolicy.from_settings(settings, names))
+        try:
+            first = await client.get(f"http://redirector.test:{port}/")
+            assert first.status_code == 302  # the shared client itself never follows
+            with pytest.raises(OutboundRefused):
+                await client.get(f"http://redirector.test:{port}/", follow_redirects=True)
+        finally:
+            await client.aclose()
+            server.close()
+        assert canary.hits == 0
