@@ -19,6 +19,7 @@ from botbridge.http import RetryPolicy
 from botbridge.testing import BotBackendContract, BotHarness
 from botbridge.testing.bots import inbound
 from botbridge_azure_directline import DirectLineBot, activity_reply, derive_user_id
+from botbridge_azure_directline.activities import message_back
 from botbridge_azure_directline.testing import FAKE_BASE_URL, OPTIONS_TRIGGER, FakeDirectLine, echo
 
 pytestmark = pytest.mark.anyio
@@ -300,35 +301,71 @@ async def test_429_honours_retry_after(fake: FakeDirectLine) -> None:
         await bot.aclose()
 
 
-async def test_bot_failure_502_is_retried_then_retryable(
-    bot: FastBot, new_session: Callable[..., BotSession], fake: FakeDirectLine, clock: FakeClock
+def _posts(fake: FakeDirectLine) -> int:
+    return len([r for r in fake.requests if r[0] == "POST" and r[1].endswith("/activities")])
+
+
+@pytest.mark.parametrize("status", [502, 504])
+async def test_a_post_the_bot_received_and_failed_is_never_posted_again(
+    bot: FastBot, new_session: Callable[..., BotSession], fake: FakeDirectLine, status: int
 ) -> None:
     session = new_session()
     await bot.open(session)
-    fake.fail_next(502)
-    async with anyio.create_task_group() as tg:
-        results: list[list[Reply]] = []
+    fake.fail_after_delivery(status)  # the bot ran the turn, then the service answered 502/504
+    replies = await bot.send(session, inbound(session, "hi"))
+    assert [r.text for r in replies] == ["echo: hi"]  # read from the activities, not re-posted
+    assert _posts(fake) == 1 and fake.duplicates == []
+    conversation = fake.conversation(session.state["conversation_id"])
+    assert conversation.user_texts() == ["hi"]
 
-        async def turn() -> None:
-            results.append(await bot.send(session, inbound(session, "hi")))
 
-        tg.start_soon(turn)
-        await until(lambda: bool(results), clock, step=0.01)
-    assert [r.text for r in results[0]] == ["echo: hi"]
-    for _ in range(2):
-        fake.fail_next(504)
-    async with anyio.create_task_group() as tg:
-        errors: list[BaseException] = []
+async def test_an_ambiguous_post_without_a_reply_is_outcome_unknown_not_retryable(
+    bot: FastBot, fake: FakeDirectLine, clock: FakeClock
+) -> None:
+    session = make_session_factory(fake, clock, reply_wait=0)()
+    await bot.open(session)
+    fake.echo_enabled = False
+    fake.fail_after_delivery(502)
+    with pytest.raises(BotError) as caught:
+        await bot.send(session, inbound(session, "hi"))
+    assert caught.value.outcome_unknown and not bot.safe_to_retry(caught.value)
+    assert _posts(fake) == 1
 
-        async def failing() -> None:
-            try:
-                await bot.send(session, inbound(session, "again", 1))
-            except BotError as exc:
-                errors.append(exc)
 
-        tg.start_soon(failing)
-        await until(lambda: bool(errors), clock, step=0.01)
-    assert isinstance(errors[0], BotError) and errors[0].retryable and errors[0].status_code == 504
+async def test_a_read_timeout_on_post_is_not_posted_again() -> None:
+    fake = FakeDirectLine()
+    posts: list[bytes] = []
+    inner = httpx.ASGITransport(app=fake.app)
+
+    class Slow(httpx.AsyncBaseTransport):
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            response = await inner.handle_async_request(request)
+            if request.method == "POST" and request.url.path.endswith("/activities"):
+                posts.append(await request.aread())
+                raise httpx.ReadTimeout("the bot is slow", request=request)  # delivered, answer lost
+            return response
+
+    async with httpx.AsyncClient(transport=Slow()) as http:
+        clock = SystemClock()
+        bot = FastBot(http, clock)
+        session = make_session_factory(fake, clock, reply_wait=0.5, poll_interval=0.01)()
+        await bot.open(session)
+        replies = await bot.send(session, inbound(session, "hi"))
+        await bot.aclose()
+    assert [r.text for r in replies] == ["echo: hi"] and len(posts) == 1
+
+
+async def test_429_on_post_is_retried_it_proves_nothing_was_posted() -> None:
+    clock = SystemClock()
+    fake = FakeDirectLine(clock=clock)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=fake.app)) as http:
+        bot = FastBot(http, clock)
+        session = make_session_factory(fake, clock)()
+        await bot.open(session)
+        fake.fail_next(429, method="POST")
+        assert [r.text for r in await bot.send(session, inbound(session, "hi"))] == ["echo: hi"]
+        await bot.aclose()
+    assert _posts(fake) == 2 and fake.duplicates == []
 
 
 async def test_unknown_conversation_is_not_retryable(
@@ -404,11 +441,73 @@ async def test_options_cards_and_media_become_reply_fields(
     await bot.open(session)
     (reply,) = await bot.send(session, inbound(session, "show card"))
     assert reply.text == "Plans\nPick one\nCompare: https://example.com/plans"
-    assert [(o.label, o.value) for o in reply.options] == [("Basic", "plan_basic"), ("Pro", "plan pro")]
+    assert [o.label for o in reply.options] == ["Basic", "Pro"]
+    assert reply.options[0].value == "plan_basic"
+    assert message_back(reply.options[1].value) == ("plan pro", {"p": 1})
     assert [(m.url, m.content_type) for m in reply.media] == [
         ("https://img.example/plan.png", "image/*"),
         ("https://img.example/a.jpg", "image/jpeg"),
     ]
+
+
+async def test_a_chosen_message_back_button_sends_both_its_text_and_its_value(
+    bot: FastBot, new_session: Callable[..., BotSession], fake: FakeDirectLine
+) -> None:
+    button = {"type": "messageBack", "title": "Pro", "text": "plan pro", "value": {"plan": "pro", "seats": 3}}
+    fake.add_rule("plans", {"text": "Pick", "suggestedActions": {"actions": [button]}})
+    session = new_session()
+    await bot.open(session)
+    (offer,) = await bot.send(session, inbound(session, "plans"))
+    choice = offer.options[0].value
+    picked = inbound(session, choice, 1).model_copy(update={"postback": choice})
+    (answer,) = await bot.send(session, picked)
+    assert answer.text == 'value {"plan": "pro", "seats": 3} with text \'plan pro\''
+    posted = fake.conversation(session.state["conversation_id"]).user_activities()[-1]
+    assert posted["value"] == {"plan": "pro", "seats": 3} and posted["text"] == "plan pro"
+
+
+async def test_only_http_content_urls_become_media(
+    bot: FastBot, new_session: Callable[..., BotSession], fake: FakeDirectLine
+) -> None:
+    fake.add_rule(
+        "pics",
+        {
+            "attachments": [
+                {"contentType": "image/png", "contentUrl": "data:image/png;base64,iVBORw0KGgo=", "name": "dot.png"},
+                {"contentType": "image/png", "contentUrl": "file:///etc/passwd"},
+                {"contentType": "image/png", "contentUrl": "https://img.example/ok.png"},
+            ]
+        },
+    )
+    session = new_session()
+    await bot.open(session)
+    (reply,) = await bot.send(session, inbound(session, "pics"))
+    assert [m.url for m in reply.media] == ["https://img.example/ok.png"]
+    assert reply.text == "dot.png"
+
+
+async def test_a_post_answered_204_without_a_body_does_not_wait_out_reply_wait(
+    fake: FakeDirectLine, clock: FakeClock, http: httpx.AsyncClient
+) -> None:
+    fake.answer_posts_with_204 = True
+    bot = FastBot(http, clock)
+    session = make_session_factory(fake, clock, reply_wait=30, poll_interval=10)()
+    await bot.open(session)
+    with anyio.fail_after(5):  # the fake clock never moves: any wait would hang here
+        replies = await bot.send(session, inbound(session, "hi"))
+    assert [r.text for r in replies] == ["echo: hi"]
+    await bot.aclose()
+
+
+async def test_a_token_the_service_expired_early_is_replaced_through_the_secret(
+    bot: FastBot, new_session: Callable[..., BotSession], fake: FakeDirectLine
+) -> None:
+    session = new_session()
+    await bot.open(session)
+    fake.expire_tokens()  # expired server-side before our expires_at
+    assert [r.text for r in await bot.send(session, inbound(session, "hi"))] == ["echo: hi"]
+    assert ("GET", f"/v3/directline/conversations/{session.state['conversation_id']}") in fake.requests
+    assert fake.conversation(session.state["conversation_id"]).user_texts() == ["hi"]
 
 
 json_values = st.recursive(
@@ -463,10 +562,13 @@ action = st.fixed_dictionaries(
 def test_suggested_actions_map_label_and_value(actions: list[dict[str, str]]) -> None:
     reply = activity_reply({"type": "message", "text": "pick", "suggestedActions": {"actions": actions}})
     assert reply is not None
-    expected = [
-        (a["title"].strip(), a["value"].strip()) for a in actions if a["type"] in ("imBack", "postBack", "messageBack")
-    ]
-    assert [(o.label, o.value) for o in reply.options] == expected
+    answers = [a for a in actions if a["type"] in ("imBack", "postBack", "messageBack")]
+    assert [o.label for o in reply.options] == [a["title"].strip() for a in answers]
+    for option, answer in zip(reply.options, answers, strict=True):
+        if answer["type"] == "messageBack":  # the value goes back as it is, beside the (absent) text
+            assert message_back(option.value) == (None, answer["value"])
+        else:
+            assert option.value == answer["value"].strip()
 
 
 def test_typing_event_and_empty_messages_are_not_replies() -> None:

@@ -22,6 +22,12 @@ ANSWER_ACTIONS = frozenset({"imBack", "postBack", "messageBack"})
 LINK_ACTIONS = frozenset({"openUrl", "call", "downloadFile", "playAudio", "playVideo", "showImage", "signin"})
 
 
+def web_url(value: Any) -> str:
+    """The value if it is an http(s) URL: a data: or file: URI is no link a user can open."""
+    url = _text(value)
+    return url if url.lower().startswith(("http://", "https://")) else ""
+
+
 def _text(value: Any) -> str:
     return value.strip() if isinstance(value, str) else ""
 
@@ -34,10 +40,36 @@ def _items(value: Any) -> list[dict[str, Any]]:
     return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
 
 
+# A messageBack option's value: both the text and the value (any JSON) go
+# back to the bot, so they travel together, encoded, as the option's value.
+MESSAGE_BACK = "directline-messageBack:"
+
+
+def message_back(value: str) -> tuple[str | None, Any] | None:
+    """The (text, value) a chosen messageBack option sends; None for any other answer."""
+    if not value.startswith(MESSAGE_BACK):
+        return None
+    try:
+        data = json.loads(value[len(MESSAGE_BACK) :])
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or "value" not in data:
+        return None
+    text = data.get("text")
+    return (text if isinstance(text, str) else None), data["value"]
+
+
 def action_option(action: dict[str, Any]) -> Option | None:
     """An imBack/postBack/messageBack action as an option: label=title, value=value or text."""
     if action.get("type") not in ANSWER_ACTIONS:
         return None
+    if action.get("type") == "messageBack" and action.get("value") is not None:
+        text = _text(action.get("text")) or None
+        label = _text(action.get("title")) or _text(action.get("displayText")) or text
+        if not label:
+            return None
+        encoded = json.dumps({"text": text, "value": action["value"]}, separators=(",", ":"), sort_keys=True)
+        return Option(label=label, value=MESSAGE_BACK + encoded)
     raw_value = action.get("value")
     if isinstance(raw_value, str) and raw_value.strip():
         value = raw_value.strip()
@@ -84,7 +116,7 @@ def _card(content_type: str, content: dict[str, Any], texts: list[str], media: l
     if content_type in CARDS_WITH_BUTTONS:
         texts.extend(t for t in (_text(content.get(k)) for k in ("title", "subtitle", "text")) if t)
         for image in _items(content.get("images")):
-            url = _text(image.get("url"))
+            url = web_url(image.get("url"))
             if url:
                 media.append(Media(url=url, content_type="image/*", caption=_text(image.get("alt")) or None))
         actions.extend(_items(content.get("buttons")))
@@ -104,11 +136,14 @@ def activity_reply(activity: Any) -> Reply | None:
     actions: list[Any] = []
     for attachment in _items(activity.get("attachments")):
         content_type = _text(attachment.get("contentType"))
-        url = _text(attachment.get("contentUrl"))
+        url = web_url(attachment.get("contentUrl"))
         if url:
             media.append(
                 Media(url=url, content_type=content_type or None, caption=_text(attachment.get("name")) or None)
             )
+        elif _text(attachment.get("contentUrl")):
+            if _text(attachment.get("name")):  # inline content (data: URI): only its name can be shown
+                texts.append(_text(attachment.get("name")))
         elif content_type:
             _card(content_type, _mapping(attachment.get("content")), texts, media, actions)
     actions.extend(_items(_mapping(activity.get("suggestedActions")).get("actions")))

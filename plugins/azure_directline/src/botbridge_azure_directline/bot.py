@@ -10,10 +10,12 @@ conversation and handed to `session.deliver_late`.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import hmac
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit
@@ -25,7 +27,7 @@ from botbridge.clock import Clock
 from botbridge.errors import BotCredentialsInvalid, BotError, ConfigInvalid
 from botbridge.http import RetryPolicy, call_with_retry
 from botbridge.models import InboundMessage, Reply
-from botbridge_azure_directline.activities import bot_replies, sender_id
+from botbridge_azure_directline.activities import bot_replies, message_back, sender_id
 
 logger = logging.getLogger("botbridge_azure_directline")
 
@@ -50,6 +52,18 @@ LIMITS: dict[str, tuple[float, float]] = {
     "late_reply_window": (0.0, 86400.0),
     "late_reply_max_interval": (0.01, 3600.0),
 }
+
+
+class TokenExpired(BotError):
+    """403 `TokenExpired`: the conversation's token died early; the secret reconnects."""
+
+
+def _error_code(response: httpx.Response) -> str | None:
+    try:
+        error = response.json().get("error")
+    except (ValueError, AttributeError):
+        return None
+    return error.get("code") if isinstance(error, dict) else None
 
 
 def derive_user_id(contact: str, salt: str) -> str:
@@ -193,19 +207,24 @@ class DirectLineBot(BotBackend):
         json: Any = None,
         params: dict[str, str] | None = None,
         seconds: float | None = None,
+        policy: RetryPolicy | None = None,
     ) -> Any:
         headers = {"authorization": f"Bearer {bearer}"}
 
-        def send() -> Any:
-            return self.http.request(
+        async def send() -> httpx.Response:
+            response = await self.http.request(
                 method, url, headers=headers, json=json, params=params, timeout=seconds or self.timeout
             )
+            # An expired token is not a wrong secret: refused before anything was done.
+            if response.status_code == 403 and _error_code(response) == "TokenExpired":
+                raise TokenExpired(f"Direct Line {what}: the conversation's token expired", status_code=403)
+            return response
 
         response = await call_with_retry(
             send,
             f"Direct Line {what}",
             clock=self.clock,
-            policy=self.retry_policy,
+            policy=policy or self.retry_policy,
             error=BotError,
             credentials_error=BotCredentialsInvalid,
         )
@@ -216,13 +235,13 @@ class DirectLineBot(BotBackend):
         except ValueError:
             raise BotError(f"Direct Line {what} answered with a body that is not JSON", retryable=True) from None
 
-    async def _ensure_token(self, live: _Live) -> None:
+    async def _ensure_token(self, live: _Live, *, reconnect: bool = False) -> None:
         """Renew the conversation's token before it expires (or reconnect if it has)."""
         now = self.clock.now()
-        if now < live.refresh_at:
+        if now < live.refresh_at and not reconnect:
             return
         base = self._base(live.session)
-        if now < live.expires_at:
+        if now < live.expires_at and not reconnect:
             data = await self._call("token refresh", "POST", f"{base}/tokens/refresh", live.token)
         else:
             # Too late to refresh: the secret reconnects to the same conversation.
@@ -231,12 +250,23 @@ class DirectLineBot(BotBackend):
             data = await self._call("reconnect", "GET", url, live.session.credentials, params=params)
         live.take_token(data, self.clock.now())
 
+    async def _with_token(self, live: _Live, call: Callable[[str], Awaitable[Any]]) -> Any:
+        """`call(token)`; a token the service says expired is replaced through the secret, once."""
+        try:
+            await self._ensure_token(live)
+            return await call(live.token)
+        except TokenExpired:
+            logger.info("token of %s expired early: reconnecting with the secret", live.conversation_id)
+        await self._ensure_token(live, reconnect=True)
+        return await call(live.token)
+
     async def _read(self, live: _Live) -> list[dict[str, Any]]:
         """The activities after the watermark; advances the watermark (caller holds the lock)."""
-        await self._ensure_token(live)
         url = f"{self._base(live.session)}/conversations/{quote(live.conversation_id, safe='')}/activities"
         params = {"watermark": live.watermark} if live.watermark else None
-        data = await self._call("get activities", "GET", url, live.token, params=params)
+        data = await self._with_token(
+            live, lambda token: self._call("get activities", "GET", url, token, params=params)
+        )
         if not isinstance(data, dict):
             raise BotError("Direct Line activities answer is not an object", retryable=True)
         activities = [a for a in data.get("activities") or [] if isinstance(a, dict)]
@@ -284,10 +314,11 @@ class DirectLineBot(BotBackend):
     async def send(self, session: BotSession, message: InboundMessage) -> list[Reply]:
         live = self._attach(session)
         live.last_activity = self.clock.now()
+        answer = message.postback or message.text
         activity: dict[str, Any] = {
             "type": "message",
             "from": {"id": live.user_id},
-            "text": message.postback or message.text,
+            "text": answer,
             "channelData": {
                 # the same id on a retried post lets a bot drop the duplicate
                 "clientActivityID": message.id,
@@ -304,35 +335,74 @@ class DirectLineBot(BotBackend):
                 {"contentType": m.content_type or "application/octet-stream", "contentUrl": m.url, "name": m.caption}
                 for m in message.media
             ]
+        chosen = message_back(answer)
+        if chosen is not None:  # messageBack: the bot gets both the text and the value
+            text, activity["value"] = chosen
+            if text:
+                activity["text"] = text
+            else:
+                del activity["text"]
         url = f"{self._base(session)}/conversations/{quote(live.conversation_id, safe='')}/activities"
+        # Posting runs the bot's turn: a 502/504/timeout may come after the bot
+        # got it, so it is never posted twice; the activities tell what happened.
+        post_policy = dataclasses.replace(self.retry_policy, idempotent=False)
+        unknown: BotError | None = None
         async with live.lock:
-            await self._ensure_token(live)
-            posted = await self._call(
-                "post activity", "POST", url, live.token, json=activity, seconds=self.post_timeout
-            )
+            try:
+                posted = await self._with_token(
+                    live,
+                    lambda token: self._call(
+                        "post activity",
+                        "POST",
+                        url,
+                        token,
+                        json=activity,
+                        seconds=self.post_timeout,
+                        policy=post_policy,
+                    ),
+                )
+            except BotError as exc:
+                if not exc.outcome_unknown or isinstance(exc, BotCredentialsInvalid):
+                    raise
+                logger.warning("posting to %s: %s; reading its replies, not posting again", live.conversation_id, exc)
+                posted, unknown = {}, exc
         posted_id = posted.get("id") if isinstance(posted, dict) else None
         self._keep_polling(live)
         try:
-            return await self._collect(live, posted_id, _number(session.config, "reply_wait"))
+            replies = await self._collect(live, posted_id, message.id, _number(session.config, "reply_wait"))
         except BotCredentialsInvalid:
             raise
         except BotError as exc:
             # The bot has the message: failing the turn now would make core send it
             # again (a duplicate turn). Its replies come through the poller instead.
             logger.warning("reading the replies of %s failed, left to the poller: %s", live.conversation_id, exc)
-            return []
+            replies = []
+        if not replies and unknown is not None:
+            # Still marked outcome_unknown: core answers with the fallback, never re-runs the turn.
+            raise unknown
+        return replies
 
-    async def _collect(self, live: _Live, posted_id: Any, wait: float) -> list[Reply]:
-        """Read until the bot answered this turn, or `wait` seconds passed."""
+    async def _collect(self, live: _Live, posted_id: Any, client_id: str, wait: float) -> list[Reply]:
+        """Read until the bot answered this turn, or `wait` seconds passed.
+
+        Without the posted activity's id (a 204 with no body, a post whose
+        answer was lost) it is found among the activities by our
+        `clientActivityID`; failing that, any bot message answers the turn.
+        """
         deadline = self.clock.now() + wait
         interval = _number(live.session.config, "poll_interval")
         replies: list[Reply] = []
         while True:
             async with live.lock:
                 activities = await self._read(live)
+            if posted_id is None:
+                posted_id = next((a.get("id") for a in activities if _client_id(a) == client_id), None)
             from_bot = [a for a in activities if sender_id(a) != live.user_id]
             replies.extend(bot_replies(from_bot, live.user_id))
-            answered = any(a.get("replyToId") == posted_id for a in from_bot)
+            if posted_id is None:
+                answered = bool(replies)
+            else:
+                answered = any(a.get("replyToId") == posted_id for a in from_bot)
             untagged = bool(replies) and not any(a.get("replyToId") for a in from_bot)
             if answered or untagged or self.clock.now() >= deadline:
                 return replies
@@ -423,6 +493,11 @@ class DirectLineBot(BotBackend):
             key[1] == conversation_id and live.task is not None and not live.task.done()
             for key, live in self._live.items()
         )
+
+
+def _client_id(activity: dict[str, Any]) -> Any:
+    data = activity.get("channelData")
+    return data.get("clientActivityID") if isinstance(data, dict) else None
 
 
 async def _stop(live: _Live) -> None:

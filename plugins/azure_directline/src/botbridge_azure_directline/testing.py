@@ -15,6 +15,15 @@ only until it expires (by the fake's clock); refresh needs a live token;
 activities need ``type`` and ``from.id``; reads honour the watermark, so a
 client that ignores it sees old activities again. Errors have Direct Line's
 shape ``{"error": {"code": ..., "message": ...}}``.
+
+`fail_after_delivery(502)` answers like the service when the bot received
+the activity and failed ("bot is unavailable or returned an error"): the
+activity is in the conversation, the bot's turn ran. Stricter than the
+service, so a client that re-posts is caught: an activity whose
+`channelData.clientActivityID` was already posted is answered 400
+`DuplicateActivity` (the real service accepts it and the bot answers the
+same turn twice). `answer_posts_with_204` makes POST activities answer 204
+with no body, as the swagger allows.
 """
 
 from __future__ import annotations
@@ -48,6 +57,10 @@ ACTIVITY_TYPES = frozenset(
 )
 
 ReplySpec = str | dict[str, Any]
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def echo(text: str) -> str:
@@ -147,6 +160,9 @@ class FakeDirectLine:
         self.echo_enabled = True
         self.requests: list[tuple[str, str]] = []
         self._failures: deque[tuple[int, float | None, str | None]] = deque()
+        self._after_delivery: deque[int] = deque()
+        self.answer_posts_with_204 = False
+        self.duplicates: list[str] = []  # clientActivityIDs posted more than once
         self._order = itertools.count()
         self.app = Starlette(
             routes=[
@@ -175,6 +191,10 @@ class FakeDirectLine:
     def fail_next(self, status: int, *, retry_after: float | None = None, method: str | None = None) -> None:
         """Answer the next request (or the next with this HTTP `method`) with `status` and an error body."""
         self._failures.append((status, retry_after, method))
+
+    def fail_after_delivery(self, status: int) -> None:
+        """Take the next posted activity (the bot runs its turn), then answer `status` (502, 504)."""
+        self._after_delivery.append(status)
 
     def expire_tokens(self) -> None:
         """Make every issued token expired now."""
@@ -277,6 +297,11 @@ class FakeDirectLine:
     def _bot_turn(self, conversation: FakeConversation, activity: dict[str, Any]) -> None:
         if activity["type"] != "message":
             return
+        if "value" in activity:  # a postBack/messageBack: the bot reads the value, not the text
+            value = json.dumps(activity["value"], sort_keys=True)
+            reply = f"value {value} with text {activity.get('text')!r}"
+            self._append(conversation, self._bot_activity(conversation, reply, activity["id"]))
+            return
         text = activity.get("text") or ""
         folded = text.casefold()
         for rule in self.rules:
@@ -347,10 +372,21 @@ class FakeDirectLine:
             "conversation": {"id": conversation_id},
         }
         activity.pop("id", None)
+        client_id = _mapping(data.get("channelData")).get("clientActivityID")
+        if isinstance(client_id, str) and any(
+            _mapping(a.get("channelData")).get("clientActivityID") == client_id for a in conversation.activities
+        ):
+            self.duplicates.append(client_id)
+            raise DirectLineError(400, "DuplicateActivity", "This activity was already posted (fake-only check)")
         self._append(conversation, activity)
         if kind == "endOfConversation":
             conversation.ended = True
         self._bot_turn(conversation, activity)
+        if self._after_delivery:
+            status = self._after_delivery.popleft()
+            raise DirectLineError(status, _FAILURE_CODES.get(status, "ServiceError"), f"Injected failure {status}")
+        if self.answer_posts_with_204:
+            return Response(status_code=204)
         return JSONResponse({"id": activity["id"]})
 
     async def _get_activities(self, request: Request) -> Response:
