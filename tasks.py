@@ -26,7 +26,16 @@ STAMP = VENV / ".bootstrap-stamp"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
 # sinch: the Sinch SDK's request and event models are an oracle in plugins/sinch/tests.
-TEST_TOOLS = ["pytest>=8", "hypothesis>=6.100", "jsonschema>=4.20", "ruff>=0.6", "mypy>=1.10", "sinch==2.3.0"]
+# hatchling: the packaging test builds every wheel in one process, without an isolated build environment each
+TEST_TOOLS = [
+    "pytest>=8",
+    "hypothesis>=6.100",
+    "jsonschema>=4.20",
+    "ruff>=0.6",
+    "mypy>=1.10",
+    "sinch==2.3.0",
+    "hatchling>=1.24",
+]
 
 
 def members() -> list[Path]:

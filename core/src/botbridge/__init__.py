@@ -1,5 +1,7 @@
 """botbridge: messaging channels to chatbot backends, through plugins."""
 
+import importlib.metadata
+
 from botbridge.bot import BotBackend, BotSession
 from botbridge.channel import (
     Capabilities,
@@ -36,7 +38,8 @@ from botbridge.models import (
 )
 from botbridge.store import Store
 
-__version__ = "0.1.0"
+# pyproject.toml is the one place the version is written
+__version__ = importlib.metadata.version("botbridge")
 
 __all__ = [
     "BotBackend",

@@ -11,6 +11,30 @@ from botbridge.plugins import Plugins
 from botbridge.settings import Settings
 
 
+def versions() -> list[str]:
+    """Core's version, then each installed plugin distribution's (read from metadata, nothing imported)."""
+    import importlib.metadata
+
+    from botbridge import __version__
+    from botbridge.plugins import CORE_DISTRIBUTION, ENTRY_POINT_GROUP
+
+    plugins = {
+        (ep.dist.name, ep.dist.version)
+        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+        if ep.dist is not None and ep.dist.name != CORE_DISTRIBUTION
+    }
+    return [f"{CORE_DISTRIBUTION} {__version__}", *(f"{name} {version}" for name, version in sorted(plugins))]
+
+
+class _Version(argparse.Action):
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)  # type: ignore[arg-type]
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
+        print("\n".join(versions()))
+        parser.exit()
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -94,6 +118,7 @@ def _store_migrate(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="botbridge", description=__doc__)
+    parser.add_argument("--version", action=_Version, help="print the versions of core and of every installed plugin")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the host under uvicorn")
     serve.add_argument("--host", default="127.0.0.1")

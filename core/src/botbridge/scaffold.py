@@ -28,6 +28,19 @@ implementation), {testing}`tests/test_contract.py` (core's {kind} contract).
 """
 
 
+def core_requirement(version: str | None = None) -> str:
+    """`botbridge>=0.X,<0.Y`: the core API a plugin built against this core may rely on.
+
+    Below 1.0 a minor release of core may change the plugin API, so a plugin
+    is bounded to the minor series it was built for.
+    """
+    from botbridge import __version__
+
+    major, minor = (int(part) for part in (version or __version__).split(".")[:2])
+    upper = f"{major}.{minor + 1}" if major == 0 else f"{major + 1}"
+    return f"botbridge>={major}.{minor},<{upper}"
+
+
 def _render(text: str, values: dict[str, str]) -> str:
     for key, value in values.items():
         text = text.replace("{{" + key + "}}", value)
@@ -49,6 +62,7 @@ def create_plugin(name: str, kind: str, destination: Path) -> Path:
         "Class": "".join(part.capitalize() for part in name.split("_")),
         "TYPE": name.upper(),
         "title": name.replace("_", " ").title(),
+        "core_requirement": core_requirement(),
     }
     templates = resources.files("botbridge") / "templates"
     module = {"channel": "channel", "bot": "bot", "store": "store"}[kind]

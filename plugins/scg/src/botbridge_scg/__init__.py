@@ -1,5 +1,7 @@
 """botbridge-scg: the Syniverse SCG channel for botbridge."""
 
+import importlib.metadata
+
 from botbridge_scg.channel import (
     CHANNEL_TYPES,
     DEFAULT_BASE_URL,
@@ -11,7 +13,8 @@ from botbridge_scg.channel import (
 )
 from botbridge_scg.ess_auth import check_authorization
 
-__version__ = "0.1.0"
+# pyproject.toml is the one place the version is written
+__version__ = importlib.metadata.version("botbridge-scg")
 
 __all__ = [
     "CHANNEL_TYPES",
