@@ -455,13 +455,50 @@ async def test_429_is_retried_after_retry_after(
     assert (await turn)[0].text == "echo: hello"
 
 
-async def test_a_5xx_burst_shorter_than_the_budget_is_absorbed(
+@pytest.mark.parametrize("status", [500, 503, 504])
+async def test_detect_intent_is_not_repeated_after_a_5xx_it_is_not_idempotent(
+    backend: DialogflowBackend, fake: FakeDialogflow, make_session: SessionFactory, status: int
+) -> None:
+    session = make_session()
+    fake.fail_next(status)
+    with pytest.raises(BotError) as caught:
+        await backend.send(session, message(session, "hello"))
+    assert fake.received == 1
+    assert caught.value.outcome_unknown and not backend.safe_to_retry(caught.value)
+
+
+async def test_a_429_burst_is_absorbed_it_proves_nothing_was_processed(
     backend: DialogflowBackend, fake: FakeDialogflow, make_session: SessionFactory
 ) -> None:
     session = make_session()
-    fake.fail_next(500)
-    fake.fail_next(503)
+    fake.fail_next(429)
+    fake.fail_next(429)
     assert (await backend.send(session, message(session, "hello")))[0].text == "echo: hello"
+    assert fake.received == 3
+
+
+async def test_an_environment_sends_es_traffic_to_the_published_agent(
+    backend: DialogflowBackend, fake: FakeDialogflow, make_session: SessionFactory
+) -> None:
+    fake.draft_traffic = False  # the fake refuses draft traffic: the old path fails here
+    session = make_session(config={"environment": "production"})
+    assert (await backend.send(session, message(session, "hello")))[0].text == "echo: hello"
+    assert fake.calls[-1].environment == "production"
+    regional = parse_settings({"environment": "production", "location": "europe-west1"})
+    assert f"/v2/projects/{PROJECT}/locations/europe-west1/agent/environments/production/users/-/sessions/s:" in (
+        detect_intent_url(PROJECT, "s", regional)
+    )
+
+
+def test_a_cx_environment_is_in_the_session_path_and_bad_ids_are_refused() -> None:
+    agent = "0b5c8a0e-1a2b-4c3d-9e8f-0123456789ab"
+    settings = parse_settings({"agent": agent, "environment": "e-1", "location": "global"})
+    assert detect_intent_url("p", "s", settings).endswith(
+        f"/v3/projects/p/locations/global/agents/{agent}/environments/e-1/sessions/s:detectIntent"
+    )
+    with pytest.raises(ConfigInvalid) as caught:
+        parse_settings({"environment": "../draft"})
+    assert caught.value.field == "config.environment"
 
 
 async def test_non_json_answer_is_a_retryable_error(make_session: SessionFactory, clock: FakeClock) -> None:
@@ -476,3 +513,14 @@ async def test_non_json_answer_is_a_retryable_error(make_session: SessionFactory
         with pytest.raises(BotError) as caught:
             await backend.send(session, message(session, "hello"))
         assert caught.value.retryable
+
+
+def test_the_jwt_audience_is_googles_token_url_whatever_the_key_file_says() -> None:
+    from botbridge_dialogflow.auth import sign_assertion
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    info = service_account_info(key, token_uri="https://accounts.google.com/o/oauth2/token")
+    account = parse_service_account(json.dumps(info))
+    payload = sign_assertion(account, key, 1_700_000_000).split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    assert claims["aud"] == GOOGLE_TOKEN_URL == "https://oauth2.googleapis.com/token"

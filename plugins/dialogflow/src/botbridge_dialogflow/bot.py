@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from typing import Any, ClassVar
 from urllib.parse import quote
@@ -61,14 +62,20 @@ def detect_intent_url(project_id: str, session_id: str, settings: Settings) -> s
     base = settings.base_url or regional_host(settings.location)
     project = quote(project_id, safe="")
     session = quote(session_id, safe="")
+    environment = quote(settings.environment, safe="") if settings.environment else None
     if settings.agent:
         location = quote(settings.location or "global", safe="")
         agent = quote(settings.agent, safe="")
-        return f"{base}/v3/projects/{project}/locations/{location}/agents/{agent}/sessions/{session}:detectIntent"
+        version = f"/environments/{environment}" if environment else ""
+        return (
+            f"{base}/v3/projects/{project}/locations/{location}/agents/{agent}{version}/sessions/{session}:detectIntent"
+        )
+    # ES: a published environment's sessions are per user; "-" is any user.
+    version = f"/environments/{environment}/users/-" if environment else ""
     if settings.location:
         location = quote(settings.location, safe="")
-        return f"{base}/v2/projects/{project}/locations/{location}/agent/sessions/{session}:detectIntent"
-    return f"{base}/v2/projects/{project}/agent/sessions/{session}:detectIntent"
+        return f"{base}/v2/projects/{project}/locations/{location}/agent{version}/sessions/{session}:detectIntent"
+    return f"{base}/v2/projects/{project}/agent{version}/sessions/{session}:detectIntent"
 
 
 def request_body(text: str, settings: Settings) -> dict[str, Any]:
@@ -186,7 +193,9 @@ class DialogflowBackend(BotBackend):
                     send,
                     "Dialogflow detectIntent",
                     clock=self.clock,
-                    policy=self.policy,
+                    # "This method is not idempotent" (the discovery documents): a 5xx
+                    # or timeout may come after the turn moved the session on.
+                    policy=dataclasses.replace(self.policy, idempotent=False),
                     error=BotError,
                     credentials_error=BotCredentialsInvalid,
                 )
@@ -215,5 +224,6 @@ def _with_google_message(exc: BotError, responses: list[httpx.Response]) -> BotE
         retryable=exc.retryable,
         status_code=exc.status_code,
         retry_after=exc.retry_after,
+        outcome_unknown=exc.outcome_unknown,
     )
     return error

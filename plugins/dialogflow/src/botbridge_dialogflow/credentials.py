@@ -53,14 +53,22 @@ class ServiceAccount:
 
     @property
     def audience(self) -> str:
-        """The `aud` of the JWT grant: the key's token_uri, or Google's when it is empty."""
-        return self.token_uri or GOOGLE_TOKEN_URL
+        """The `aud` of the JWT grant: always Google's token URL.
+
+        google-auth signs with this constant whatever the key file's
+        `token_uri` says (an old key file may name the retired
+        `accounts.google.com/o/oauth2/token`).
+        """
+        return GOOGLE_TOKEN_URL
 
     @property
     def cache_key(self) -> str:
         """Identifies this exact key: the same account with another key gets another token."""
         material = "\0".join((self.client_email, self.private_key_id, self.private_key_pem))
         return hashlib.sha256(material.encode()).hexdigest()
+
+
+_ENVIRONMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 
 @dataclass(frozen=True)
@@ -74,6 +82,7 @@ class Settings:
     agent: str | None = None
     time_zone: str | None = None
     platform: str | None = None
+    environment: str | None = None  # a published version; None is the draft agent
 
 
 def load_private_key(pem: str) -> rsa.RSAPrivateKey:
@@ -168,6 +177,9 @@ def parse_settings(config: dict[str, Any]) -> Settings:
     agent = _config_text(config, "agent")
     if agent is not None and not _AGENT.match(agent):
         raise ConfigInvalid("config.agent", "must be a Dialogflow CX agent id")
+    environment = _config_text(config, "environment")
+    if environment is not None and not _ENVIRONMENT.match(environment):
+        raise ConfigInvalid("config.environment", "must be an environment id (letters, digits, - and _)")
     time_zone = _config_text(config, "time_zone")
     if time_zone is not None and not _TIME_ZONE.match(time_zone):
         raise ConfigInvalid("config.time_zone", "must be a time zone name such as Europe/Paris")
@@ -184,4 +196,5 @@ def parse_settings(config: dict[str, Any]) -> Settings:
         agent=agent,
         time_zone=time_zone,
         platform=platform,
+        environment=environment,
     )

@@ -55,11 +55,11 @@ _SESSION_ID = re.compile(r"^[A-Za-z0-9_-]+$")
 _LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8}){0,3}$")
 _ES_PATH = re.compile(
     r"^/v2/projects/(?P<project>[^/]+)(?:/locations/(?P<location>[^/]+))?"
-    r"/agent/sessions/(?P<session>[^/]+):detectIntent$"
+    r"/agent(?:/environments/(?P<environment>[^/]+)/users/(?P<user>[^/]+))?/sessions/(?P<session>[^/]+):detectIntent$"
 )
 _CX_PATH = re.compile(
     r"^/v3/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)"
-    r"/agents/(?P<agent>[^/]+)/sessions/(?P<session>[^/]+):detectIntent$"
+    r"/agents/(?P<agent>[^/]+)(?:/environments/(?P<environment>[^/]+))?/sessions/(?P<session>[^/]+):detectIntent$"
 )
 _STATUS_NAMES = {
     400: "INVALID_ARGUMENT",
@@ -164,6 +164,7 @@ class DetectCall:
     language_code: str
     body: dict[str, Any]
     agent: str | None = None
+    environment: str | None = None  # None: the draft agent
 
 
 @dataclass
@@ -213,6 +214,11 @@ class FakeDialogflow:
         self.tokens: dict[str, IssuedToken] = {}
         self.rules: list[Rule] = []
         self.calls: list[DetectCall] = []
+        # The environments each agent has published; set `draft_traffic = False` to refuse
+        # calls without one, as an operator's production check would.
+        self.environments: set[str] = {"production"}
+        self.draft_traffic = True
+        self.received = 0  # detectIntent requests, answered or not
         self.token_grants: list[dict[str, Any]] = []
         self.token_refusals: list[str] = []
         self._failures: deque[tuple[int, dict[str, str]]] = deque()
@@ -369,6 +375,7 @@ class FakeDialogflow:
     # --- detectIntent ---
 
     def _authorize(self, request: Request, project_id: str, resource: str) -> None:
+        self.received += 1
         if self._failures:
             status, headers = self._failures.popleft()
             raise _Refused(google_error(status, f"Scripted failure {status}.", headers=headers))
@@ -452,6 +459,7 @@ class FakeDialogflow:
             if agent is None:
                 return google_error(404, f"No DesignTimeAgent found for project '{project}'.")
             self._check_session(session)
+            self._check_environment(match["environment"])
             body = await self._json_object(request, _ES_BODY_KEYS)
             query_input = body.get("queryInput")
             if not isinstance(query_input, dict) or not isinstance(query_input.get("text"), dict):
@@ -471,7 +479,17 @@ class FakeDialogflow:
             return refused.response
         assert isinstance(text, str) and isinstance(language, str)
         self.calls.append(
-            DetectCall("v2", request.headers.get("host", ""), project, location, session, text, language, body)
+            DetectCall(
+                "v2",
+                request.headers.get("host", ""),
+                project,
+                location,
+                session,
+                text,
+                language,
+                body,
+                environment=match["environment"],
+            )
         )
         return JSONResponse(self._es_answer(project, text, language))
 
@@ -490,6 +508,7 @@ class FakeDialogflow:
                     404, f"com.google.apps.framework.request.NotFoundException: Agent '{agent_id}' does not exist."
                 )
             self._check_session(session)
+            self._check_environment(match["environment"])
             body = await self._json_object(request, _CX_BODY_KEYS)
             query_input = body.get("queryInput")
             if not isinstance(query_input, dict) or not isinstance(query_input.get("text"), dict):
@@ -509,10 +528,27 @@ class FakeDialogflow:
         assert isinstance(text, str) and isinstance(language, str)
         self.calls.append(
             DetectCall(
-                "v3", request.headers.get("host", ""), project, location, session, text, language, body, agent_id
+                "v3",
+                request.headers.get("host", ""),
+                project,
+                location,
+                session,
+                text,
+                language,
+                body,
+                agent_id,
+                environment=match["environment"],
             )
         )
         return JSONResponse(self._cx_answer(text, language))
+
+    def _check_environment(self, environment: str | None) -> None:
+        if environment is None:
+            if not self.draft_traffic:
+                raise _Refused(google_error(400, "Draft agent traffic is refused here: use an environment."))
+            return
+        if environment not in self.environments:
+            raise _Refused(google_error(404, f"Environment '{environment}' does not exist."))
 
     # --- the scripted agent ---
 
