@@ -384,3 +384,14 @@ async def test_a_redirect_a_plugin_follows_is_checked_at_each_hop(transport: str
             await client.aclose()
             server.close()
         assert canary.hits == 0
+
+
+async def test_a_providers_own_refusals_are_retried_when_declared_not_processed() -> None:
+    client, calls = scripted(409, 409, 200)
+    policy = RetryPolicy(attempts=3, base=0.0, idempotent=False, not_processed=frozenset({409}))
+    await call_with_retry(lambda: client.post("/"), "bot", clock=RecordingClock(), policy=policy)
+    assert len(calls) == 3
+    client, calls = scripted(409, 200)
+    with pytest.raises(ProviderError):  # undeclared, a 409 is final
+        await call_with_retry(lambda: client.post("/"), "bot", clock=RecordingClock(), policy=ONCE)
+    assert len(calls) == 1

@@ -183,6 +183,9 @@ class RetryPolicy:
     base: float = 0.25
     cap: float = 8.0
     idempotent: bool = True
+    # A provider's own "refused, try again" statuses, e.g. Lex's 409
+    # ConflictException (another call on the session is in progress).
+    not_processed: frozenset[int] = frozenset()
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         if retry_after is not None:
@@ -332,6 +335,8 @@ async def call_with_retry(
             if response.is_success:
                 return response
             last = error_for(response, what, error=error, credentials_error=credentials_error)
+            if response.status_code in policy.not_processed:
+                last.retryable, last.outcome_unknown = True, False
         if not last.retryable or (last.outcome_unknown and not policy.idempotent):
             raise last
     assert last is not None

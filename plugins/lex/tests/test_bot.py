@@ -235,11 +235,45 @@ async def test_wrong_secret_never_appears_in_the_error(bot: LexBot) -> None:
     assert SECRET_KEY not in str(caught.value)
 
 
-async def test_throttling_is_retried_then_succeeds(bot: LexBot, fake: FakeLex) -> None:
+async def test_throttling_and_conflicts_are_retried_then_succeed(bot: LexBot, fake: FakeLex) -> None:
     fake.fail_next(429)
-    fake.fail_next(500)
+    fake.fail_next(409)  # ConflictException: another call on the session was in progress
     assert texts(await bot.send(make_session(), mo("hi"))) == ["echo: hi"]
     assert len(fake.requests) == 3
+
+
+@pytest.mark.parametrize("status", [500, 502, 424])
+async def test_a_turn_is_not_repeated_after_a_failure_that_may_have_run_it(
+    bot: LexBot, fake: FakeLex, status: int
+) -> None:
+    fake.fail_next(status)
+    with pytest.raises(BotError) as caught:
+        await bot.send(make_session(), mo("hi"))
+    assert len(fake.requests) == 1
+    if status != 424:  # DependencyFailed is final (the bot's Lambda failed)
+        assert caught.value.outcome_unknown
+    assert not bot.safe_to_retry(caught.value)
+
+
+def test_a_custom_payload_that_is_not_json_is_never_shown_as_is() -> None:
+    data = {"messages": [{"contentType": "CustomPayload", "content": "<speak cmd='open'/>"}]}
+    assert replies_from_v2(data) == []
+    assert replies_from_v1({"message": "raw-app-command", "messageFormat": "CustomPayload"}) == []
+
+
+async def test_china_regions_use_the_amazonaws_com_cn_endpoints(fake: FakeLex) -> None:
+    urls: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        urls.append(str(request.url))
+        return httpx.Response(200, json={"messages": [{"contentType": "PlainText", "content": "ok"}]})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+        bot = LexBot(http, FakeClock(), retry_policy=NO_WAIT)
+        session = make_session(fake_credentials(region="cn-north-1"))
+        session.connector.config.pop("base_url")
+        await bot.send(session, mo("hi"))
+    assert urls[0].startswith("https://runtime-v2-lex.cn-north-1.amazonaws.com.cn/bots/")
 
 
 async def test_throttling_past_the_budget_is_retryable(bot: LexBot, fake: FakeLex) -> None:

@@ -13,6 +13,7 @@ the exact bytes that are sent, with the injected clock's time.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -165,6 +166,11 @@ def session_id_for(connector_id: str, conversation_id: str) -> str:
 # --- responses -----------------------------------------------------------------
 
 
+def aws_domain(region: str) -> str:
+    """The DNS suffix of a region's endpoints: China's partition has its own (botocore's endpoints.json)."""
+    return "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
+
+
 def _plain(value: Any) -> str:
     return value.strip() if isinstance(value, str) else ""
 
@@ -176,7 +182,7 @@ def _custom_payload(content: Any) -> str:
     try:
         data = json.loads(content)
     except ValueError:
-        return content.strip()
+        return ""  # free text for the client app (XML, a command): never shown to a user as is
     if isinstance(data, dict):
         for key in ("text", "message"):
             if isinstance(data.get(key), str):
@@ -360,7 +366,7 @@ class LexBot(BotBackend):
                 f"/bots/{quote(bot.id, safe='')}/botAliases/{quote(bot.alias_id, safe='')}"
                 f"/botLocales/{quote(bot.locale_id, safe='')}/sessions/{quote(session_id, safe='')}/text"
             )
-            default_host = f"https://runtime-v2-lex.{credentials.region}.amazonaws.com"
+            default_host = f"https://runtime-v2-lex.{credentials.region}.{aws_domain(credentials.region)}"
             payload = {"text": text}
             if attributes:
                 payload["sessionState"] = {"sessionAttributes": attributes}
@@ -370,7 +376,7 @@ class LexBot(BotBackend):
                 f"/bot/{quote(bot_v1.name, safe='')}/alias/{quote(bot_v1.alias, safe='')}"
                 f"/user/{quote(session_id, safe='')}/text"
             )
-            default_host = f"https://runtime.lex.{credentials.region}.amazonaws.com"
+            default_host = f"https://runtime.lex.{credentials.region}.{aws_domain(credentials.region)}"
             payload = {"inputText": text}
             if attributes:
                 payload["sessionAttributes"] = attributes
@@ -406,7 +412,10 @@ class LexBot(BotBackend):
                 attempt,
                 operation,
                 clock=self.clock,
-                policy=self.retry_policy,
+                # A turn moves the session on: not repeated after a 5xx or timeout.
+                # 409 ConflictException is another call on the session in progress:
+                # refused, so safe to retry with backoff.
+                policy=dataclasses.replace(self.retry_policy, idempotent=False, not_processed=frozenset({409})),
                 error=BotError,
                 credentials_error=BotCredentialsInvalid,
             )
@@ -430,4 +439,10 @@ class LexBot(BotBackend):
         error_class = BotCredentialsInvalid if isinstance(exc, BotCredentialsInvalid) else BotError
         if credentials.api == "v1" and error_class is BotError:
             detail = f"{V1_RETIRED} ({detail})"
-        return error_class(detail, retryable=exc.retryable, status_code=exc.status_code, retry_after=exc.retry_after)
+        return error_class(
+            detail,
+            retryable=exc.retryable,
+            status_code=exc.status_code,
+            retry_after=exc.retry_after,
+            outcome_unknown=exc.outcome_unknown,
+        )
