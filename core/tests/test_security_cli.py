@@ -73,7 +73,7 @@ def test_a_store_that_cannot_open_is_one_line(
     assert code == 1 and out == "" and err.startswith("botbridge keys list: ") and len(err.splitlines()) == 1
     monkeypatch.setenv("BOTBRIDGE_STORE", "nosuch://x")
     code, out, err = run(capsys, "keys", "create", "acct")
-    assert code == 1 and "no store for BOTBRIDGE_STORE scheme 'nosuch'" in err
+    assert code == 2 and "BOTBRIDGE_STORE nosuch:// needs a store plugin" in err and len(err.splitlines()) == 1
 
 
 @pytest.mark.anyio

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+
+from pydantic import ValidationError
 
 from botbridge import logs, security_cli
 from botbridge.plugins import Plugins
-from botbridge.settings import Settings
+from botbridge.settings import Settings, SettingsInvalid, settings_errors
 
 
 def versions() -> list[str]:
@@ -84,14 +87,14 @@ def _demo(args: argparse.Namespace) -> int:
 def _new_plugin(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from botbridge.scaffold import create_plugin
+    from botbridge.scaffold import create_plugin, quick_start
 
     try:
         root = create_plugin(args.name, args.kind, Path(args.dest))
     except (ValueError, FileExistsError) as exc:
         print(f"botbridge new-plugin: {exc}", file=sys.stderr)
         return 2
-    print(f"created {root}: pip install -e {root} && pytest {root}")
+    print(f"created {root}; to install it with its test tools and run its tests:\n  {quick_start(root)}")
     return 0
 
 
@@ -116,33 +119,57 @@ def _store_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """Every command; the top-level help lists each one added here with its help."""
     parser = argparse.ArgumentParser(prog="botbridge", description=__doc__)
     parser.add_argument("--version", action=_Version, help="print the versions of core and of every installed plugin")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the host under uvicorn")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--access-log", action="store_true")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on (default: %(default)s)")
+    serve.add_argument("--access-log", action="store_true", help="log every request (default: off)")
     serve.set_defaults(func=_serve)
     listing = commands.add_parser("plugins", help="list installed plugins and load errors")
-    listing.add_argument("--json", action="store_true")
+    listing.add_argument("--json", action="store_true", help="print JSON instead of a table (default: a table)")
     listing.set_defaults(func=_plugins)
     demo = commands.add_parser("demo", help="the product end to end against the providers' fakes")
-    demo.add_argument("--channel", help="channel fake to use (sinch, bird, scg)")
-    demo.add_argument("--bot", help="bot fake to use (directline, lex, dialogflow or a connector type)")
-    demo.add_argument("--interactive", action="store_true", help="type as the phone user")
+    demo.add_argument("--channel", help="channel fake to use: sinch, bird, scg (default: scg)")
+    demo.add_argument(
+        "--bot", help="bot fake to use: directline, lex, dialogflow or a connector type (default: directline)"
+    )
+    demo.add_argument("--interactive", action="store_true", help="type as the phone user (default: a scripted phone)")
     demo.set_defaults(func=_demo)
     scaffold = commands.add_parser("new-plugin", help="write a complete, tested plugin skeleton")
     scaffold.add_argument("name", help="the plugin name, e.g. whatsapp_cloud")
-    scaffold.add_argument("--kind", choices=("channel", "bot", "store"), required=True)
-    scaffold.add_argument("--dest", default=".", help="folder to create it in")
+    scaffold.add_argument("--kind", choices=("channel", "bot", "store"), required=True, help="what the plugin provides")
+    scaffold.add_argument("--dest", default=".", help="folder to create it in (default: the current folder)")
     scaffold.set_defaults(func=_new_plugin)
     store = commands.add_parser("store", help="store maintenance").add_subparsers(dest="action", required=True)
     store.add_parser("migrate", help="apply the store's pending schema migrations").set_defaults(func=_store_migrate)
     security_cli.register(commands)
-    args = parser.parse_args(argv)
-    return int(args.func(args))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        status = int(args.func(args))
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+        return status
+    except ValidationError as exc:
+        if exc.title != Settings.__name__:
+            raise
+        print("\n".join(settings_errors(exc)), file=sys.stderr)
+        return 2
+    except SettingsInvalid as exc:
+        print(exc.line, file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        # The reader left (`botbridge plugins --json | head`): stop quietly, as
+        # Python's documentation advises, without a second error at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

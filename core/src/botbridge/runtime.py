@@ -28,18 +28,27 @@ from botbridge.models import Connector, Conversation, Sender
 from botbridge.outbound import OutboundPolicy, UnsafeURL, urls_in, urls_in_credentials
 from botbridge.plugins import Plugins
 from botbridge.rotation import check_secret_key
-from botbridge.settings import Settings
+from botbridge.settings import Settings, SettingsInvalid
 from botbridge.store import Store
 
 logger = logging.getLogger("botbridge")
+
+
+# First-party store plugins by the schemes they provide, to name the one to install.
+STORE_DISTRIBUTIONS = {"redis": "botbridge-redis", "postgresql": "botbridge-postgres", "postgres": "botbridge-postgres"}
 
 
 def open_store(settings: Settings, plugins: Plugins, clock: Clock) -> Store:
     scheme = urlsplit(settings.store).scheme
     factory = plugins.stores.get(scheme)
     if factory is None:
-        known = ", ".join(sorted(plugins.stores)) or "none"
-        raise ValueError(f"no store for BOTBRIDGE_STORE scheme {scheme!r} (installed: {known})")
+        known = ", ".join(f"{name}://" for name in sorted(plugins.stores)) or "none"
+        hint = f": pip install {STORE_DISTRIBUTIONS[scheme]}" if scheme in STORE_DISTRIBUTIONS else ""
+        # the scheme only: the URL may carry a password
+        raise SettingsInvalid(
+            f"botbridge: BOTBRIDGE_STORE {scheme}:// needs a store plugin that is not installed{hint}"
+            f" (installed: {known})"
+        )
     return factory(settings.store, clock)
 
 

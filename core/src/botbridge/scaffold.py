@@ -41,6 +41,11 @@ def core_requirement(version: str | None = None) -> str:
     return f"botbridge>={major}.{minor},<{upper}"
 
 
+def quick_start(root: Path) -> str:
+    """Install a new plugin with its `[test]` extra, run its tests (docs/plugins.md says the same)."""
+    return f"pip install -e '{root}[test]' && pytest {root}"
+
+
 def _render(text: str, values: dict[str, str]) -> str:
     for key, value in values.items():
         text = text.replace("{{" + key + "}}", value)

@@ -21,7 +21,7 @@ from botbridge.keys import create_key
 from botbridge.models import ApiKey, from_epoch
 from botbridge.plugins import Plugins
 from botbridge.rotation import Rotated, rotate_secrets
-from botbridge.settings import Settings
+from botbridge.settings import Settings, SettingsInvalid
 from botbridge.store import Store
 
 T = TypeVar("T")
@@ -34,11 +34,11 @@ def register(commands: Any) -> None:
     )
     create = keys.add_parser("create", help="make a key for an account and print it (once)")
     create.add_argument("account", help="the account the key acts for")
-    create.add_argument("--name", default="", help="what the key is for, shown by `keys list`")
+    create.add_argument("--name", default="", help="what the key is for, shown by `keys list` (default: none)")
     create.set_defaults(func=_create)
     listing = keys.add_parser("list", help="every key (never the key itself): account, name, last use, revocation")
-    listing.add_argument("--account", help="only this account's keys")
-    listing.add_argument("--json", action="store_true")
+    listing.add_argument("--account", help="only this account's keys (default: every account)")
+    listing.add_argument("--json", action="store_true", help="print JSON instead of a table (default: a table)")
     listing.set_defaults(func=_list)
     revoke = keys.add_parser("revoke", help="revoke a key by id: it answers 401 at once on every host")
     revoke.add_argument("id", help="the key's id, from `keys list`")
@@ -65,6 +65,8 @@ def _on_store(command: str, work: Callable[[Store, Clock], Awaitable[T]]) -> T |
 
     try:
         return asyncio.run(run())
+    except SettingsInvalid:
+        raise  # `botbridge` prints it as one line naming the setting, exit 2
     except (StoreUnavailable, OSError, ValueError) as exc:
         print(f"botbridge {command}: {exc}", file=sys.stderr)
         return None

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import logging
+from typing import Any, Literal, get_args, get_origin
 
-from pydantic import Field, SecretStr, field_validator
+import annotated_types
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from botbridge.outbound import parse_allow_list
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+assert all(isinstance(logging.getLevelName(level), int) for level in LOG_LEVELS)
+
+
+class SettingsInvalid(ValueError):
+    """A setting the host cannot run with; `line` names it and what it accepts."""
+
+    def __init__(self, line: str) -> None:
+        super().__init__(line)
+        self.line = line
 
 
 class Settings(BaseSettings):
@@ -45,6 +58,19 @@ class Settings(BaseSettings):
         parse_allow_list(value)
         return value
 
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        if value.upper() not in LOG_LEVELS:
+            raise ValueError(f"one of {', '.join(LOG_LEVELS)}")
+        return value.upper()
+
+    @field_validator("api_keys")
+    @classmethod
+    def _key_pairs(cls, value: SecretStr) -> SecretStr:
+        _key_pairs(value)
+        return value
+
     @field_validator("public_url")
     @classmethod
     def _strip_slash(cls, value: str | None) -> str | None:
@@ -52,16 +78,7 @@ class Settings(BaseSettings):
 
     def bootstrap_keys(self) -> list[tuple[str, str]]:
         """`acct1:key1,acct2:key2` as (account, key) pairs."""
-        pairs = []
-        for item in self.api_keys.get_secret_value().split(","):
-            item = item.strip()
-            if not item:
-                continue
-            account, sep, key = item.partition(":")
-            if not sep or not account.strip() or len(key.strip()) < 8:
-                raise ValueError("BOTBRIDGE_API_KEYS entries must be 'account:key' with a key of 8+ characters")
-            pairs.append((account.strip(), key.strip()))
-        return pairs
+        return _key_pairs(self.api_keys)
 
     def plugin_allow_list(self) -> set[str] | None:
         return _names(self.load_plugins)
@@ -74,3 +91,51 @@ def _names(value: str | None) -> set[str] | None:
     if value is None or not value.strip():
         return None
     return {name.strip() for name in value.split(",") if name.strip()}
+
+
+def _key_pairs(value: SecretStr) -> list[tuple[str, str]]:
+    pairs = []
+    for item in value.get_secret_value().split(","):
+        item = item.strip()
+        if not item:
+            continue
+        account, sep, key = item.partition(":")
+        if not sep or not account.strip() or len(key.strip()) < 8:
+            raise ValueError("comma-separated account:key pairs, each key of 8+ characters")
+        pairs.append((account.strip(), key.strip()))
+    return pairs
+
+
+def _accepts(name: str) -> str:
+    """What a setting accepts, from its declaration."""
+    field = Settings.model_fields[name]
+    annotation: Any = field.annotation
+    if get_origin(annotation) is Literal:
+        return "one of " + ", ".join(str(choice) for choice in get_args(annotation))
+    kind = {int: "a whole number", float: "a number", bool: "true or false"}.get(annotation, "text")
+    bounds = []
+    for rule in field.metadata:
+        if isinstance(rule, annotated_types.Ge):
+            bounds.append(f">= {rule.ge}")
+        elif isinstance(rule, annotated_types.Gt):
+            bounds.append(f"> {rule.gt}")
+        elif isinstance(rule, annotated_types.Le):
+            bounds.append(f"<= {rule.le}")
+    return " ".join([kind, " and ".join(bounds)]).strip()
+
+
+def settings_errors(error: ValidationError) -> list[str]:
+    """One line per bad setting: its variable, the value given (unless secret) and what it accepts."""
+    lines = []
+    for item in error.errors():
+        name = str(item["loc"][0]) if item["loc"] else ""
+        if name not in Settings.model_fields:
+            lines.append(f"botbridge: bad settings: {item['msg']}")
+            continue
+        variable = f"BOTBRIDGE_{name.upper()}"
+        secret = Settings.model_fields[name].annotation in (SecretStr, SecretStr | None)
+        given = "" if secret else f"={item['input']!r}"
+        custom = item["type"] == "value_error"
+        accepts = str(item["ctx"]["error"]) if custom else _accepts(name)
+        lines.append(f"botbridge: {variable}{given} is not accepted; it takes {accepts}")
+    return lines
