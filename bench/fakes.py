@@ -11,6 +11,8 @@ no delay rules). A thin ASGI layer in front of them
   (`time.monotonic()`, one clock for every process of the machine) and
   streams `seq arrival fake_seconds` lines to whoever holds
   `GET /bench/stream` on the SCG port;
+- counts the GETs of activities (a turn's own read or the late-reply
+  poller's), reported by `GET /bench/status`;
 - `POST /bench/reset` drops what the fakes recorded (not their conversations).
 
     python bench/fakes.py --scg-port 8101 --dl-port 8102
@@ -59,6 +61,7 @@ class Recorder:
         self.turn_of: dict[str, int] = {}  # conversation id -> seq of its last posted activity
         self.queue: asyncio.Queue[bytes] | None = None
         self.arrived = 0
+        self.activity_gets = 0
 
     def reset(self) -> None:
         self.fake_time.clear()
@@ -86,6 +89,7 @@ class DirectLineTimer:
                     self.rec.turn_of[cid] = seq
             else:
                 seq = self.rec.turn_of.get(cid)
+                self.rec.activity_gets += 1
         await self.app(scope, receive, send)
         if seq is not None:
             self.rec.fake_time[seq] = self.rec.fake_time.get(seq, 0.0) + time.monotonic() - started
@@ -128,7 +132,10 @@ class ScgStamp:
             self.dl.requests.clear()
             body = b"reset"
         else:
-            body = f"arrived {self.rec.arrived} conversations {len(self.dl.conversations)}".encode()
+            body = (
+                f"arrived {self.rec.arrived} conversations {len(self.dl.conversations)}"
+                f" activity_gets {self.rec.activity_gets}"
+            ).encode()
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
         await send({"type": "http.response.body", "body": body})
 

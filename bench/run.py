@@ -9,12 +9,14 @@ Writes bench/results/latest.json and bench/results/latest.png and prints a table
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import platform
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -31,6 +33,7 @@ from common import (
     SCG_TOKEN,
     SENDER_ADDRESS,
     Proc,
+    cpu_seconds,
     free_port,
     processes,
     python,
@@ -46,6 +49,9 @@ POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 # activities right after its POST (the echo bot has answered by then), then
 # every 50 ms for up to 5 s; the late-reply poller stops after its first nap.
 DIRECT_LINE_CONFIG = {"reply_wait": 5, "poll_interval": 0.05, "late_reply_window": 0}
+# The Direct Line defaults the late-reply row runs with (see the plugin's README).
+LATE_REPLY_WINDOW = 60.0
+LATE_REPLY_BUDGET = 20.0
 
 
 @dataclass
@@ -107,7 +113,9 @@ class Bench:
         wait_for(url + "/healthz", proc)
         return [proc], [url + "/v1/webhooks/scg/floor"]
 
-    def start_hosts(self, store: str, count: int) -> tuple[list[Proc], list[str]]:
+    def start_hosts(
+        self, store: str, count: int, direct_line: dict[str, Any] | None = None
+    ) -> tuple[list[Proc], list[str]]:
         procs, urls = [], []
         for n in range(count):
             port = free_port()
@@ -148,7 +156,11 @@ class Bench:
                     "type": "AZURE_BOT_DIRECT_LINE",
                     "sender_id": sender_id,
                     "credentials": DL_SECRET,
-                    "config": {"base_url": self.dl_url, "rate_limit": 10000, **DIRECT_LINE_CONFIG},
+                    "config": {
+                        "base_url": self.dl_url,
+                        "rate_limit": 10000,
+                        **(DIRECT_LINE_CONFIG if direct_line is None else direct_line),
+                    },
                 },
             )
             connector.raise_for_status()
@@ -237,6 +249,68 @@ class Bench:
         if raw.exists():
             raw.write_text(summarize_profile(raw))
 
+    def activity_gets(self) -> int:
+        status = httpx.get(self.scg_url + "/bench/status", timeout=10).text.split()
+        return int(status[status.index("activity_gets") + 1])
+
+    def late_replies(self, store: str) -> dict[str, Any]:
+        """Direct Line's defaults on: `pool` conversations after one turn each, then only the poller reads.
+
+        Samples the Direct Line fake's GETs of activities and the host's CPU
+        every second from the first turn until the last conversation's
+        late-reply window has ended.
+        """
+        name = "botbridge-1-sqlite-late-replies"
+        print(f"\n== {name}", flush=True)
+        procs, targets = self.start_hosts(store, 1, direct_line={})
+        pid = procs[0].pid
+        samples: list[tuple[float, int, float]] = []  # (monotonic, activity GETs so far, host CPU seconds)
+        stop = threading.Event()
+
+        def sample() -> None:
+            while not stop.is_set():
+                samples.append((time.monotonic(), self.activity_gets(), cpu_seconds(pid)))
+                stop.wait(1.0)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        try:
+            sampler.start()
+            turns = self.load(
+                targets, procs, "558", mode="closed", concurrency=32, seconds=120, count=self.profile.pool, drain=2
+            )
+            last_turn = time.monotonic()
+            time.sleep(LATE_REPLY_WINDOW + 5)
+        finally:
+            stop.set()
+            sampler.join(timeout=10)
+            for proc in procs:
+                self.stop(proc)
+        after = [s for s in samples if s[0] >= last_turn]
+        # per sampling interval, divided by its actual length (about a second)
+        per_second = [round((b[1] - a[1]) / (b[0] - a[0]), 1) for a, b in itertools.pairwise(after)]
+        cpu_ms = [(b[2] - a[2]) * 1000 / (b[0] - a[0]) for a, b in itertools.pairwise(after)]
+        total_gets = samples[-1][1] - samples[0][1]
+        result = {
+            "name": name,
+            "conversations": self.profile.pool,
+            "turns": turns["completed"],
+            "budget_gets_per_s": LATE_REPLY_BUDGET,
+            "poller_gets_per_s_peak": max(per_second, default=0.0),
+            "poller_cpu_ms_per_s_peak": round(max(cpu_ms, default=0.0), 1),
+            "poller_gets_per_s_mean": round((after[-1][1] - after[0][1]) / (after[-1][0] - after[0][0]), 1),
+            "poller_cpu_ms_per_s": round((after[-1][2] - after[0][2]) * 1000 / (after[-1][0] - after[0][0]), 1),
+            "gets_total": total_gets,
+            "gets_per_conversation": round(total_gets / max(1, self.profile.pool), 2),
+            "per_second_after_last_turn": per_second,
+        }
+        print(
+            f"  {result['conversations']} conversations: poller GETs/s peak {result['poller_gets_per_s_peak']}"
+            f" mean {result['poller_gets_per_s_mean']} (budget {LATE_REPLY_BUDGET})"
+            f"  host cpu {result['poller_cpu_ms_per_s']} ms/s  GETs per conversation {result['gets_per_conversation']}",
+            flush=True,
+        )
+        return result
+
     def system(
         self, name: str, pool_prefix: str, start: Callable[[], tuple[list[Proc], list[str]]], flood: bool
     ) -> dict[str, Any]:
@@ -302,6 +376,7 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="botbridge-bench-"))
     began = time.time()
     systems: list[dict[str, Any]] = []
+    late_replies: dict[str, Any] | None = None
     skipped: dict[str, str] = {}
     try:
         with processes() as procs:
@@ -318,6 +393,8 @@ def main() -> int:
             for name, prefix, start, flood in plan:
                 if not only or name in only:
                     systems.append(bench.system(name, prefix, start, flood))
+            if not only or "botbridge-1-sqlite-late-replies" in only:
+                late_replies = bench.late_replies(f"sqlite:///{workdir / 'late-replies.db'}")
             for name, contacts, hosts in (("botbridge-1-postgres", "556", 1), ("botbridge-2-postgres", "557", 2)):
                 if only and name not in only:
                     continue
@@ -359,6 +436,7 @@ def main() -> int:
             "closed_loop_concurrency": 32,
         },
         "systems": systems,
+        "late_replies": late_replies,
         "skipped": skipped,
         "ratios": ratios(systems),
     }

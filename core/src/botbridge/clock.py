@@ -55,5 +55,11 @@ class FakeClock:
                 future.set_result(None)
 
     @property
+    def next_deadline(self) -> float | None:
+        """When the earliest sleeper wakes (tests advance exactly there), or None."""
+        pending = [deadline for deadline, _, future in self._sleepers if not future.done()]
+        return min(pending) if pending else None
+
+    @property
     def sleepers(self) -> int:
         return sum(1 for _, _, f in self._sleepers if not f.done())

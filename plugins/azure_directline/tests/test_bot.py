@@ -155,10 +155,13 @@ def test_good_config_passes_and_bad_numbers_fail() -> None:
         SEED_SECRET,
         {"base_url": "https://europe.directline.botframework.com", "late_reply_window": 120, "reply_wait": 2.5},
     )
-    for key, value in [("late_reply_window", -1), ("reply_wait", "5"), ("poll_interval", 0), ("reply_wait", True)]:
+    bad = [("late_reply_window", -1), ("reply_wait", "5"), ("poll_interval", 0), ("reply_wait", True)]
+    for key, value in [*bad, ("late_reply_budget", 0), ("late_reply_budget", 5000)]:
         with pytest.raises(ConfigInvalid) as caught:
             bot.validate_credentials(SEED_SECRET, {key: value})
         assert caught.value.field == f"config.{key}"
+    with pytest.raises(ConfigInvalid, match="reads a second"):
+        bot.validate_credentials(SEED_SECRET, {"late_reply_budget": 0})
 
 
 # --- conversations and turns -------------------------------------------------
@@ -718,6 +721,42 @@ async def test_an_idle_conversation_is_read_less_and_less_often(
     fake.push(conversation_id, "much later", delay=40)
     await until(lambda: bool(late), clock, step=1)
     assert [r.text for r in late] == ["much later"]
+
+
+async def test_late_reads_of_one_connector_keep_to_its_budget_and_fresh_turns_go_first(
+    fake: FakeDirectLine, clock: FakeClock
+) -> None:
+    reads: list[tuple[float, str]] = []  # (fake time, conversation) of every GET of activities
+
+    async def stamped(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET" and scope["path"].endswith("/activities"):
+            reads.append((clock.now(), scope["path"].split("/")[-2]))
+        await fake.app(scope, receive, send)
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=stamped)) as http:
+        bot = FastBot(http, clock)
+        new_session = make_session_factory(fake, clock, poll_interval=1, reply_wait=1, late_reply_budget=4)
+        for n in range(40):  # forty conversations with a turn in the same second
+            session = new_session(contact=f"+155500{n:05d}")
+            await bot.open(session)
+            await bot.send(session, inbound(session, "hi"))
+        clock.advance(10)
+        await anyio.sleep(0.01)
+        fresh = new_session(contact="+15559999999")
+        await bot.open(fresh)
+        await bot.send(fresh, inbound(fresh, "hi"))
+        turned_at, turn_reads = clock.now(), len(reads)
+        for _ in range(400):
+            clock.advance(0.025)
+            await anyio.sleep(0.001)
+        late = reads[turn_reads:]
+        times = [t for t, _ in late]
+        assert max(sum(1 for s in times if t <= s < t + 1) for t in times) <= 4
+        assert len(late) >= 4 * 9  # the budget is used
+        # the conversation with the newest turn is read first, a second after it
+        first = next(t for t, conversation in late if conversation == fresh.state["conversation_id"])
+        assert first - turned_at <= 1 + 0.25 + 0.05  # ahead of the older ones still waiting for the budget
+        await bot.aclose()
 
 
 async def test_poller_survives_errors_and_stops_on_refused_credentials(

@@ -3,8 +3,9 @@
 One botbridge conversation is one Direct Line conversation. `open` starts it
 with the connector's secret and keeps the conversation's token; `send` posts
 the user's message as an activity and reads the bot's answers after the
-watermark. Answers that come later are read by a poller per open
-conversation and handed to `session.deliver_late`.
+watermark. Answers that come later are read by the backend's one
+late-reply scheduler (`botbridge.polling`), within a budget of reads a second
+per connector, and handed to `session.deliver_late`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import hashlib
 import hmac
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit
@@ -27,6 +28,7 @@ from botbridge.clock import Clock
 from botbridge.errors import BotCredentialsInvalid, BotError, ConfigInvalid
 from botbridge.http import RetryPolicy, call_with_retry
 from botbridge.models import InboundMessage, Reply
+from botbridge.polling import Pace, PollScheduler, ReadFailed
 from botbridge_azure_directline.activities import bot_replies, message_back, sender_id
 
 logger = logging.getLogger("botbridge_azure_directline")
@@ -45,12 +47,16 @@ DEFAULTS: dict[str, float] = {
     # An idle conversation is read less and less often, up to this interval:
     # a thousand open conversations must not cost a thousand reads a second.
     "late_reply_max_interval": 15.0,
+    # Late-reply reads a second for all the connector's conversations together
+    # (reads/s, not seconds): past it, those with the most recent turn go first.
+    "late_reply_budget": 20.0,
 }
 LIMITS: dict[str, tuple[float, float]] = {
     "reply_wait": (0.0, 60.0),
     "poll_interval": (0.01, 60.0),
     "late_reply_window": (0.0, 86400.0),
     "late_reply_max_interval": (0.01, 3600.0),
+    "late_reply_budget": (0.1, 1000.0),
 }
 
 
@@ -90,7 +96,6 @@ class _Live:
     watermark: str | None
     last_activity: float
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    task: asyncio.Task[None] | None = None
 
     @classmethod
     def from_state(cls, session: BotSession, now: float) -> _Live:
@@ -162,6 +167,7 @@ class DirectLineBot(BotBackend):
         # a tenant's bot service, so on its own it could name another tenant's
         # conversation (and hand over its token and its late replies).
         self._live: dict[tuple[str, str], _Live] = {}
+        self._late = PollScheduler(clock, name="directline-late-replies", on_idle=self._idle)
 
     # --- configuration ----------------------------------------------------
 
@@ -186,7 +192,8 @@ class DirectLineBot(BotBackend):
             if key in config:
                 value = config[key]
                 if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-                    raise ConfigInvalid(f"config.{key}", f"must be a number of seconds between {low:g} and {high:g}")
+                    unit = "reads a second" if key == "late_reply_budget" else "seconds"
+                    raise ConfigInvalid(f"config.{key}", f"must be a number of {unit} between {low:g} and {high:g}")
         salt = config.get("user_id_salt")
         if salt is not None and (not isinstance(salt, str) or not salt):
             raise ConfigInvalid("config.user_id_salt", "must be a non-empty string")
@@ -367,16 +374,22 @@ class DirectLineBot(BotBackend):
                 logger.warning("posting to %s: %s; reading its replies, not posting again", live.conversation_id, exc)
                 posted, unknown = {}, exc
         posted_id = posted.get("id") if isinstance(posted, dict) else None
-        self._keep_polling(live)
+        refused = False
         try:
             replies = await self._collect(live, posted_id, message.id, _number(session.config, "reply_wait"))
         except BotCredentialsInvalid:
+            refused = True
             raise
         except BotError as exc:
             # The bot has the message: failing the turn now would make core send it
             # again (a duplicate turn). Its replies come through the poller instead.
             logger.warning("reading the replies of %s failed, left to the poller: %s", live.conversation_id, exc)
             replies = []
+        finally:
+            # Watched from the end of the turn's own reads (also when the turn
+            # timed out): the first late read comes `poll_interval` after them.
+            if not refused:
+                self._keep_polling(live)
         if not replies and unknown is not None:
             # Still marked outcome_unknown: core answers with the fallback, never re-runs the turn.
             raise unknown
@@ -412,8 +425,7 @@ class DirectLineBot(BotBackend):
         conversation_id = session.state.get("conversation_id")
         key = (session.connector.id, conversation_id)
         live = self._live.pop(key, None) if isinstance(conversation_id, str) else None
-        if live is not None:
-            await _stop(live)
+        await self._late.forget(key)
         if not session.config.get("send_end_of_conversation", True) or not isinstance(conversation_id, str):
             return
         # Direct Line has no close call; tell the bot, best effort.
@@ -432,77 +444,58 @@ class DirectLineBot(BotBackend):
             logger.info("endOfConversation for %s not delivered: %s", session.conversation_id, type(exc).__name__)
 
     async def aclose(self) -> None:
-        lives = list(self._live.values())
         self._live.clear()
-        for live in lives:
-            await _stop(live)
+        await self._late.aclose()
 
     # --- late replies -----------------------------------------------------
 
     def _keep_polling(self, live: _Live) -> None:
+        config = live.session.config
+        window = _number(config, "late_reply_window")
+        if window <= 0:
+            return
         self._live[live.key] = live
-        if live.task is None or live.task.done():
-            live.task = asyncio.create_task(self._poll(live), name=f"directline-poll-{live.conversation_id}")
+        interval = _number(config, "poll_interval")
+        pace = Pace(
+            interval=interval,
+            max_interval=max(interval, _number(config, "late_reply_max_interval")),
+            window=window,
+            budget=_number(config, "late_reply_budget"),
+        )
+        self._late.watch(live.key, live.session.connector.id, lambda: self._read_late(live), pace)
 
-    async def _poll(self, live: _Live) -> None:
-        """Read the conversation until it has been idle for `late_reply_window` seconds."""
-        failures = 0
-        quiet = 0  # reads in a row that found nothing since the last activity
-        seen_activity = live.last_activity
+    def _idle(self, key: Hashable) -> None:
+        self._live.pop(key, None)
+
+    async def _read_late(self, live: _Live) -> bool:
+        """One read of the late-reply scheduler; True when the bot said something."""
         try:
-            while True:
-                config = live.session.config
-                if live.last_activity != seen_activity:
-                    quiet, seen_activity = 0, live.last_activity
-                interval = min(
-                    _number(config, "poll_interval") * 2 ** min(quiet, 20),
-                    max(_number(config, "poll_interval"), _number(config, "late_reply_max_interval")),
-                )
-                await self.clock.sleep(interval * min(2**failures, 30))
-                if self.clock.now() - live.last_activity >= _number(config, "late_reply_window"):
-                    return
-                try:
-                    async with live.lock:
-                        activities = await self._read(live)
-                except BotCredentialsInvalid:
-                    logger.warning("late-reply poller for %s stopped: credentials refused", live.conversation_id)
-                    return
-                except BotError as exc:
-                    failures += 1
-                    logger.warning("late-reply poller for %s: %s", live.conversation_id, exc)
-                    continue
-                except Exception:
-                    failures += 1
-                    logger.exception("late-reply poller for %s failed to read", live.conversation_id)
-                    continue
-                failures = 0
-                replies = bot_replies(activities, live.user_id)
-                quiet = 0 if replies else quiet + 1
-                if replies:
-                    try:
-                        await live.session.deliver_late(replies)
-                    except Exception:
-                        logger.exception("delivering late replies of %s failed", live.conversation_id)
-        finally:
-            if self._live.get(live.key) is live and live.task is asyncio.current_task():
-                del self._live[live.key]
+            async with live.lock:
+                activities = await self._read(live)
+        except BotCredentialsInvalid:
+            logger.warning("late-reply poller for %s stopped: credentials refused", live.conversation_id)
+            self._live.pop(live.key, None)
+            await self._late.forget(live.key)
+            return False
+        except BotError as exc:
+            logger.warning("late-reply poller for %s: %s", live.conversation_id, exc)
+            raise ReadFailed from exc
+        except Exception:
+            logger.exception("late-reply poller for %s failed to read", live.conversation_id)
+            raise ReadFailed from None
+        replies = bot_replies(activities, live.user_id)
+        if replies:
+            try:
+                await live.session.deliver_late(replies)
+            except Exception:
+                logger.exception("delivering late replies of %s failed", live.conversation_id)
+        return bool(replies)
 
     def polling(self, conversation_id: str) -> bool:
         """Whether a late-reply poller runs for this Direct Line conversation."""
-        return any(
-            key[1] == conversation_id and live.task is not None and not live.task.done()
-            for key, live in self._live.items()
-        )
+        return any(key[1] == conversation_id and self._late.watching(key) for key in self._live)
 
 
 def _client_id(activity: dict[str, Any]) -> Any:
     data = activity.get("channelData")
     return data.get("clientActivityID") if isinstance(data, dict) else None
-
-
-async def _stop(live: _Live) -> None:
-    task, live.task = live.task, None
-    if task is None or task.done():
-        return
-    task.cancel()
-    await asyncio.wait({task})
