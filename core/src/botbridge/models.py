@@ -210,12 +210,23 @@ class InboundMessage(BaseModel):
         return f"mo:{self.channel}:{self.sender_id}:{self.provider_message_id}"
 
 
+# What a bot asks of the conversation besides its messages: "handoff" (to a
+# person, e.g. Dialogflow CX liveAgentHandoff, Bot Framework handoff.initiate)
+# and "end" (the bot closed the conversation, e.g. CX endInteraction).
+Signal = Literal["handoff", "end"]
+
+
 class Reply(BaseModel):
-    """What a bot backend answers: text, media and options, channel-neutral."""
+    """What a bot backend answers: text, media and options, channel-neutral.
+
+    `signals` carry what the bot asked of the conversation, typed so an
+    engine step can act on them; they are never shown to the user.
+    """
 
     text: str = ""
     media: list[Media] = Field(default_factory=list)
     options: list[Option] = Field(default_factory=list)
+    signals: list[Signal] = Field(default_factory=list)
 
 
 # Later states never go back to earlier ones: reports may arrive out of order.

@@ -524,3 +524,13 @@ def test_the_jwt_audience_is_googles_token_url_whatever_the_key_file_says() -> N
     payload = sign_assertion(account, key, 1_700_000_000).split(".")[1]
     claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     assert claims["aud"] == GOOGLE_TOKEN_URL == "https://oauth2.googleapis.com/token"
+
+
+async def test_cx_sends_the_configured_channel_in_query_params() -> None:
+    from botbridge_dialogflow.bot import request_body
+
+    settings = parse_settings({"agent": "0b5c8a0e-1a2b-4c3d-9e8f-0123456789ab", "channel": "sms"})
+    assert request_body("hi", settings)["queryParams"] == {"channel": "sms"}
+    with pytest.raises(ConfigInvalid) as caught:
+        parse_settings({"channel": "sms"})
+    assert caught.value.field == "config.channel"

@@ -115,7 +115,35 @@ def test_cx_response_messages() -> None:
             ]
         }
     }
-    assert cx_replies(body) == [Reply(text="Hello from CX"), Reply(options=[Option(label="A", value="A")])]
+    assert cx_replies(body) == [
+        Reply(text="Hello from CX"),
+        Reply(options=[Option(label="A", value="A")]),
+        Reply(signals=["end"]),
+    ]
+
+
+def test_cx_handoff_and_end_are_signals_on_the_reply() -> None:
+    body = {"queryResult": {"responseMessages": [{"liveAgentHandoff": {"metadata": {"queue": "billing"}}}]}}
+    assert cx_replies(body) == [Reply(signals=["handoff"])]
+    assert cx_replies({"queryResult": {"responseMessages": [{"endInteraction": {}}]}})[0].signals == ["end"]
+
+
+def test_cx_messenger_links_are_anchor_href_not_es_link() -> None:
+    payload = {
+        "richContent": [
+            [
+                {"type": "button", "text": "Track", "anchor": {"href": "https://example.com/track"}},
+                {"type": "chips", "options": [{"text": "Docs", "anchor": {"href": "https://example.com/docs"}}]},
+                {"type": "info", "title": "Store", "anchor": {"href": "https://example.com/store"}},
+                {"type": "button", "text": "ES style", "link": "https://example.com/es"},
+            ]
+        ]
+    }
+    (reply,) = cx_replies({"queryResult": {"responseMessages": [{"payload": payload}]}})
+    assert "Track: https://example.com/track" in reply.text
+    assert "Docs: https://example.com/docs" in reply.text
+    assert "https://example.com/store" in reply.text
+    assert "https://example.com/es" not in reply.text  # `link` is ES Messenger's, not CX's
 
 
 def test_google_error_bodies() -> None:

@@ -82,6 +82,8 @@ def request_body(text: str, settings: Settings) -> dict[str, Any]:
     query_params: dict[str, Any] = {}
     if settings.time_zone:
         query_params["timeZone"] = settings.time_zone
+    if settings.agent and settings.channel:
+        query_params["channel"] = settings.channel
     if settings.agent:
         body: dict[str, Any] = {"queryInput": {"text": {"text": text}, "languageCode": settings.language_code}}
     else:

@@ -83,6 +83,7 @@ class Settings:
     time_zone: str | None = None
     platform: str | None = None
     environment: str | None = None  # a published version; None is the draft agent
+    channel: str | None = None  # CX: selects the channel-specific responses
 
 
 def load_private_key(pem: str) -> rsa.RSAPrivateKey:
@@ -177,6 +178,9 @@ def parse_settings(config: dict[str, Any]) -> Settings:
     agent = _config_text(config, "agent")
     if agent is not None and not _AGENT.match(agent):
         raise ConfigInvalid("config.agent", "must be a Dialogflow CX agent id")
+    channel = _config_text(config, "channel")
+    if channel is not None and agent is None:
+        raise ConfigInvalid("config.channel", "selects CX channel-specific responses: it needs config.agent")
     environment = _config_text(config, "environment")
     if environment is not None and not _ENVIRONMENT.match(environment):
         raise ConfigInvalid("config.environment", "must be an environment id (letters, digits, - and _)")
@@ -197,4 +201,5 @@ def parse_settings(config: dict[str, Any]) -> Settings:
         time_zone=time_zone,
         platform=platform,
         environment=environment,
+        channel=channel,
     )

@@ -103,7 +103,14 @@ def _link_out(message: dict[str, Any]) -> Reply | None:
     return _reply(f"{name}: {uri}" if name else uri)
 
 
-def rich_content(payload: Any) -> list[Reply]:
+def _link(element: dict[str, Any], key: str, cx: bool) -> str:
+    # CX Messenger links are `anchor.href`; ES Messenger's are `link` / `actionLink`.
+    if cx:
+        return _str(_dict(element.get("anchor")).get("href"))
+    return _str(element.get(key))
+
+
+def rich_content(payload: Any, *, cx: bool = False) -> list[Reply]:
     """Dialogflow Messenger's `richContent` (a list of lists of elements) as replies."""
     replies: list[Reply] = []
     for group in _list(_dict(payload).get("richContent")):
@@ -118,7 +125,7 @@ def rich_content(payload: Any) -> list[Reply]:
                 texts.append(_joined(_str(element.get("title")), _str(element.get("subtitle")), *lines))
                 if kind == "accordion":
                     texts.append(_str(element.get("text")))
-                link = _str(element.get("actionLink"))
+                link = _link(element, "actionLink", cx)
                 if link and _is_link(link):
                     texts.append(link)
             elif kind == "image":
@@ -127,12 +134,12 @@ def rich_content(payload: Any) -> list[Reply]:
                     media.append(Media(url=url, caption=_str(element.get("accessibilityText")) or None))
             elif kind == "button":
                 links: list[str] = []
-                _button(_str(element.get("text")), _str(element.get("link")), options, links)
+                _button(_str(element.get("text")), _link(element, "link", cx), options, links)
                 texts.extend(links)
             elif kind == "chips":
                 for chip in _list(element.get("options")):
                     chip = _dict(chip)
-                    _button(_str(chip.get("text")), _str(chip.get("link")), options, texts)
+                    _button(_str(chip.get("text")), _link(chip, "link", cx), options, texts)
         reply = _reply(_joined(*texts), media, options)
         if reply is not None:
             replies.append(reply)
@@ -207,7 +214,11 @@ def cx_replies(body: Any) -> list[Reply]:
             if reply is not None:
                 replies.append(reply)
         elif "payload" in message:
-            replies.extend(_payload(message))
+            replies.extend(rich_content(message.get("payload"), cx=True))
+        elif "liveAgentHandoff" in message:
+            replies.append(Reply(signals=["handoff"]))
+        elif "endInteraction" in message:
+            replies.append(Reply(signals=["end"]))
     return replies
 
 

@@ -90,7 +90,16 @@ _ES_PARAMS_KEYS = frozenset(
 )
 _CX_BODY_KEYS = frozenset({"queryInput", "queryParams", "outputAudioConfig"})
 _CX_PARAMS_KEYS = frozenset(
-    {"timeZone", "geoLocation", "sessionEntityTypes", "payload", "parameters", "currentPage", "webhookHeaders"}
+    {
+        "timeZone",
+        "geoLocation",
+        "sessionEntityTypes",
+        "payload",
+        "parameters",
+        "currentPage",
+        "webhookHeaders",
+        "channel",
+    }
 )
 
 
