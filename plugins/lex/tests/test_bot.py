@@ -450,3 +450,17 @@ def test_credentials_validation_only_raises_config_invalid(data: dict[str, Any])
         VALIDATOR.validate_credentials(json.dumps(data), {})
     except ConfigInvalid as exc:
         assert "s3cr3t-value-never-shown" not in str(exc)
+
+
+def test_confirm_intent_offers_yes_and_no_and_close_ends_the_conversation() -> None:
+    question = [{"contentType": "PlainText", "content": "Book it for Friday?"}]
+    confirm = {"messages": question, "sessionState": {"dialogAction": {"type": "ConfirmIntent"}}}
+    (reply,) = replies_from_v2(confirm)
+    assert reply.text == "Book it for Friday?"
+    assert [(o.label, o.value) for o in reply.options] == [("Yes", "yes"), ("No", "no")]
+    done = [{"contentType": "PlainText", "content": "Booked."}]
+    closed = {"messages": done, "sessionState": {"dialogAction": {"type": "Close"}}}
+    assert replies_from_v2(closed) == [Reply(text="Booked.", signals=["end"])]
+    assert replies_from_v2({"sessionState": {"dialogAction": {"type": "Close"}}}) == [Reply(signals=["end"])]
+    elicit = {"messages": question, "sessionState": {"dialogAction": {"type": "ElicitSlot"}}}
+    assert replies_from_v2(elicit) == [Reply(text="Book it for Friday?")]

@@ -270,6 +270,25 @@ def replies_from_v2(data: Any) -> list[Reply]:
         text = _message_text(message.get("contentType"), message.get("content"))
         if text:
             replies.append(Reply(text=text))
+    return _with_dialog_action(replies, data)
+
+
+_CONFIRM = [Option(label="Yes", value="yes"), Option(label="No", value="no")]
+
+
+def _with_dialog_action(replies: list[Reply], data: Any) -> list[Reply]:
+    """`sessionState.dialogAction`: ConfirmIntent asks yes/no; Close ends the conversation."""
+    state = data.get("sessionState") if isinstance(data, dict) else None
+    action = state.get("dialogAction") if isinstance(state, dict) else None
+    kind = action.get("type") if isinstance(action, dict) else None
+    if kind == "ConfirmIntent" and replies and not replies[-1].options:
+        # On a text channel a confirmation is a question with two numbered answers Lex understands.
+        replies[-1] = replies[-1].model_copy(update={"options": list(_CONFIRM)})
+    elif kind == "Close":
+        if replies:
+            replies[-1] = replies[-1].model_copy(update={"signals": [*replies[-1].signals, "end"]})
+        else:
+            replies.append(Reply(signals=["end"]))
     return replies
 
 
