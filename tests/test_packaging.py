@@ -67,10 +67,10 @@ def metadata(wheel: Path) -> Message:
         return email.parser.Parser().parsestr(archive.read(name).decode())
 
 
-def fresh_venv(work: Path, name: str, *requirements: str | Path) -> Path:
+def fresh_venv(work: Path, name: str, *requirements: str | Path, with_pip: bool = False) -> Path:
     """A virtual environment with only `requirements` (and their dependencies) installed; its bin folder."""
     root = work / name
-    venv.EnvBuilder(with_pip=False).create(root)
+    venv.EnvBuilder(with_pip=with_pip).create(root)
     python = root / "bin" / "python"
     # The running pip installs into it (no pip of its own to set up); no .pyc ahead of time (botocore is large).
     pip = [
@@ -165,3 +165,39 @@ def test_a_strangers_pytest_run_beside_botbridge_is_unaffected(
     result = run(bin_ / "python", "-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=stranger)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 passed" in result.stdout
+
+
+def quick_start_commands() -> list[str]:
+    """The shell lines of the plugin guide's quick start, as an author copies them."""
+    guide = (ROOT / "docs" / "plugins.md").read_text()
+    block = guide.split("The quickest start:", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    return [line.split("#", 1)[0].strip() for line in block.splitlines() if line.strip()]
+
+
+def test_the_plugin_guides_quick_start_works_as_written_in_a_fresh_venv(work: Path, wheels: dict[str, Path]) -> None:
+    from botbridge.scaffold import quick_start
+
+    commands = quick_start_commands()
+    assert commands[0].startswith("botbridge new-plugin whatsapp_cloud")
+    # new-plugin prints the same next step as the guide
+    assert commands[1] == quick_start(Path("whatsapp_cloud"))
+    # its own pip: the guide says `pip install`
+    bin_ = fresh_venv(work, "author", wheels["botbridge"], with_pip=True)
+    author = work / "author-project"
+    author.mkdir()
+    env_path = f"{bin_}{os.pathsep}{os.environ.get('PATH', '')}"
+    for command in commands:
+        result = subprocess.run(
+            ["bash", "-c", f"PATH={env_path!r}; {command}"],
+            cwd=author,
+            env={
+                **{k: v for k, v in os.environ.items() if not k.startswith(("BOTBRIDGE_", "VIRTUAL_ENV"))},
+                "PIP_CACHE_DIR": str(work / "pip-cache"),  # the run's cache, not the user's
+                "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+            },
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert result.returncode == 0, f"{command}\n{result.stdout}\n{result.stderr}"
+    assert " passed" in result.stdout
