@@ -151,7 +151,7 @@ async def test_one_conversation_across_two_hosts(store: str, tmp_path: Path, sid
         assert len(bot.sessions()) == 1, bot.sessions()  # one continuous session at the bot
 
 
-async def rate_limited_load(store: str, tmp_path: Path, sides: Any) -> None:
+async def rate_limited_load(store: str, tmp_path: Path, sides: Any, within: float = 40) -> None:
     """30 phones × 10 turns through two hosts at rate_limit 30: never more than 30 sends in a second."""
     channel, stamped, channel_url, bot, bot_url = sides
     with two_hosts(store, tmp_path) as (one, two):
@@ -166,7 +166,7 @@ async def rate_limited_load(store: str, tmp_path: Path, sides: Any) -> None:
             async with anyio.create_task_group() as group:
                 for n in range(len(contacts)):
                     group.start_soon(phone, turn, n)
-        await eventually(lambda: len(channel.sent()) >= 300, "300 replies", within=40)
+        await eventually(lambda: len(channel.sent()) >= 300, "300 replies", within=within)
         sends = sorted(t for t, path in stamped.stamps if path.endswith("messages:send"))
         assert len(sends) == 300
         busiest = stamped.busiest_second("messages:send")
@@ -182,8 +182,10 @@ async def test_rate_limit_holds_across_two_hosts(store: str, tmp_path: Path, sid
 async def test_rate_limit_holds_on_a_busy_machine(store: str, tmp_path: Path, sides: Any) -> None:
     # Every core spinning beside the hosts: workers wake late, and a late one
     # must wait again rather than send next to the following slot's sender.
+    # The machine may be that busy for a while (other suites burn too): the
+    # replies may take longer; what must hold is the rate and that none is lost.
     with cpu_burner(60.0):
-        await rate_limited_load(store, tmp_path, sides)
+        await rate_limited_load(store, tmp_path, sides, within=120)
 
 
 async def test_sigkill_of_one_host_loses_nothing_that_got_a_2xx(store: str, tmp_path: Path, sides: Any) -> None:
