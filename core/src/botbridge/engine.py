@@ -599,8 +599,7 @@ class Engine:
                 return await self._sent(sender, message, found)
             del job.payload["unconfirmed"]  # the provider has none: this send is the first
         connector = await self.rt.cache.connector(message.connector_id) if message.connector_id else None
-        if connector is not None:
-            await self._wait_for_slot(job, connector)
+        ticket = await self._wait_for_slot(job, connector) if connector is not None else None
         started = time.perf_counter()
         try:
             result = await channel.send(context, outgoing)
@@ -608,6 +607,8 @@ class Engine:
             return await self._send_failed(job, sender, channel, message, exc)
         finally:
             self.rt.metrics.send_latency.labels(sender.channel).observe(time.perf_counter() - started)
+            if connector is not None and ticket is not None:
+                await self._finish_send(connector, ticket)
         return await self._sent(sender, message, result)
 
     async def _sent(self, sender: Sender, message: OutboundMessage, result: SendResult) -> list[Job]:
@@ -637,17 +638,18 @@ class Engine:
         self.rt.metrics.mt_failed.labels(sender.channel).inc()
         return await self._transition(sender, message, "FAILED", code, str(exc), request_level=True)
 
-    async def _wait_for_slot(self, job: Job, connector: Connector) -> None:
-        """Wait until this message may be sent under the connector's rate limit.
+    async def _wait_for_slot(self, job: Job, connector: Connector) -> str:
+        """Wait until this message may be sent under the connector's rate limit; return its ticket.
 
         The reserved slot paces the connector's sends evenly; the admission
-        check taken last, against the sends actually made, is what holds
-        the limit: a worker that wakes late (a busy machine) waits again
-        instead of sending next to the following slot's sender. A short
-        wait happens in the worker. A long one (a deep queue at a low rate)
-        would outlast the job's lease and let another worker send the same
-        message, so the job is put back until its slot instead; the slot
-        stays reserved for it in the payload.
+        check taken last, against the sends actually in flight or answered
+        within the window, is what holds the limit (`Store.admit_send`): a
+        worker that wakes late (a busy machine) waits again instead of
+        sending next to the following slot's sender. A short wait happens in
+        the worker. A long one (a deep queue at a low rate) would outlast the
+        job's lease and let another worker send the same message, so the job
+        is put back until its slot instead; the slot stays reserved for it
+        in the payload.
         """
         rate = connector.settings.rate_limit
         now = self.clock.now()
@@ -655,11 +657,12 @@ class Engine:
         slot = job.payload.get("slot_at")
         if slot is None:
             slot = now + await self.store.reserve_send_slot(connector.id, rate, now)
+        ticket = new_id()
         while True:
             if slot <= now:
-                wait = await self.store.admit_send(connector.id, rate, now)
+                wait = await self.store.admit_send(connector.id, rate, now, ticket, self.settings.lease)
                 if wait <= 0:
-                    return
+                    return ticket
                 slot = now + wait
             if slot > deadline:
                 job.payload["slot_at"] = slot
@@ -667,6 +670,13 @@ class Engine:
                 raise Retry("waiting for its send slot", slot - now)
             await self.clock.sleep(slot - now)
             now = self.clock.now()
+
+    async def _finish_send(self, connector: Connector, ticket: str) -> None:
+        """Tell the rate limit the send has its answer; a store error only keeps it counted until its hold ends."""
+        try:
+            await self.store.finish_send(connector.id, ticket, connector.settings.rate_limit, self.clock.now())
+        except Exception:  # the send happened: losing its result over this would send it again
+            logger.warning("could not record the end of a send on connector %s", connector.id, exc_info=True)
 
     async def _transition(
         self,

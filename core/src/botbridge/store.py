@@ -10,7 +10,6 @@ enforced by the host (records carry `account_id`; list calls filter on it).
 
 from __future__ import annotations
 
-import bisect
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -34,20 +33,33 @@ from botbridge.models import (
 StoreFactory = Callable[[str, Clock], "Store"]
 SLOT_MARGIN = 1.1
 # Added to an admission wait so the retry lands after the window has moved,
-# whatever the rounding of the stored send times (Redis keeps microseconds).
+# whatever the rounding of the stored times (Redis keeps microseconds).
 ADMIT_SLACK = 1e-5
 
 
 def send_window(rate: float) -> tuple[int, float]:
     """The sliding window that enforces `rate`: at most `count` sends in any `seconds`.
 
-    `count` sends take SLOT_MARGIN × count / rate seconds, the span of
-    `count` evenly spaced send slots: the window never holds back a sender
-    that keeps its slot, and sends that arrive up to 10 % of a second late
-    at the provider still never put more than `rate` in any one second.
+    At one send a second or more, `floor(rate)` in any one second; below it,
+    one in every `1 / rate` seconds.
     """
-    count = max(1, math.floor(rate))
-    return count, SLOT_MARGIN * count / rate
+    if rate >= 1:
+        return math.floor(rate), 1.0
+    return 1, 1.0 / rate
+
+
+def admission_wait(until: float, now: float, count: int, seconds: float) -> float:
+    """How long a refused send waits before asking again.
+
+    `until` is when the send whose leaving makes room stops counting. A
+    finished send stops `seconds` after its answer, a known time. One still
+    in flight counts until its hold ends, but its answer may come any moment:
+    ask again after a short poll instead.
+    """
+    wait = until - now
+    if wait > seconds:
+        wait = max(0.005, seconds / count / 2)
+    return wait + ADMIT_SLACK
 
 
 def check_secret_fields(kind: SecretKind, *fields: dict[str, str]) -> None:
@@ -313,26 +325,44 @@ class Store(ABC):
         self._slots[key] = slot + interval
         return slot - now
 
-    async def admit_send(self, key: str, rate: float, now: float) -> float:
-        """Admit one send of `key` at `now` if `rate` allows it: return 0 and record it.
+    async def admit_send(self, key: str, rate: float, now: float, ticket: str, hold: float) -> float:
+        """Admit one send of `key` at `now` if `rate` allows it: return 0 and record it as `ticket`.
 
         Otherwise record nothing and return how long to wait before asking
-        again. This is the check taken immediately before a send: a slot
-        from `reserve_send_slot` is a plan, and a worker that wakes late
-        must not send next to the following slot's sender. At most `count`
-        sends are admitted in any window of `seconds` (`send_window`), counted
-        on recorded send times; a send is refused while `count` are recorded
-        after `now - seconds` (later ones too: hosts' clocks differ a little),
-        so no window of `seconds` around it can exceed `count`. The check and
-        the record are one atomic step. This default keeps its state in the
-        process; a store shared by several hosts must override it.
+        again (`admission_wait`). This is the check taken immediately before
+        a send: a slot from `reserve_send_slot` is a plan, and a worker that
+        wakes late must not send next to the following slot's sender.
+
+        The provider counts a send when it arrives, somewhere between our
+        admission and its answer, so a send counts from its admission until
+        `seconds` after `finish_send` records its answer (`send_window`); one
+        never finished (its host died) counts until `now + hold`. A send is
+        refused while `count` others count at `now`: then no window of
+        `seconds` at the provider can hold more than `count`, however long
+        the requests travel. The check and the record are one atomic step.
+        This default keeps its state in the process; a store shared by
+        several hosts must override it and `finish_send`.
         """
-        if not hasattr(self, "_sent"):
-            self._sent: dict[str, list[float]] = {}
         count, seconds = send_window(rate)
-        sent = self._sent.setdefault(key, [])
-        del sent[: bisect.bisect_right(sent, now - seconds)]
-        if len(sent) < count:
-            bisect.insort(sent, now)
+        sends = self._sends_of(key)
+        counting = sorted(until for until in sends.values() if until > now)
+        if len(counting) < len(sends):
+            for old in [t for t, until in sends.items() if until <= now]:
+                del sends[old]
+        if len(counting) < count:
+            sends[ticket] = now + hold
             return 0.0
-        return sent[len(sent) - count] + seconds - now + ADMIT_SLACK
+        return admission_wait(counting[len(counting) - count], now, count, seconds)
+
+    async def finish_send(self, key: str, ticket: str, rate: float, now: float) -> None:
+        """Record that the send admitted as `ticket` had its answer at `now`.
+
+        From here it counts `seconds` more (`send_window`), not until its hold.
+        """
+        _, seconds = send_window(rate)
+        self._sends_of(key)[ticket] = now + seconds
+
+    def _sends_of(self, key: str) -> dict[str, float]:
+        if not hasattr(self, "_sends"):
+            self._sends: dict[str, dict[str, float]] = {}
+        return self._sends.setdefault(key, {})

@@ -446,40 +446,73 @@ class StoreContract:
         assert await store.reserve_send_slot("other", 10, now=100.0) == 0
 
     async def test_sends_are_admitted_only_within_the_rate(self, store: Store) -> None:
-        # rate 10: at most 10 sends in any 1.1 s, counted on the sends admitted
-        assert [await store.admit_send("conn", 10, now=100.0 + i / 10) for i in range(10)] == [0.0] * 10
-        wait = await store.admit_send("conn", 10, now=100.95)  # a late worker: the window is full
-        assert 0.15 <= wait <= 0.151  # until the send at 100.0 leaves the window
-        assert await store.admit_send("conn", 10, now=100.95 + wait) == 0.0
-        assert await store.admit_send("conn", 10, now=100.95 + wait) > 0  # that freed one place, not two
-        assert await store.admit_send("other", 10, now=100.95) == 0.0
+        # rate 10: at most 10 sends counting at once; each answered at once counts one second more
+        for i in range(10):
+            assert await store.admit_send("conn", 10, 100.0 + i / 10, f"t{i}", 60.0) == 0.0
+            await store.finish_send("conn", f"t{i}", 10, 100.0 + i / 10)
+        wait = await store.admit_send("conn", 10, 100.95, "late", 60.0)  # a late worker: the window is full
+        assert 0.05 <= wait <= 0.051  # until the send answered at 100.0 stops counting
+        assert await store.admit_send("conn", 10, 100.95 + wait, "late", 60.0) == 0.0
+        assert await store.admit_send("conn", 10, 100.95 + wait, "next", 60.0) > 0  # that freed one place, not two
+        assert await store.admit_send("other", 10, 100.95, "t0", 60.0) == 0.0
 
-    async def test_admission_counts_sends_recorded_ahead_of_now(self, store: Store) -> None:
+    async def test_a_send_counts_until_a_window_after_its_answer(self, store: Store) -> None:
+        # The provider counts a send when it arrives: anywhere between admission and answer.
+        assert await store.admit_send("conn", 2, 100.0, "a", 60.0) == 0.0
+        assert await store.admit_send("conn", 2, 100.0, "b", 60.0) == 0.0
+        wait = await store.admit_send("conn", 2, 150.0, "c", 60.0)  # both still in flight
+        assert 0 < wait <= 0.5  # their answers may come any moment: ask again soon
+        await store.finish_send("conn", "a", 2, 150.2)
+        assert 0.99 <= await store.admit_send("conn", 2, 150.2, "c", 60.0) <= 1.001
+        assert await store.admit_send("conn", 2, 151.25, "c", 60.0) == 0.0  # "b" still flies: one place
+        assert await store.admit_send("conn", 2, 151.25, "d", 60.0) > 0
+
+    async def test_a_send_never_answered_counts_until_its_hold_ends(self, store: Store) -> None:
+        # its host died mid-send: the place comes back when the hold ends, not never
+        assert await store.admit_send("conn", 1, 100.0, "lost", 30.0) == 0.0
+        assert await store.admit_send("conn", 1, 129.9, "next", 30.0) > 0
+        assert await store.admit_send("conn", 1, 130.0, "next", 30.0) == 0.0
+
+    async def test_admission_counts_sends_answered_ahead_of_now(self, store: Store) -> None:
         # another host's clock runs a little ahead: its send still counts
-        assert await store.admit_send("conn", 1, now=200.0) == 0.0
-        assert 1.6 <= await store.admit_send("conn", 1, now=199.5) <= 1.601
+        assert await store.admit_send("conn", 1, 200.0, "ahead", 60.0) == 0.0
+        await store.finish_send("conn", "ahead", 1, 200.0)
+        assert await store.admit_send("conn", 1, 199.5, "behind", 60.0) > 0
+        assert await store.admit_send("conn", 1, 200.9, "behind", 60.0) > 0
+        assert await store.admit_send("conn", 1, 201.0, "behind", 60.0) == 0.0
 
     async def test_admission_below_one_send_a_second(self, store: Store) -> None:
-        assert await store.admit_send("conn", 0.5, now=300.0) == 0.0
-        wait = await store.admit_send("conn", 0.5, now=302.0)
+        assert await store.admit_send("conn", 0.5, 300.0, "a", 60.0) == 0.0
+        await store.finish_send("conn", "a", 0.5, 300.0)
+        wait = await store.admit_send("conn", 0.5, 301.8, "b", 60.0)
         assert 0.2 <= wait <= 0.201
-        assert await store.admit_send("conn", 0.5, now=302.0 + wait) == 0.0
+        assert await store.admit_send("conn", 0.5, 301.8 + wait, "b", 60.0) == 0.0
 
     async def test_concurrent_admissions_never_exceed_the_rate(self, store: Store) -> None:
-        waits = await asyncio.gather(*(store.admit_send("conn", 10, now=400.0) for _ in range(25)))
+        waits = await asyncio.gather(*(store.admit_send("conn", 10, 400.0, f"t{i}", 60.0) for i in range(25)))
         assert sum(1 for w in waits if w == 0.0) == 10
         assert all(w > 0 for w in waits if w != 0.0)
 
-    async def test_admitted_sends_keep_to_the_window_whatever_the_timing(self, store: Store) -> None:
+    @pytest.mark.parametrize("seed", range(3))
+    async def test_admitted_sends_keep_to_the_rate_at_the_provider_whatever_the_timing(
+        self, store: Store, seed: int
+    ) -> None:
+        # Workers ask at random times; each send flies a random while and reaches
+        # the provider at a random moment of its flight. The provider never sees
+        # more than `count` in any window of `seconds`.
         count, seconds = send_window(7)
-        rng = random.Random(14)
-        now, admitted = 500.0, []
-        for _ in range(300):
+        rng = random.Random(seed)
+        now, arrivals = 500.0, []
+        flying: list[tuple[float, str]] = []  # (answer time, ticket)
+        for i in range(300):
             now += rng.choice([0.0, 0.001, 0.02, 0.1, 0.3])
-            wait = await store.admit_send("conn", 7, now=now)
-            if wait == 0.0:
-                admitted.append(now)
-            else:
-                assert wait > 0
-        assert len(admitted) > 40
-        assert max(sum(1 for s in admitted if t <= s < t + seconds) for t in admitted) <= count
+            for answered, ticket in sorted(f for f in flying if f[0] <= now):
+                await store.finish_send("conn", ticket, 7, answered)
+            flying = [f for f in flying if f[0] > now]
+            if await store.admit_send("conn", 7, now, f"t{i}", 60.0) == 0.0:
+                flight = rng.choice([0.0, 0.005, 0.05, 0.3, 0.9])
+                arrivals.append(now + rng.uniform(0, flight))
+                flying.append((now + flight, f"t{i}"))
+        assert len(arrivals) > 40
+        arrivals.sort()
+        assert max(sum(1 for s in arrivals if t <= s < t + seconds) for t in arrivals) <= count

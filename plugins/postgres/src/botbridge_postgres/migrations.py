@@ -75,6 +75,16 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         CREATE INDEX send_times_key ON send_times (key, at);
         """,
     ),
+    (
+        4,
+        # a send counts until it stops counting (its answer plus the window, or its hold): one time per ticket
+        """
+        DROP TABLE send_times;
+        CREATE TABLE send_times (key TEXT NOT NULL, ticket TEXT NOT NULL, until DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (key, ticket));
+        CREATE INDEX send_times_until ON send_times (key, until);
+        """,
+    ),
 )
 
 LATEST = MIGRATIONS[-1][0]

@@ -42,7 +42,7 @@ from botbridge.models import (
     Sender,
     Subscription,
 )
-from botbridge.store import ADMIT_SLACK, SLOT_MARGIN, Durability, Store, check_secret_fields, send_window
+from botbridge.store import SLOT_MARGIN, Durability, Store, admission_wait, check_secret_fields, send_window
 from botbridge_postgres.migrations import LATEST, current_version, migrate, quote
 
 logger = logging.getLogger("botbridge.postgres")
@@ -154,10 +154,10 @@ ON CONFLICT (key) DO UPDATE SET next_slot = greatest(send_slots.next_slot, $2::f
 RETURNING next_slot - $3::float8
 """
 
-# The sends of one key in the window, and the count-th newest (the one whose
-# leaving the window makes room), read under the key's transaction lock.
-SENDS_IN_WINDOW = """
-SELECT count(*), (SELECT at FROM send_times WHERE key = $1 ORDER BY at DESC OFFSET $2 - 1 LIMIT 1)
+# The sends of one key that still count, and the count-th latest to stop
+# counting (the one whose leaving makes room), read under the key's transaction lock.
+SENDS_COUNTING = """
+SELECT count(*), (SELECT until FROM send_times WHERE key = $1 ORDER BY until DESC OFFSET $2 - 1 LIMIT 1)
 FROM send_times WHERE key = $1
 """
 
@@ -752,7 +752,7 @@ class PostgresStore(Store):
         return max(0.0, float(slot) - now)
 
     @guarded
-    async def admit_send(self, key: str, rate: float, now: float) -> float:
+    async def admit_send(self, key: str, rate: float, now: float, ticket: str, hold: float) -> float:
         """`Store.admit_send` on the rows of `send_times`; a transaction lock per key makes it atomic."""
         count, seconds = send_window(rate)
         async with self._tx() as conn:
@@ -761,9 +761,21 @@ class PostgresStore(Store):
                 key,
                 timeout=5.0,
             )
-            await conn.execute("DELETE FROM send_times WHERE key = $1 AND at <= $2", key, now - seconds, timeout=5.0)
-            held, oldest = await conn.fetchrow(SENDS_IN_WINDOW, key, count, timeout=5.0)
+            await conn.execute("DELETE FROM send_times WHERE key = $1 AND until <= $2", key, now, timeout=5.0)
+            held, blocking = await conn.fetchrow(SENDS_COUNTING, key, count, timeout=5.0)
             if held < count:
-                await conn.execute("INSERT INTO send_times VALUES ($1, $2)", key, float(now), timeout=5.0)
+                await conn.execute(
+                    "INSERT INTO send_times VALUES ($1, $2, $3)", key, ticket, float(now + hold), timeout=5.0
+                )
                 return 0.0
-        return float(oldest) + seconds - now + ADMIT_SLACK
+        return admission_wait(float(blocking), now, count, seconds)
+
+    @guarded
+    async def finish_send(self, key: str, ticket: str, rate: float, now: float) -> None:
+        _, seconds = send_window(rate)
+        await self._execute(
+            "INSERT INTO send_times VALUES ($1, $2, $3) ON CONFLICT (key, ticket) DO UPDATE SET until = excluded.until",
+            key,
+            ticket,
+            float(now + seconds),
+        )

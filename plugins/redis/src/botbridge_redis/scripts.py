@@ -276,24 +276,37 @@ redis.call('SET', k, string.format('%.6f', next_slot), 'PX', math.ceil((next_slo
 return string.format('%.6f', slot - now)
 """
 
-# ARGV: prefix, key, now, window seconds, count, a unique member. Admits one
-# send when fewer than `count` are recorded after now - window (returns
-# 'admitted') or returns the wait until one leaves the window. Times are written with
-# string.format: redis.call would turn a Lua number into 14 digits.
+# ARGV: prefix, key, now, count, hold, ticket. One sorted set per key: each
+# send scored by the time it stops counting (`Store.admit_send`). Admits the
+# send as in flight until now + hold when fewer than `count` still count
+# (returns 'admitted'); otherwise returns the score of the one whose leaving
+# makes room. Times are written with string.format: redis.call would turn a
+# Lua number into 14 digits.
 ADMIT_SEND = """
 local k = ARGV[1] .. 'sent:' .. ARGV[2]
 local now = tonumber(ARGV[3])
-local window = tonumber(ARGV[4])
-local count = tonumber(ARGV[5])
-redis.call('ZREMRANGEBYSCORE', k, '-inf', string.format('%.6f', now - window))
+local count = tonumber(ARGV[4])
+local hold = tonumber(ARGV[5])
+redis.call('ZREMRANGEBYSCORE', k, '-inf', string.format('%.6f', now))
 local n = redis.call('ZCARD', k)
 if n < count then
-  redis.call('ZADD', k, string.format('%.6f', now), ARGV[6])
-  redis.call('PEXPIRE', k, math.ceil(window * 1000) + 60000)
+  redis.call('ZADD', k, string.format('%.6f', now + hold), ARGV[6])
+  if redis.call('PTTL', k) < hold * 1000 + 60000 then
+    redis.call('PEXPIRE', k, math.ceil(hold * 1000) + 60000)
+  end
   return 'admitted'
 end
-local oldest = redis.call('ZRANGE', k, n - count, n - count, 'WITHSCORES')
-return string.format('%.6f', tonumber(oldest[2]) + window - now)
+local blocking = redis.call('ZRANGE', k, n - count, n - count, 'WITHSCORES')
+return blocking[2]
+"""
+
+# ARGV: prefix, key, ticket, until, seconds to keep the key. The send has its
+# answer: it counts until `until` instead of its hold.
+FINISH_SEND = """
+local k = ARGV[1] .. 'sent:' .. ARGV[2]
+redis.call('ZADD', k, string.format('%.6f', tonumber(ARGV[4])), ARGV[3])
+local keep = tonumber(ARGV[5]) * 1000
+if redis.call('PTTL', k) < keep then redis.call('PEXPIRE', k, math.ceil(keep)) end
 """
 
 # ARGV: prefix, id, account, sender_id, data. 0: the sender is taken.

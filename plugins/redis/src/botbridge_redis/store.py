@@ -42,7 +42,7 @@ from botbridge.models import (
     Sender,
     Subscription,
 )
-from botbridge.store import ADMIT_SLACK, SLOT_MARGIN, Durability, Store, check_secret_fields, send_window
+from botbridge.store import SLOT_MARGIN, Durability, Store, admission_wait, check_secret_fields, send_window
 from botbridge_redis import scripts
 
 logger = logging.getLogger("botbridge.redis")
@@ -206,6 +206,7 @@ class RedisStore(Store):
                 "RELEASE_LEASES",
                 "SEND_SLOT",
                 "ADMIT_SEND",
+                "FINISH_SEND",
                 "CREATE_CONNECTOR",
                 "UPDATE_CONNECTOR",
                 "DELETE_CONNECTOR",
@@ -702,9 +703,13 @@ class RedisStore(Store):
         return max(0.0, float(wait))
 
     @guarded
-    async def admit_send(self, key: str, rate: float, now: float) -> float:
-        """`Store.admit_send` on one sorted set of send times per key, shared by every host."""
+    async def admit_send(self, key: str, rate: float, now: float, ticket: str, hold: float) -> float:
+        """`Store.admit_send` on one sorted set per key, shared by every host."""
         count, seconds = send_window(rate)
-        member = f"{now!r}:{secrets.token_hex(6)}"
-        answer = await self._script("ADMIT_SEND", key, repr(float(now)), repr(seconds), count, member)
-        return 0.0 if answer == "admitted" else float(answer) + ADMIT_SLACK
+        answer = await self._script("ADMIT_SEND", key, repr(float(now)), count, repr(float(hold)), ticket)
+        return 0.0 if answer == "admitted" else admission_wait(float(answer), now, count, seconds)
+
+    @guarded
+    async def finish_send(self, key: str, ticket: str, rate: float, now: float) -> None:
+        _, seconds = send_window(rate)
+        await self._script("FINISH_SEND", key, ticket, repr(float(now + seconds)), repr(seconds + 60.0))
