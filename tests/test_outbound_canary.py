@@ -151,6 +151,21 @@ async def test_no_tenant_url_reaches_the_canary() -> None:
             connector = await api.post("/v1/connectors", json=connector_body)
             assert connector.status_code == 201, connector.text
             senders.append((side, sender.json()))
+
+            # Changing a stored record is checked the same way, by each route that changes one.
+            url = f"http://[::1]:{canary.port}"
+            changed = aimed(side.sender_body(url), url)
+            update = {k: changed[k] for k in ("config", "credentials") if k in changed}
+            response = await api.patch(f"/v1/senders/{sender.json()['id']}", json=update)
+            assert refused_field(response).startswith(("config.", "credentials")), response.text
+            changed = aimed(bot.connector_body(sender.json()["id"], url), url)
+            update = {k: changed[k] for k in ("config", "credentials") if k in changed}
+            version = str(connector.json()["version_number"])
+            for method in ("PATCH", "POST"):
+                response = await api.request(
+                    method, f"/v1/connectors/{connector.json()['id']}", json={**update, "version_number": version}
+                )
+                assert refused_field(response).startswith(("config.", "credentials")), (method, response.text)
         names.rebound = True
 
         sent = []

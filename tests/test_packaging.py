@@ -29,12 +29,20 @@ MEMBERS = [ROOT / "core", *sorted(p.parent for p in (ROOT / "plugins").glob("*/p
 pytestmark = pytest.mark.slow
 
 
-def run(*args: str | Path, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def clean_env(**extra: str) -> dict[str, str]:
+    """The user's environment without botbridge settings or another Python's."""
     env = {
         key: value for key, value in os.environ.items() if not key.startswith(("BOTBRIDGE_", "PYTHON", "VIRTUAL_ENV"))
     }
-    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
-    return subprocess.run([str(a) for a in args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    return {**env, "PIP_DISABLE_PIP_VERSION_CHECK": "1", **extra}
+
+
+def run(
+    *args: str | Path, cwd: Path | None = None, timeout: float = 300, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(a) for a in args], cwd=cwd, env=env or clean_env(), capture_output=True, text=True, timeout=timeout
+    )
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> str:
@@ -131,15 +139,33 @@ def runtime(work: Path, wheels: dict[str, Path]) -> Path:
     return fresh_venv(work, "runtime", *wheels.values())
 
 
-def test_from_wheels_alone_the_commands_and_the_demo_work(runtime: Path, wheels: dict[str, Path]) -> None:
+def test_from_wheels_alone_the_commands_work(runtime: Path, wheels: dict[str, Path]) -> None:
     assert run(runtime / "python", "-c", "import pytest").returncode != 0
     assert run(runtime / "python", "-c", "import hypothesis").returncode != 0
     versions = ok(run(runtime / "botbridge", "--version")).splitlines()
     assert sorted(versions) == sorted(f"{name} {metadata(wheel)['Version']}" for name, wheel in wheels.items())
     listing = ok(run(runtime / "botbridge", "plugins"))
     assert "ERROR" not in listing
-    demo = ok(run(runtime / "botbridge", "demo", "--channel", "sinch", "--bot", "lex", timeout=120))
-    assert "🤖 bot → echo: Hi there!" in demo and "→ DELIVERED" in demo
+
+
+def test_from_wheels_alone_the_demo_works_for_every_channel_and_bot(runtime: Path) -> None:
+    # The nine demos run side by side: each is mostly waiting on loopback.
+    pairs = [(channel, bot) for channel in ("scg", "sinch", "bird") for bot in ("directline", "lex", "dialogflow")]
+    demos = {
+        pair: subprocess.Popen(
+            [runtime / "botbridge", "demo", "--channel", pair[0], "--bot", pair[1]],
+            env=clean_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for pair in pairs
+    }
+    for pair, demo in demos.items():
+        output, _ = demo.communicate(timeout=180)
+        assert demo.returncode == 0, f"{pair}\n{output}"
+        assert "🤖 bot → echo: Hi there!" in output and "🤖 bot → echo: sales" in output, f"{pair}\n{output}"
+        assert "→ DELIVERED" in output, f"{pair}\n{output}"
 
 
 @pytest.fixture
@@ -165,6 +191,15 @@ def test_a_strangers_pytest_run_beside_botbridge_is_unaffected(
     result = run(bin_ / "python", "-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=stranger)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 passed" in result.stdout
+    # and its environment is its own: botbridge relaxes no outbound policy it did not ask for
+    (stranger / "test_env.py").write_text(
+        "import os\n\ndef test_env():\n    assert 'BOTBRIDGE_ALLOW_PRIVATE_URLS' not in os.environ\n"
+        "    assert os.environ['BOTBRIDGE_OUTBOUND_ALLOW'] == '10.0.0.0/8'\n"
+    )
+    env = clean_env(BOTBRIDGE_OUTBOUND_ALLOW="10.0.0.0/8")
+    result = run(bin_ / "python", "-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=stranger, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3 passed" in result.stdout
 
 
 def quick_start_commands() -> list[str]:

@@ -69,6 +69,7 @@ def test_version_names_core_and_each_plugin() -> None:
         ("BOTBRIDGE_LOG_LEVEL", "verbose", "one of DEBUG, INFO, WARNING, ERROR, CRITICAL"),
         ("BOTBRIDGE_API_KEYS", "justakey", "account:key pairs"),
         ("BOTBRIDGE_LOG_FORMAT", "xml", "one of text, json"),
+        ("BOTBRIDGE_SECRET_KEY", "short-key", "keys of 16+ characters"),
     ],
 )
 def test_a_bad_setting_is_one_line_naming_it_and_what_it_accepts(variable: str, value: str, accepts: str) -> None:
@@ -77,7 +78,7 @@ def test_a_bad_setting_is_one_line_naming_it_and_what_it_accepts(variable: str, 
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert variable in lines[0] and accepts in lines[0]
-    if variable == "BOTBRIDGE_API_KEYS":
+    if variable in ("BOTBRIDGE_API_KEYS", "BOTBRIDGE_SECRET_KEY"):
         assert value not in result.stderr  # a secret is never echoed
 
 

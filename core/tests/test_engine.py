@@ -411,7 +411,7 @@ LEAKY = (
 
 
 async def test_provider_text_reaches_the_tenant_bounded_to_one_clean_line(world: World) -> None:
-    world.channel.failures += [SendError(LEAKY, status_code=400)]
+    world.channel.failures += [SendError(LEAKY, status_code=400, provider_code="SCG_ERROR_1008\r\nFORGED" + "y" * 99)]
     world.bot.failures.append(BotError(LEAKY))
     await world.mo("hello")
     await world.until(lambda: len(world.subscriber.of_type("bot_error")) == 1, step=1.0)
@@ -421,6 +421,10 @@ async def test_provider_text_reaches_the_tenant_bounded_to_one_clean_line(world:
     await world.until(lambda: len(world.subscriber.of_type("message_request_state_change")) >= 1, step=1.0)
     stored = (await world.client.get(f"/v1/messages/{sent['id']}")).json()
     bot_error = world.subscriber.of_type("bot_error")[0]["event"]["fld-val-list"]["reason_description"]
+    # the provider's status and its own code, each a field of its own
+    assert stored["reason_code"] == "400"
+    code = stored["provider_error_code"]
+    assert code.startswith("SCG_ERROR_1008 FORGED") and len(code) <= 64
     for text in (stored["reason_description"], bot_error):
         assert text.startswith("SCG message_requests answered 400: line one FORGED LOG LINE")
         assert len(text) <= 200 and "INTERNAL-ONLY-DATA" not in text

@@ -1,4 +1,4 @@
-"""The `botbridge` command: serve, plugins, demo, new-plugin, store migrate."""
+"""The `botbridge` command: the host, its plugins, its store, API keys and secrets."""
 
 from __future__ import annotations
 

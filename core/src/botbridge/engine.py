@@ -636,6 +636,8 @@ class Engine:
         else:
             code = str(exc.status_code) if exc.status_code else "send_failed"
         self.rt.metrics.mt_failed.labels(sender.channel).inc()
+        if exc.provider_code:
+            message.provider_error_code = tenant_text(exc.provider_code, 64)
         return await self._transition(sender, message, "FAILED", code, str(exc), request_level=True)
 
     async def _wait_for_slot(self, job: Job, connector: Connector) -> str:

@@ -256,6 +256,8 @@ class OutboundMessage(BaseModel):
     provider_message_id: str | None = None
     reason_code: str | None = None
     reason_description: str | None = None
+    # The provider's own error code of a failed send (e.g. SCG_ERROR_4046), bounded; reason_code is its status.
+    provider_error_code: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 
@@ -390,6 +392,7 @@ class MessageView(BaseModel):
     provider_message_id: str | None
     reason_code: str | None
     reason_description: str | None
+    provider_error_code: str | None = None
     created_at: datetime
     updated_at: datetime
 

@@ -9,6 +9,7 @@ import annotated_types
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from botbridge.crypto import split_secret_keys
 from botbridge.outbound import parse_allow_list
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -69,6 +70,16 @@ class Settings(BaseSettings):
     @classmethod
     def _key_pairs(cls, value: SecretStr) -> SecretStr:
         _key_pairs(value)
+        return value
+
+    @field_validator("secret_key")
+    @classmethod
+    def _secret_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            try:
+                split_secret_keys(value.get_secret_value())
+            except ValueError:
+                raise ValueError("one or more comma-separated keys of 16+ characters, newest first") from None
         return value
 
     @field_validator("public_url")

@@ -12,10 +12,14 @@ its fixtures is used.
   client already carrying a valid key.
 - `provider_fake`: `provider_fake("channel", "sinch")`: a registered fake
   (`ChannelFake.phone_says` sends correctly signed webhooks; `BotFake` scripts a bot).
-- Every test runs with BOTBRIDGE_ALLOW_PRIVATE_URLS=true, since fakes listen
-  on loopback or answer in-process under names that do not resolve. A test of
-  the outbound-URL policy itself is marked `@pytest.mark.outbound_policy` and
-  gets the default (refuse) instead.
+- `botbridge_allow_private_urls = true` in a project's pytest configuration
+  runs each of its tests with BOTBRIDGE_ALLOW_PRIVATE_URLS=true, since fakes
+  listen on loopback or answer in-process under names that do not resolve; a
+  test of the outbound-URL policy itself is marked
+  `@pytest.mark.outbound_policy` and gets the default (refuse) instead. A
+  project that does not ask for it keeps its environment as it is: installing
+  botbridge never relaxes another project's tests. `botbridge_host` allows
+  private URLs by itself (pass `allow_private_urls=False` to test the policy).
 """
 
 from __future__ import annotations
@@ -35,6 +39,16 @@ API_KEY = "test-api-key-0001"
 _ALLOWANCES = ("BOTBRIDGE_ALLOW_PRIVATE_URLS", "BOTBRIDGE_ALLOW_PRIVATE_WEBHOOK_URLS", "BOTBRIDGE_OUTBOUND_ALLOW")
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addini(
+        "botbridge_allow_private_urls",
+        type="bool",
+        default=False,
+        help="run every test with BOTBRIDGE_ALLOW_PRIVATE_URLS=true (fakes on loopback), "
+        "except those marked outbound_policy (default: false)",
+    )
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "outbound_policy: run with the default outbound-URL policy (private addresses refused)"
@@ -43,7 +57,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(autouse=True)
 def _outbound_allowance(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Loopback and in-process fakes are allowed unless the test is about the policy."""
+    """Loopback and in-process fakes are allowed unless the test is about the policy (when the project asks)."""
+    if not request.config.getini("botbridge_allow_private_urls"):
+        return
     for name in _ALLOWANCES:
         monkeypatch.delenv(name, raising=False)
     if request.node.get_closest_marker("outbound_policy") is None:
@@ -80,7 +96,7 @@ def botbridge_host() -> Callable[..., AbstractAsyncContextManager[tuple[Any, htt
             api_keys=f"test:{API_KEY}",  # type: ignore[arg-type]
             secret_key="test-secret-key-0001",  # type: ignore[arg-type]
             load_plugins=",".join(names) or "-",
-            **settings,
+            **{"allow_private_urls": True, **settings},
         )
         app = create_app(config, plugins=Plugins.discover(config), http=http, clock=clock)
         async with api_client(app, API_KEY) as client:
