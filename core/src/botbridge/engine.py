@@ -54,7 +54,7 @@ from botbridge.models import (
 from botbridge.outbound import UnsafeURL
 from botbridge.render import as_text, match_option
 from botbridge.signing import standard_webhook_headers
-from botbridge.store import Store
+from botbridge.store import Store, Writes
 from botbridge.store_waits import StoreWaits
 
 logger = logging.getLogger("botbridge.engine")
@@ -311,14 +311,17 @@ class Engine:
     async def _run(self, job: Job) -> None:
         handler = {"mo": self._mo, "mt": self._mt, "dr": self._dr, "event": self._event}[job.kind]
         token = correlation_id.set(job.payload.get("correlation_id") or job.id)
+        # What the job did to its records (a session opened, a message sent) is
+        # written however it ends: a rerun must start from what happened.
+        writes = Writes()
         try:
             try:
-                follow_ups = await handler(job)
+                follow_ups = await handler(job, writes)
             except Retry as retry:
                 logger.info("%s job %s will retry in %.1fs: %s", job.kind, job.id, retry.delay, retry.reason)
                 not_before, reason = self.clock.now() + retry.delay, retry.reason
                 await self._settle(
-                    "retrying a job", lambda: self.store.retry_job(job, not_before=not_before, error=reason)
+                    "retrying a job", lambda: self._retry(job, writes, not_before=not_before, error=reason)
                 )
             except StoreUnavailable as exc:
                 # The store failed mid-job: not the job's fault, and not one of its
@@ -331,7 +334,7 @@ class Engine:
                 uncounted = job.model_copy(update={"attempts": job.attempts - 1})
                 soon, why = self.clock.now() + self.settings.backoff(putbacks), str(exc)[:300]
                 await self._settle(
-                    "putting back a job", lambda: self.store.retry_job(uncounted, not_before=soon, error=why)
+                    "putting back a job", lambda: self._retry(uncounted, writes, not_before=soon, error=why)
                 )
             except Exception as exc:
                 # A bug (ours or a plugin's): accepted work is never dropped. It is
@@ -340,12 +343,19 @@ class Engine:
                 logger.exception("%s job %s failed (attempt %d)", job.kind, job.id, job.attempts + 1)
                 self.rt.metrics.job_errors.labels(job.kind).inc()
                 later, why = self.clock.now() + self.settings.backoff(job.attempts), repr(exc)[:300]
-                await self._settle("retrying a job", lambda: self.store.retry_job(job, not_before=later, error=why))
+                await self._settle("retrying a job", lambda: self._retry(job, writes, not_before=later, error=why))
             else:
-                await self._settle("completing a job", lambda: self.store.complete_job(job, then=follow_ups))
+                await self._settle(
+                    "completing a job", lambda: self.store.finish_job(job, then=follow_ups, writes=writes)
+                )
                 self._wake_for(follow_ups)
         finally:
             correlation_id.reset(token)
+
+    async def _retry(self, job: Job, writes: Writes, *, not_before: float, error: str) -> None:
+        if writes:
+            await self.store.write(writes)
+        await self.store.retry_job(job, not_before=not_before, error=error)
 
     async def _settle(self, what: str, write: Callable[[], Awaitable[None]]) -> None:
         """Record a job's outcome, waiting out a failing store (bounded backoff) until it is written.
@@ -372,7 +382,7 @@ class Engine:
 
     # --- MO: one turn of a conversation ---
 
-    async def _mo(self, job: Job) -> list[Job]:
+    async def _mo(self, job: Job, writes: Writes) -> list[Job]:
         message = InboundMessage.model_validate(job.payload["message"])
         correlation_id.set(message.id)
         sender = await self.rt.cache.sender(message.sender_id)
@@ -409,7 +419,7 @@ class Engine:
             breaker = self._breakers.get(connector.id)
             if breaker is not None and breaker.open_until > self.clock.now():
                 raise CircuitOpen(f"bot unavailable ({breaker.reason}); not called for a few seconds")
-            conversation = await self._resolve(sender, connector, message, bot)
+            conversation = await self._resolve(sender, connector, message, bot, writes)
             choice = match_option(message.text, conversation.options) if not message.postback else None
             bot_message = message
             if message.postback:
@@ -423,7 +433,7 @@ class Engine:
             self.rt.metrics.bot_errors.labels(connector.type).inc()
             self._count_failure(connector, exc)
             again = bot.safe_to_retry(exc)
-            return events + await self._bot_failed(job, exc, again, sender, connector, conversation, message)
+            return events + await self._bot_failed(job, exc, again, sender, connector, conversation, message, writes)
         finally:
             self.rt.metrics.bot_latency.labels(connector.type).observe(time.perf_counter() - started)
         self._breakers.pop(connector.id, None)
@@ -431,11 +441,11 @@ class Engine:
         conversation.timeout = connector.settings.conversation_timeout
         with_options = [r for r in replies if r.options]
         conversation.options = with_options[-1].options if with_options else []
-        await self.store.put_conversation(conversation)
-        return events + await self._replies(sender, connector, conversation, replies)
+        writes.put_conversation(conversation)
+        return events + await self._replies(sender, connector, conversation, replies, writes)
 
     async def _resolve(
-        self, sender: Sender, connector: Connector, message: InboundMessage, bot: BotBackend
+        self, sender: Sender, connector: Connector, message: InboundMessage, bot: BotBackend, writes: Writes
     ) -> Conversation:
         now = self.clock.now()
         conversation = await self.store.get_conversation(sender.id, message.contact)
@@ -448,7 +458,7 @@ class Engine:
             return conversation
         if conversation is not None and conversation.state == "open":
             conversation.state, conversation.closed_at = "closed", now
-            await self.store.put_conversation(conversation)
+            writes.put_conversation(conversation)
             self.rt.metrics.conversations_expired.labels(connector.type).inc()
             try:
                 await bot.close(self.rt.bot_session(connector, conversation))
@@ -463,7 +473,7 @@ class Engine:
             timeout=timeout,
         )
         await bot.open(self.rt.bot_session(connector, fresh))
-        await self.store.put_conversation(fresh)
+        writes.put_conversation(fresh)
         self.rt.metrics.conversations_opened.labels(connector.type).inc()
         logger.info("conversation %s opened with %s", fresh.id, mask(message.contact))
         return fresh
@@ -494,6 +504,7 @@ class Engine:
         connector: Connector,
         conversation: Conversation,
         message: InboundMessage,
+        writes: Writes,
     ) -> list[Job]:
         reason = tenant_reason(exc)
         if isinstance(exc, BotCredentialsInvalid):
@@ -506,7 +517,7 @@ class Engine:
                 raise Retry(f"bot: {reason}", delay)
         logger.warning("bot %s failed for MO %s: %s", connector.type, message.id, reason)
         if conversation.state == "open":
-            await self.store.put_conversation(conversation)
+            writes.put_conversation(conversation)
         failure = make_event(
             "bot_error",
             {**mo_fields(message, sender), "connector_id": connector.id, "reason_description": reason},
@@ -515,7 +526,7 @@ class Engine:
         jobs = await self._event_jobs(sender.account_id, failure)
         fallback = connector.settings.fallback_text
         if fallback:
-            jobs += await self._replies(sender, connector, conversation, [Reply(text=fallback)])
+            jobs += await self._replies(sender, connector, conversation, [Reply(text=fallback)], writes)
         return jobs
 
     async def _mark_connector(self, connector: Connector, state: str, reason: str) -> None:
@@ -542,7 +553,7 @@ class Engine:
         )
 
     async def _replies(
-        self, sender: Sender, connector: Connector, conversation: Conversation, replies: list[Reply]
+        self, sender: Sender, connector: Connector, conversation: Conversation, replies: list[Reply], writes: Writes
     ) -> list[Job]:
         jobs = []
         for reply in replies:
@@ -557,14 +568,16 @@ class Engine:
                 connector_id=connector.id,
                 conversation_id=conversation.id,
             )
-            await self.store.put_outbound(message, sender.channel)
+            writes.put_outbound(message, sender.channel)
             jobs.append(self._mt_job(sender, message))
         return jobs
 
     def _late_replies(self, sender: Sender, connector: Connector, conversation: Conversation):  # type: ignore[no-untyped-def]
         async def deliver(replies: list[Reply]) -> None:
-            jobs = await self._replies(sender, connector, conversation, replies)
+            writes = Writes()
+            jobs = await self._replies(sender, connector, conversation, replies, writes)
             if jobs:
+                await self.store.write(writes)
                 await self.store.enqueue(jobs)
                 self._wake_for(jobs)
 
@@ -572,7 +585,7 @@ class Engine:
 
     # --- MT: send one message ---
 
-    async def _mt(self, job: Job) -> list[Job]:
+    async def _mt(self, job: Job, writes: Writes) -> list[Job]:
         message = await self.store.get_outbound(job.payload["message_id"])
         sender = await self.rt.cache.sender(job.payload["sender_id"])
         if message is None or sender is None or message.state != "CREATED":
@@ -594,9 +607,9 @@ class Engine:
             try:
                 found = await channel.find_sent(context, message)
             except ProviderError as exc:
-                return await self._send_failed(job, sender, channel, message, exc)
+                return await self._send_failed(job, sender, channel, message, exc, writes)
             if found is not None:
-                return await self._sent(sender, message, found)
+                return await self._sent(sender, message, found, writes)
             del job.payload["unconfirmed"]  # the provider has none: this send is the first
         connector = await self.rt.cache.connector(message.connector_id) if message.connector_id else None
         ticket = await self._wait_for_slot(job, connector) if connector is not None else None
@@ -604,20 +617,22 @@ class Engine:
         try:
             result = await channel.send(context, outgoing)
         except ProviderError as exc:
-            return await self._send_failed(job, sender, channel, message, exc)
+            return await self._send_failed(job, sender, channel, message, exc, writes)
         finally:
             self.rt.metrics.send_latency.labels(sender.channel).observe(time.perf_counter() - started)
             if connector is not None and ticket is not None:
                 await self._finish_send(connector, ticket)
-        return await self._sent(sender, message, result)
+        return await self._sent(sender, message, result, writes)
 
-    async def _sent(self, sender: Sender, message: OutboundMessage, result: SendResult) -> list[Job]:
+    async def _sent(self, sender: Sender, message: OutboundMessage, result: SendResult, writes: Writes) -> list[Job]:
         self.rt.metrics.mt_sent.labels(sender.channel).inc()
         message.provider_message_id = result.provider_message_id
-        return await self._transition(sender, message, result.state or "SENT", None, None, request_level=True)
+        return await self._transition(
+            sender, message, result.state or "SENT", None, None, writes=writes, request_level=True
+        )
 
     async def _send_failed(
-        self, job: Job, sender: Sender, channel: Channel, message: OutboundMessage, exc: ProviderError
+        self, job: Job, sender: Sender, channel: Channel, message: OutboundMessage, exc: ProviderError, writes: Writes
     ) -> list[Job]:
         """Retry a send only when it cannot become a duplicate; otherwise fail it."""
         failures = job.attempts - job.payload.get("deferrals", 0)
@@ -638,7 +653,7 @@ class Engine:
         self.rt.metrics.mt_failed.labels(sender.channel).inc()
         if exc.provider_code:
             message.provider_error_code = tenant_text(exc.provider_code, 64)
-        return await self._transition(sender, message, "FAILED", code, str(exc), request_level=True)
+        return await self._transition(sender, message, "FAILED", code, str(exc), writes=writes, request_level=True)
 
     async def _wait_for_slot(self, job: Job, connector: Connector) -> str:
         """Wait until this message may be sent under the connector's rate limit; return its ticket.
@@ -688,6 +703,7 @@ class Engine:
         reason_code: str | None,
         reason: str | None,
         *,
+        writes: Writes,
         request_level: bool,
     ) -> list[Job]:
         previous = message.state
@@ -696,7 +712,7 @@ class Engine:
         reason_code = tenant_text(reason_code, 64) if reason_code else reason_code
         message.state, message.reason_code, message.reason_description = state, reason_code, reason
         message.updated_at = utcnow()
-        await self.store.put_outbound(message, sender.channel)
+        writes.put_outbound(message, sender.channel)
         self.rt.notify("on_outbound_message", message=message, sender=sender)
         evt_tp = "message_request_state_change" if request_level else "message_state_change"
         event = make_event(evt_tp, state_fields(message, sender, previous, reason_code, reason), self.clock.now())
@@ -704,7 +720,7 @@ class Engine:
 
     # --- delivery reports ---
 
-    async def _dr(self, job: Job) -> list[Job]:
+    async def _dr(self, job: Job, writes: Writes) -> list[Job]:
         report = DeliveryReport.model_validate(job.payload)
         message = await self.store.outbound_by_provider_id(report.sender_id, report.provider_message_id)
         if message is None:
@@ -718,7 +734,13 @@ class Engine:
         if sender is None:
             return []
         return await self._transition(
-            sender, message, report.state, report.reason_code, report.reason_description, request_level=False
+            sender,
+            message,
+            report.state,
+            report.reason_code,
+            report.reason_description,
+            writes=writes,
+            request_level=False,
         )
 
     # --- events ---
@@ -733,7 +755,7 @@ class Engine:
             for s in subscriptions
         ]
 
-    async def _event(self, job: Job) -> list[Job]:
+    async def _event(self, job: Job, writes: Writes) -> list[Job]:
         subscription = await self.store.get_subscription(job.payload["subscription_id"])
         if subscription is None:
             return []

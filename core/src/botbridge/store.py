@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from botbridge.clock import Clock
@@ -68,6 +68,30 @@ def check_secret_fields(kind: SecretKind, *fields: dict[str, str]) -> None:
     for given in fields:
         if not set(given) <= allowed:
             raise ValueError(f"not encrypted fields of a {kind}: {sorted(set(given) - allowed)}")
+
+
+@dataclass
+class Writes:
+    """The records a job's outcome changes, written with its completion (`Store.finish_job`).
+
+    The engine collects them while a job runs instead of writing each at
+    once: a job then costs one write to the store when it ends, and a crash
+    before that leaves none of them (the job runs again from the same records).
+    Records appear in the order they were added; a later version of the same
+    record replaces an earlier one.
+    """
+
+    conversations: list[Conversation] = field(default_factory=list)
+    outbound: list[tuple[OutboundMessage, str]] = field(default_factory=list)  # (message, its channel)
+
+    def put_conversation(self, conversation: Conversation) -> None:
+        self.conversations.append(conversation)
+
+    def put_outbound(self, message: OutboundMessage, channel: str) -> None:
+        self.outbound.append((message, channel))
+
+    def __bool__(self) -> bool:
+        return bool(self.conversations or self.outbound)
 
 
 @dataclass(frozen=True)
@@ -256,6 +280,25 @@ class Store(ABC):
     @abstractmethod
     async def complete_job(self, job: Job, *, then: Sequence[Job] = ()) -> None:
         """Remove a finished job and add its follow-up jobs, atomically."""
+
+    async def write(self, writes: Writes) -> None:
+        """Write these records. The default writes one at a time; a store that can, in one atomic step."""
+        for conversation in writes.conversations:
+            await self.put_conversation(conversation)
+        for message, channel in writes.outbound:
+            await self.put_outbound(message, channel)
+
+    async def finish_job(self, job: Job, *, then: Sequence[Job] = (), writes: Writes | None = None) -> None:
+        """Write a finished job's records, remove it and add its follow-ups, atomically.
+
+        The engine's one write per job. The default writes the records, then
+        completes the job: a crash between the two runs the job again over
+        records that already say what it did (no duplicate send: the engine
+        checks them). Every store of botbridge does all of it in one transaction.
+        """
+        if writes:
+            await self.write(writes)
+        await self.complete_job(job, then=then)
 
     @abstractmethod
     async def retry_job(self, job: Job, *, not_before: float, error: str) -> None:

@@ -33,7 +33,7 @@ from botbridge.models import (
     Sender,
     Subscription,
 )
-from botbridge.store import Durability, Store, check_secret_fields
+from botbridge.store import Durability, Store, Writes, check_secret_fields
 
 API_KEYS_TABLE = """
 CREATE TABLE IF NOT EXISTS api_keys (
@@ -98,6 +98,23 @@ UPDATE jobs SET lease_until = ? WHERE seq IN (
     ORDER BY j.seq LIMIT ?)
 RETURNING seq, data
 """
+
+
+PUT_CONVERSATION = (
+    "INSERT INTO conversations VALUES (?, ?, ?) ON CONFLICT(sender_id, contact) DO UPDATE SET data=excluded.data"
+)
+PUT_OUTBOUND = (
+    "INSERT INTO outbound (id, channel, provider_message_id, data, sender_id) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT(id) DO UPDATE SET provider_message_id=excluded.provider_message_id, data=excluded.data"
+)
+
+
+def conversation_row(conversation: Conversation) -> tuple[str, str, str]:
+    return conversation.sender_id, conversation.contact, conversation.model_dump_json()
+
+
+def outbound_row(message: OutboundMessage, channel: str) -> tuple[str, str, str | None, str, str]:
+    return message.id, channel, message.provider_message_id, message.model_dump_json(), message.sender_id
 
 
 # Per record kind: list ids, read one, write one.
@@ -427,14 +444,7 @@ class SQLiteStore(Store):
         return Conversation.model_validate_json(row[0]) if row else None
 
     async def put_conversation(self, conversation: Conversation) -> None:
-        await self._run(
-            self._write,
-            "INSERT INTO conversations VALUES (?, ?, ?) "
-            "ON CONFLICT(sender_id, contact) DO UPDATE SET data=excluded.data",
-            conversation.sender_id,
-            conversation.contact,
-            conversation.model_dump_json(),
-        )
+        await self._run(self._write, PUT_CONVERSATION, *conversation_row(conversation))
 
     # --- dedupe ---
 
@@ -483,13 +493,30 @@ class SQLiteStore(Store):
         now = self.clock.now()
         return await self._run(self._claim_jobs, list(kinds), limit, now + lease, now)
 
-    def _complete(self, job_id: str, then: Sequence[Job]) -> None:
+    def _complete(self, job_id: str, then: Sequence[Job], writes: Writes | None = None) -> None:
         with self._transaction() as db:
+            if writes:
+                self._write_records(db, writes)
             db.execute("DELETE FROM jobs WHERE id=?", (job_id,))
             self._insert_jobs(db, then)
 
     async def complete_job(self, job: Job, *, then: Sequence[Job] = ()) -> None:
         await self._run(self._complete, job.id, list(then))
+
+    async def finish_job(self, job: Job, *, then: Sequence[Job] = (), writes: Writes | None = None) -> None:
+        await self._run(self._complete, job.id, list(then), writes)
+
+    @staticmethod
+    def _write_records(db: sqlite3.Connection, writes: Writes) -> None:
+        db.executemany(PUT_CONVERSATION, [conversation_row(c) for c in writes.conversations])
+        db.executemany(PUT_OUTBOUND, [outbound_row(m, channel) for m, channel in writes.outbound])
+
+    def _write_all(self, writes: Writes) -> None:
+        with self._transaction() as db:
+            self._write_records(db, writes)
+
+    async def write(self, writes: Writes) -> None:
+        await self._run(self._write_all, writes)
 
     async def retry_job(self, job: Job, *, not_before: float, error: str) -> None:
         retried = job.model_copy(update={"attempts": job.attempts + 1, "not_before": not_before, "last_error": error})
@@ -511,16 +538,7 @@ class SQLiteStore(Store):
     # --- outbound messages ---
 
     async def put_outbound(self, message: OutboundMessage, channel: str) -> None:
-        await self._run(
-            self._write,
-            "INSERT INTO outbound (id, channel, provider_message_id, data, sender_id) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT(id) DO UPDATE SET provider_message_id=excluded.provider_message_id, data=excluded.data",
-            message.id,
-            channel,
-            message.provider_message_id,
-            message.model_dump_json(),
-            message.sender_id,
-        )
+        await self._run(self._write, PUT_OUTBOUND, *outbound_row(message, channel))
 
     async def get_outbound(self, message_id: str) -> OutboundMessage | None:
         row = await self._run(self._one, "SELECT data FROM outbound WHERE id=?", message_id)

@@ -21,7 +21,7 @@ from botbridge.models import (
     Sender,
     Subscription,
 )
-from botbridge.store import Store, send_window
+from botbridge.store import Store, Writes, send_window
 
 
 @pytest.mark.anyio
@@ -397,6 +397,33 @@ class StoreContract:
         batches = await asyncio.gather(*(store.claim_jobs(["mo"], limit=3, lease=30) for _ in range(10)))
         ids = [j.id for batch in batches for j in batch]
         assert len(ids) == len(set(ids)) == 20
+
+    async def test_a_finished_job_writes_its_records_with_its_completion(self, store: Store) -> None:
+        await store.enqueue([Job(kind="mo", key="conv")])
+        [job] = await store.claim_jobs(["mo"], limit=1, lease=30)
+        conversation = Conversation(sender_id="s", contact="+1", connector_id="c", opened_at=1.0, last_mo_at=1.0)
+        reply = OutboundMessage(sender_id="s", contact="+1", text="first")
+        writes = Writes()
+        writes.put_conversation(conversation.model_copy(update={"state": "closed"}))
+        writes.put_conversation(conversation)  # a later version of the same record wins
+        writes.put_outbound(reply, "sinch")
+        sent = reply.model_copy(update={"state": "SENT", "provider_message_id": "p1"})
+        writes.put_outbound(sent, "sinch")
+        await store.finish_job(job, then=[Job(kind="mt", key="conv", payload={"message_id": reply.id})], writes=writes)
+        assert await store.get_conversation("s", "+1") == conversation
+        assert await store.get_outbound(reply.id) == sent
+        assert await store.outbound_by_provider_id("s", "p1") == sent
+        [follow_up] = await store.claim_jobs(["mo", "mt"], limit=5, lease=30)
+        assert follow_up.payload == {"message_id": reply.id}
+        await store.finish_job(follow_up)  # nothing to write
+        assert await store.queue_depth() == {}
+
+    async def test_writes_alone(self, store: Store) -> None:
+        message = OutboundMessage(sender_id="s", contact="+1", text="late reply")
+        conversation = Conversation(sender_id="s", contact="+1", connector_id="c", opened_at=1.0, last_mo_at=1.0)
+        await store.write(Writes(conversations=[conversation], outbound=[(message, "bird")]))
+        assert await store.get_outbound(message.id) == message
+        assert await store.get_conversation("s", "+1") == conversation
 
     # --- outbound, subscriptions, failures ---
 

@@ -42,7 +42,15 @@ from botbridge.models import (
     Sender,
     Subscription,
 )
-from botbridge.store import SLOT_MARGIN, Durability, Store, admission_wait, check_secret_fields, send_window
+from botbridge.store import (
+    SLOT_MARGIN,
+    Durability,
+    Store,
+    Writes,
+    admission_wait,
+    check_secret_fields,
+    send_window,
+)
 from botbridge_postgres.migrations import LATEST, current_version, migrate, quote
 
 logger = logging.getLogger("botbridge.postgres")
@@ -160,6 +168,24 @@ SENDS_COUNTING = """
 SELECT count(*), (SELECT until FROM send_times WHERE key = $1 ORDER BY until DESC OFFSET $2 - 1 LIMIT 1)
 FROM send_times WHERE key = $1
 """
+
+
+PUT_CONVERSATION = (
+    "INSERT INTO conversations VALUES ($1, $2, $3::jsonb) "
+    "ON CONFLICT (sender_id, contact) DO UPDATE SET data = excluded.data"
+)
+PUT_OUTBOUND = (
+    "INSERT INTO outbound VALUES ($1, $2, $3, $4, $5::jsonb) ON CONFLICT (id) DO UPDATE SET "
+    "provider_message_id = excluded.provider_message_id, data = excluded.data"
+)
+
+
+def conversation_row(conversation: Conversation) -> tuple[str, str, str]:
+    return conversation.sender_id, conversation.contact, conversation.model_dump_json()
+
+
+def outbound_row(message: OutboundMessage, channel: str) -> tuple[str, str, str, str | None, str]:
+    return message.id, message.sender_id, channel, message.provider_message_id, message.model_dump_json()
 
 
 SELECT_KEYS = "SELECT id, key_hash, account_id, name, source, created_at, last_used_at, revoked_at FROM api_keys"
@@ -568,13 +594,7 @@ class PostgresStore(Store):
 
     @guarded
     async def put_conversation(self, conversation: Conversation) -> None:
-        await self._execute(
-            "INSERT INTO conversations VALUES ($1, $2, $3::jsonb) "
-            "ON CONFLICT (sender_id, contact) DO UPDATE SET data = excluded.data",
-            conversation.sender_id,
-            conversation.contact,
-            conversation.model_dump_json(),
-        )
+        await self._execute(PUT_CONVERSATION, *conversation_row(conversation))
 
     # --- dedupe ---
 
@@ -628,12 +648,30 @@ class PostgresStore(Store):
 
     @guarded
     async def complete_job(self, job: Job, *, then: Sequence[Job] = ()) -> None:
+        await self.finish_job(job, then=then)
+
+    @guarded
+    async def finish_job(self, job: Job, *, then: Sequence[Job] = (), writes: Writes | None = None) -> None:
         # A job no longer queued (another host took it over after its lease
         # and finished it) is left alone, follow-ups included.
         async with self._tx() as conn:
+            if writes:
+                await self._write_records(conn, writes)
             deleted = await conn.fetchval("DELETE FROM jobs WHERE id = $1 RETURNING 1", job.id)
             if deleted is not None:
                 await self._insert_jobs(conn, then)
+
+    @staticmethod
+    async def _write_records(conn: asyncpg.Connection, writes: Writes) -> None:
+        if writes.conversations:
+            await conn.executemany(PUT_CONVERSATION, [conversation_row(c) for c in writes.conversations])
+        if writes.outbound:
+            await conn.executemany(PUT_OUTBOUND, [outbound_row(m, channel) for m, channel in writes.outbound])
+
+    @guarded
+    async def write(self, writes: Writes) -> None:
+        async with self._tx() as conn:
+            await self._write_records(conn, writes)
 
     @guarded
     async def retry_job(self, job: Job, *, not_before: float, error: str) -> None:
@@ -663,15 +701,7 @@ class PostgresStore(Store):
 
     @guarded
     async def put_outbound(self, message: OutboundMessage, channel: str) -> None:
-        await self._execute(
-            "INSERT INTO outbound VALUES ($1, $2, $3, $4, $5::jsonb) ON CONFLICT (id) DO UPDATE SET "
-            "provider_message_id = excluded.provider_message_id, data = excluded.data",
-            message.id,
-            message.sender_id,
-            channel,
-            message.provider_message_id,
-            message.model_dump_json(),
-        )
+        await self._execute(PUT_OUTBOUND, *outbound_row(message, channel))
 
     @guarded
     async def get_outbound(self, message_id: str) -> OutboundMessage | None:

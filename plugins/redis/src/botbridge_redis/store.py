@@ -24,6 +24,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
@@ -42,7 +43,15 @@ from botbridge.models import (
     Sender,
     Subscription,
 )
-from botbridge.store import SLOT_MARGIN, Durability, Store, admission_wait, check_secret_fields, send_window
+from botbridge.store import (
+    SLOT_MARGIN,
+    Durability,
+    Store,
+    Writes,
+    admission_wait,
+    check_secret_fields,
+    send_window,
+)
 from botbridge_redis import scripts
 
 logger = logging.getLogger("botbridge.redis")
@@ -516,12 +525,7 @@ class RedisStore(Store):
 
     @guarded
     async def put_conversation(self, conversation: Conversation) -> None:
-        # Kept for its timeout (counted from now, when it last moved) plus a day,
-        # so the engine still finds an expired one to close at the bot.
-        ttl = math.ceil(conversation.timeout + CONVERSATION_GRACE) if conversation.timeout else None
-        await self.redis.set(
-            self.k("conv", conversation.sender_id, conversation.contact), conversation.model_dump_json(), ex=ttl
-        )
+        await self.write(Writes(conversations=[conversation]))
 
     # --- dedupe ---
 
@@ -582,6 +586,17 @@ class RedisStore(Store):
         await self._script("COMPLETE", repr(self.clock.now()), job.id, job.key, *_job_args(then))
 
     @guarded
+    async def finish_job(self, job: Job, *, then: Sequence[Job] = (), writes: Writes | None = None) -> None:
+        """The records, then the completion script, in one MULTI: one round trip, all or nothing."""
+        if not writes:
+            return await self.complete_job(job, then=then)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            self._queue_writes(pipe, writes)
+            args = [self.prefix, repr(self.clock.now()), job.id, job.key, *_job_args(then)]
+            await self._scripts["COMPLETE"](keys=[], args=args, client=pipe)
+            await pipe.execute()
+
+    @guarded
     async def retry_job(self, job: Job, *, not_before: float, error: str) -> None:
         retried = job.model_copy(update={"attempts": job.attempts + 1, "not_before": not_before, "last_error": error})
         await self._script(
@@ -608,12 +623,26 @@ class RedisStore(Store):
 
     @guarded
     async def put_outbound(self, message: OutboundMessage, channel: str) -> None:
-        ttl = _ms(self.outbound_ttl) if self.outbound_ttl > 0 else None
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(self.k("outbound", message.id), message.model_dump_json(), px=ttl)
+        await self.write(Writes(outbound=[(message, channel)]))
+
+    def _queue_writes(self, pipe: Pipeline, writes: Writes) -> None:
+        for conversation in writes.conversations:
+            # Kept for its timeout (counted from now, when it last moved) plus a day,
+            # so the engine still finds an expired one to close at the bot.
+            ttl = math.ceil(conversation.timeout + CONVERSATION_GRACE) if conversation.timeout else None
+            key = self.k("conv", conversation.sender_id, conversation.contact)
+            pipe.set(key, conversation.model_dump_json(), ex=ttl)
+        outbound_ttl = _ms(self.outbound_ttl) if self.outbound_ttl > 0 else None
+        for message, _ in writes.outbound:
+            pipe.set(self.k("outbound", message.id), message.model_dump_json(), px=outbound_ttl)
             if message.provider_message_id:
                 index = self.k("outbound-by-sender", message.sender_id, message.provider_message_id)
-                pipe.set(index, message.id, px=ttl)
+                pipe.set(index, message.id, px=outbound_ttl)
+
+    @guarded
+    async def write(self, writes: Writes) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            self._queue_writes(pipe, writes)
             await pipe.execute()
 
     @guarded
