@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -13,9 +15,58 @@ from botbridge.http import RetryPolicy
 from botbridge_dialogflow import DialogflowBackend
 from botbridge_dialogflow.testing import FakeDialogflow, generate_key, service_account_info
 
+from . import oracle
+
 PROJECT = "demo-agent-4711"
 EMAIL = f"connector@{PROJECT}.iam.gserviceaccount.com"
 FAST_RETRIES = RetryPolicy(attempts=3, base=0.0, cap=0.0)
+CRAFTED = "crafted_requests"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{CRAFTED}: the test posts its own (often invalid) bodies to the fake; "
+        "the discovery oracle checks only the fake's answers",
+    )
+
+
+@dataclass
+class Oracle:
+    """Every fake a test creates, so its exchanges are held against the discovery documents."""
+
+    check_requests: bool
+    fakes: list[FakeDialogflow] = field(default_factory=list)
+
+    def problems(self) -> list[str]:
+        return [
+            problem
+            for fake in self.fakes
+            for exchange in fake.exchanges
+            for problem in oracle.check_exchange(exchange, request=self.check_requests)
+        ]
+
+
+@pytest.fixture(autouse=True)
+def discovery_oracle(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Oracle]:
+    """After each test: every detectIntent the plugin sent, and every answer, fits Google's definition.
+
+    Fakes are also built inside tests (a regional agent, the loopback server):
+    wrapping the constructor catches them all, so no test can forget to opt in.
+    """
+    watch = Oracle(check_requests=request.node.get_closest_marker(CRAFTED) is None)
+    original = FakeDialogflow.__init__
+
+    @functools.wraps(original)
+    def init(self: FakeDialogflow, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        watch.fakes.append(self)
+
+    monkeypatch.setattr(FakeDialogflow, "__init__", init)
+    yield watch
+    found = watch.problems()
+    if found:
+        pytest.fail("Not what Google's discovery document allows:\n" + "\n".join(found[:20]), pytrace=False)
 
 
 @pytest.fixture(scope="session")

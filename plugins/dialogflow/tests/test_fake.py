@@ -175,6 +175,7 @@ async def test_detect_intent_needs_a_live_token_for_the_project(
     assert fake.calls == []
 
 
+@pytest.mark.crafted_requests
 @pytest.mark.parametrize(
     ("session", "body", "message"),
     [
@@ -246,6 +247,41 @@ async def test_scripted_failures_and_answers(
     assert quick.json()["queryResult"]["fulfillmentMessages"][0]["quickReplies"]["quickReplies"] == ["Billing", "Sales"]
 
 
+async def test_cx_channel_specific_messages_are_answered_only_to_their_channel(
+    client: httpx.AsyncClient, account: dict[str, str], fake: FakeDialogflow
+) -> None:
+    agent = "0b5c8a0e-1a2b-4c3d-9e8f-0123456789ab"
+    fake.add_cx_agent(PROJECT, "global", agent)
+    fake.rule(
+        "hours",
+        messages=[
+            {"text": {"text": ["default"]}},
+            {"channel": "sms", "text": {"text": ["sms"]}},
+            {"channel": "sms", "payload": {"richContent": []}},
+            {"channel": "web", "text": {"text": ["web"]}},
+        ],
+    )
+    url = f"https://dialogflow.googleapis.com/v3/projects/{PROJECT}/locations/global/agents/{agent}/sessions/s:detectIntent"
+    bearer = {"authorization": f"Bearer {fake.issue_token(account['client_email'])}"}
+
+    async def answered(channel: str | None) -> list[dict[str, Any]]:
+        body: dict[str, Any] = {"queryInput": {"text": {"text": "hours"}, "languageCode": "en"}}
+        if channel is not None:
+            body["queryParams"] = {"channel": channel}
+        response = await client.post(url, json=body, headers=bearer)
+        assert response.status_code == 200, response.text
+        return list(response.json()["queryResult"]["responseMessages"])
+
+    assert await answered("sms") == [
+        {"channel": "sms", "text": {"text": ["sms"]}},
+        {"channel": "sms", "payload": {"richContent": []}},
+    ]
+    assert await answered(None) == [{"text": {"text": ["default"]}}]
+    assert await answered("telegram") == [{"text": {"text": ["default"]}}]  # falls back to channel-less
+    es = await client.post(ES_URL, json=detect_body("hours"), headers=bearer)
+    assert es.json()["queryResult"]["fulfillmentMessages"] == [{"text": {"text": ["default"]}}]
+
+
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=10),
     lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=10), children, max_size=3),
@@ -253,6 +289,7 @@ json_values = st.recursive(
 )
 
 
+@pytest.mark.crafted_requests
 @settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(body=st.one_of(json_values, st.builds(lambda t: {"queryInput": {"text": t}}, json_values)))
 async def test_any_body_gets_a_google_answer_never_a_crash(

@@ -159,7 +159,24 @@ json_values = st.recursive(
     max_leaves=25,
 )
 message_kinds = st.sampled_from(
-    ["text", "quickReplies", "card", "image", "payload", "simpleResponses", "suggestions", "platform"]
+    [
+        "text",
+        "quickReplies",
+        "card",
+        "image",
+        "payload",
+        "simpleResponses",
+        "suggestions",
+        "platform",
+        "basicCard",
+        "listSelect",
+        "carouselSelect",
+        "browseCarouselCard",
+        "tableCard",
+        "mediaContent",
+        "knowledgeInfoCard",
+        "channel",
+    ]
 )
 
 

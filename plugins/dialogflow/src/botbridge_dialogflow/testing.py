@@ -13,7 +13,13 @@ endpoint and `{"error": {"code", "message", "status"}}` from the API.
 
 The scripted agent answers "echo: <text>", keyword rules, a card with the
 buttons Billing/billing and Sales/sales to "menu", and quick replies
-["Billing", "Sales"] to "quick".
+["Billing", "Sales"] to "quick". CX rules may carry channel-specific
+messages (`ResponseMessage.channel`); they are answered as CX does: only to a
+query whose `queryParams.channel` names their channel, which then gets no
+channel-less message of that rule.
+
+Every detectIntent exchange is kept in `exchanges` (path, body and answer as
+sent on the wire), so a test can hold them against Google's own definitions.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import re
 import secrets
 import uuid
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
@@ -182,6 +189,20 @@ class Rule:
     text: str = ""
     messages: list[dict[str, Any]] = field(default_factory=list)
     intent: str = "scripted"
+    result: dict[str, Any] = field(default_factory=dict)  # more queryResult fields
+
+
+@dataclass
+class Exchange:
+    """One detectIntent request and the fake's answer, as they crossed the wire."""
+
+    api: str  # "v2" or "v3"
+    method: str
+    path: str  # undecoded, as sent
+    query: str
+    body: bytes
+    status: int
+    response: bytes
 
 
 def google_error(status: int, message: str, *, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -223,6 +244,7 @@ class FakeDialogflow:
         self.tokens: dict[str, IssuedToken] = {}
         self.rules: list[Rule] = []
         self.calls: list[DetectCall] = []
+        self.exchanges: list[Exchange] = []
         # The environments each agent has published; set `draft_traffic = False` to refuse
         # calls without one, as an operator's production check would.
         self.environments: set[str] = {"production"}
@@ -235,8 +257,8 @@ class FakeDialogflow:
         self.app = Starlette(
             routes=[
                 Route("/token", self._token, methods=["POST"]),
-                Route("/v2/{path:path}", self._detect_es, methods=["POST"]),
-                Route("/v3/{path:path}", self._detect_cx, methods=["POST"]),
+                Route("/v2/{path:path}", self._recorded("v2", self._detect_es), methods=["POST"]),
+                Route("/v3/{path:path}", self._recorded("v3", self._detect_cx), methods=["POST"]),
             ]
         )
 
@@ -274,9 +296,19 @@ class FakeDialogflow:
     ) -> None:
         self.cx_agents[(project_id, location, agent_id)] = Agent(project_id, location, languages)
 
-    def rule(self, keyword: str, *, text: str = "", messages: list[dict[str, Any]] | None = None) -> None:
-        """Answer inputs containing `keyword` with `messages` (and `text` as fulfillmentText)."""
-        self.rules.insert(0, Rule(keyword.casefold(), text, messages or []))
+    def rule(
+        self,
+        keyword: str,
+        *,
+        text: str = "",
+        messages: list[dict[str, Any]] | None = None,
+        result: dict[str, Any] | None = None,
+    ) -> None:
+        """Answer inputs containing `keyword` with `messages` (and `text` as fulfillmentText).
+
+        `result` adds queryResult fields (e.g. CX `dataStoreConnectionSignals`).
+        """
+        self.rules.insert(0, Rule(keyword.casefold(), text, messages or [], result=result or {}))
 
     def fail_next(self, status: int, *, retry_after: float | None = None) -> None:
         """The next detectIntent call (one per call to this) answers `status`."""
@@ -382,6 +414,25 @@ class FakeDialogflow:
         return account, claims
 
     # --- detectIntent ---
+
+    def _recorded(self, api: str, handler: Callable[[Request], Awaitable[Response]]) -> Callable[..., Any]:
+        async def endpoint(request: Request) -> Response:
+            response = await handler(request)
+            raw_path = request.scope.get("raw_path") or request.url.path.encode()
+            self.exchanges.append(
+                Exchange(
+                    api=api,
+                    method=request.method,
+                    path=raw_path.decode("latin-1"),
+                    query=request.url.query,
+                    body=await request.body(),  # Starlette keeps the body the handler read
+                    status=response.status_code,
+                    response=bytes(response.body),
+                )
+            )
+            return response
+
+        return endpoint
 
     def _authorize(self, request: Request, project_id: str, resource: str) -> None:
         self.received += 1
@@ -549,7 +600,8 @@ class FakeDialogflow:
                 environment=match["environment"],
             )
         )
-        return JSONResponse(self._cx_answer(text, language))
+        channel = params.get("channel")
+        return JSONResponse(self._cx_answer(text, language, channel if isinstance(channel, str) else None))
 
     def _check_environment(self, environment: str | None) -> None:
         if environment is None:
@@ -561,25 +613,28 @@ class FakeDialogflow:
 
     # --- the scripted agent ---
 
-    def _script(self, text: str) -> tuple[str, str, list[dict[str, Any]]]:
+    def _script(self, text: str) -> Rule:
         folded = text.casefold()
         for rule in self.rules:
             if rule.keyword in folded:
-                return rule.intent, rule.text, rule.messages
+                return rule
         if OPTIONS_TRIGGER in folded:
             card = {
                 "title": "How can we help?",
                 "buttons": [{"text": "Billing", "postback": "billing"}, {"text": "Sales", "postback": "sales"}],
             }
-            return "menu", "How can we help?", [{"card": card}]
+            return Rule(OPTIONS_TRIGGER, "How can we help?", [{"card": card}], "menu")
         if QUICK_REPLIES_TRIGGER in folded:
             quick = {"title": "Pick one", "quickReplies": ["Billing", "Sales"]}
-            return "quick", "Pick one", [{"quickReplies": quick}]
+            return Rule(QUICK_REPLIES_TRIGGER, "Pick one", [{"quickReplies": quick}], "quick")
         answer = f"echo: {text}"
-        return "echo", answer, [{"text": {"text": [answer]}}]
+        return Rule("", answer, [{"text": {"text": [answer]}}], "echo")
 
     def _es_answer(self, project: str, text: str, language: str) -> dict[str, Any]:
-        intent, fulfillment, messages = self._script(text)
+        rule = self._script(text)
+        intent, fulfillment = rule.intent, rule.text
+        # Channel-specific responses are CX's: an ES agent has none.
+        messages = [m for m in rule.messages if "channel" not in m]
         return {
             "responseId": str(uuid.uuid4()),
             "queryResult": {
@@ -592,11 +647,18 @@ class FakeDialogflow:
                 "fulfillmentMessages": messages,
                 "intent": {"name": f"projects/{project}/agent/intents/{uuid.uuid4()}", "displayName": intent},
                 "intentDetectionConfidence": 1,
+                **rule.result,
             },
         }
 
-    def _cx_answer(self, text: str, language: str) -> dict[str, Any]:
-        intent, fulfillment, messages = self._script(text)
+    def _cx_answer(self, text: str, language: str, channel: str | None = None) -> dict[str, Any]:
+        rule = self._script(text)
+        intent, fulfillment = rule.intent, rule.text
+        # CX v3 reference, QueryParameters.channel: a query for a channel gets that channel's
+        # messages only; a channel with none of its own falls back to the channel-less ones,
+        # which are also all a query without a channel gets.
+        specific = [m for m in rule.messages if channel and m.get("channel") == channel]
+        messages = specific or [m for m in rule.messages if not m.get("channel")]
         response_messages: list[dict[str, Any]] = []
         for message in messages:
             if "text" in message:
@@ -617,6 +679,7 @@ class FakeDialogflow:
                 "responseMessages": response_messages,
                 "match": {"matchType": "INTENT", "confidence": 1},
                 "intent": {"displayName": intent},
+                **rule.result,
             },
         }
 
