@@ -16,11 +16,14 @@ from hypothesis import strategies as st
 from botbridge import BotCredentialsInvalid, BotError, BotSession, ConfigInvalid, Connector, Conversation, Reply
 from botbridge.clock import FakeClock, SystemClock
 from botbridge.http import RetryPolicy
+from botbridge.models import Media
 from botbridge.testing import BotBackendContract, BotHarness
 from botbridge.testing.bots import inbound
-from botbridge_azure_directline import DirectLineBot, activity_reply, derive_user_id
-from botbridge_azure_directline.activities import message_back
+from botbridge_azure_directline import DirectLineBot, activity_replies, activity_reply, derive_user_id
+from botbridge_azure_directline.activities import ADAPTIVE_ELEMENTS, CARD_RENDERERS, message_back
 from botbridge_azure_directline.testing import FAKE_BASE_URL, OPTIONS_TRIGGER, FakeDirectLine, echo
+
+from .oracle import ActivityOracle
 
 pytestmark = pytest.mark.anyio
 
@@ -308,14 +311,33 @@ def _posts(fake: FakeDirectLine) -> int:
     return len([r for r in fake.requests if r[0] == "POST" and r[1].endswith("/activities")])
 
 
+async def send_while_time_passes(bot: FastBot, session: BotSession, text: str, clock: FakeClock) -> list[Reply]:
+    """`bot.send` with the fake clock moving, failing within 5 s.
+
+    A re-post comes after a backoff sleep on the fake clock: with the clock
+    standing still that sleep would never end (a hang, not a failure). With
+    it moving, the re-post reaches the fake, which refuses the duplicate, and
+    the turn fails at once.
+    """
+    results: list[list[Reply]] = []
+
+    async def turn() -> None:
+        results.append(await bot.send(session, inbound(session, text)))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(turn)
+        await until(lambda: bool(results), clock)
+    return results[0]
+
+
 @pytest.mark.parametrize("status", [502, 504])
 async def test_a_post_the_bot_received_and_failed_is_never_posted_again(
-    bot: FastBot, new_session: Callable[..., BotSession], fake: FakeDirectLine, status: int
+    bot: FastBot, new_session: Callable[..., BotSession], fake: FakeDirectLine, clock: FakeClock, status: int
 ) -> None:
     session = new_session()
     await bot.open(session)
     fake.fail_after_delivery(status)  # the bot ran the turn, then the service answered 502/504
-    replies = await bot.send(session, inbound(session, "hi"))
+    replies = await send_while_time_passes(bot, session, "hi", clock)
     assert [r.text for r in replies] == ["echo: hi"]  # read from the activities, not re-posted
     assert _posts(fake) == 1 and fake.duplicates == []
     conversation = fake.conversation(session.state["conversation_id"])
@@ -345,6 +367,8 @@ async def test_a_read_timeout_on_post_is_not_posted_again() -> None:
             response = await inner.handle_async_request(request)
             if request.method == "POST" and request.url.path.endswith("/activities"):
                 posts.append(await request.aread())
+                # not an httpx error: no retry loop swallows it, the turn fails here
+                assert len(posts) == 1, "the activity was posted again"
                 raise httpx.ReadTimeout("the bot is slow", request=request)  # delivered, answer lost
             return response
 
@@ -353,7 +377,8 @@ async def test_a_read_timeout_on_post_is_not_posted_again() -> None:
         bot = FastBot(http, clock)
         session = make_session_factory(fake, clock, reply_wait=0.5, poll_interval=0.01)()
         await bot.open(session)
-        replies = await bot.send(session, inbound(session, "hi"))
+        with anyio.fail_after(5):  # whatever the retry loop does, this test ends
+            replies = await bot.send(session, inbound(session, "hi"))
         await bot.aclose()
     assert [r.text for r in replies] == ["echo: hi"] and len(posts) == 1
 
@@ -469,6 +494,38 @@ async def test_a_chosen_message_back_button_sends_both_its_text_and_its_value(
     assert posted["value"] == {"plan": "pro", "seats": 3} and posted["text"] == "plan pro"
 
 
+async def test_every_activity_the_plugin_posts_reads_back_unchanged_as_a_bot_framework_activity(
+    bot: FastBot, new_session: Callable[..., BotSession], fake: FakeDirectLine, activity_oracle: ActivityOracle
+) -> None:
+    button = {"type": "messageBack", "title": "Pro", "text": "plan pro", "value": {"plan": "pro"}}
+    fake.add_rule("plans", {"text": "Pick", "suggestedActions": {"actions": [button]}})
+    session = new_session()
+    await bot.open(session)
+    photo = Media(url="https://mms.example/cat.jpg", content_type="image/jpeg", caption="my cat")
+    bare = Media(url="https://mms.example/file")
+    with_media = inbound(session, "look", 0).model_copy(update={"media": [photo, bare]})
+    asking = inbound(session, "plans", 1)
+    await bot.send(session, with_media)
+    (offer,) = await bot.send(session, asking)
+    chosen = inbound(session, "1", 2).model_copy(update={"postback": offer.options[0].value})
+    await bot.send(session, chosen)
+    await bot.close(session)
+    # each body deserialized with botbuilder-schema's Activity (the oracle fails the test if one
+    # does not serialize back to exactly what was sent); here, the fields we set, as the model reads them
+    posted = activity_oracle.posted
+    assert activity_oracle.checked["posted"] == _posts(fake) == 4
+    assert [p.type for p in posted] == ["message", "message", "message", "endOfConversation"]
+    assert {p.from_property.id for p in posted} == {session.state["user_id"]}
+    assert [p.channel_data["clientActivityID"] for p in posted[:3]] == [with_media.id, asking.id, chosen.id]
+    assert posted[0].channel_data["botbridge"]["conversation_id"] == session.conversation_id
+    assert [(m.content_type, m.content_url, m.name) for m in posted[0].attachments] == [
+        ("image/jpeg", "https://mms.example/cat.jpg", "my cat"),
+        ("application/octet-stream", "https://mms.example/file", None),
+    ]
+    assert (posted[1].text, posted[1].value) == ("plans", None)
+    assert (posted[2].text, posted[2].value) == ("plan pro", {"plan": "pro"})
+
+
 async def test_only_http_content_urls_become_media(
     bot: FastBot, new_session: Callable[..., BotSession], fake: FakeDirectLine
 ) -> None:
@@ -513,8 +570,12 @@ async def test_a_token_the_service_expired_early_is_replaced_through_the_secret(
     assert fake.conversation(session.state["conversation_id"]).user_texts() == ["hi"]
 
 
+# names the renderers look for, so the random JSON reaches them
+known_names = st.sampled_from(
+    [*CARD_RENDERERS, *ADAPTIVE_ELEMENTS, "carousel", "Action.Submit", "Action.OpenUrl", "imBack", "messageBack"]
+)
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8) | known_names,
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
     max_leaves=12,
 )
@@ -535,6 +596,16 @@ activity_keys = st.sampled_from(
         "images",
         "url",
         "body",
+        "attachmentLayout",
+        "tap",
+        "data",
+        "facts",
+        "items",
+        "columns",
+        "inlines",
+        "sources",
+        "media",
+        "image",
     ]
 )
 activity_like = st.recursive(
@@ -546,10 +617,11 @@ activity_like = st.recursive(
 
 @given(activity=activity_like)
 def test_any_activity_json_parses_without_errors(activity: Any) -> None:
-    reply = activity_reply(activity if not isinstance(activity, dict) else {**activity, "type": "message"})
-    if reply is not None:
+    replies = activity_replies(activity if not isinstance(activity, dict) else {**activity, "type": "message"})
+    for reply in replies:
         assert reply.text or reply.media or reply.options
         assert all(o.label.strip() and o.value.strip() for o in reply.options)
+        assert all(m.url.startswith(("http://", "https://")) for m in reply.media)
 
 
 action = st.fixed_dictionaries(

@@ -12,7 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from botbridge.clock import FakeClock
+from botbridge_azure_directline.activities import HERO_CARD
 from botbridge_azure_directline.testing import DEFAULT_SECRET, FAKE_BASE_URL, OPTIONS_TRIGGER, FakeDirectLine
+
+from .oracle import ActivityOracle, activity_problems
 
 pytestmark = pytest.mark.anyio
 
@@ -203,7 +206,10 @@ async def test_failures_are_injected_in_order(fake: FakeDirectLine, http: httpx.
         max_leaves=8,
     )
 )
-async def test_any_posted_body_gets_200_or_a_4xx_never_a_crash(fake: FakeDirectLine, body: Any) -> None:
+async def test_any_posted_body_gets_200_or_a_4xx_never_a_crash(
+    fake: FakeDirectLine, body: Any, activity_oracle: ActivityOracle
+) -> None:
+    activity_oracle.skip_posted = True  # made-up bodies probing the fake, not the plugin's
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=fake.app), base_url=FAKE_BASE_URL) as http:
         conv = await start(http)
         response = await http.post(
@@ -214,3 +220,65 @@ async def test_any_posted_body_gets_200_or_a_4xx_never_a_crash(fake: FakeDirectL
     assert response.status_code in (200, 400)
     if response.status_code == 400:
         assert set(response.json()["error"]) == {"code", "message"}
+
+
+# --- the oracle: botbuilder-schema's models -------------------------------------------------
+
+USER = {"id": "u1"}
+
+
+@pytest.mark.parametrize(
+    ("activity", "problem"),
+    [
+        ({"type": "message", "from": {"id": 5}}, ".from.id: 5 reads back as '5'"),  # msrest would coerce it
+        ({"type": "message", "from": USER, "channeldata": {}}, ".channeldata is dropped"),
+        ({"type": "message", "from": USER, "attachments": [{"contentType": "image/png", "name": None}]}, ".name"),
+        ({"type": "mesage", "from": USER}, "is not one of ActivityTypes"),
+        ({"type": "message", "from": "u1"}, "not a Activity"),
+        (
+            {"type": "message", "attachments": [{"contentType": HERO_CARD, "content": {"titel": "Plans"}}]},
+            "attachments[0].content as a HeroCard: .titel is dropped",
+        ),
+        (
+            {
+                "type": "message",
+                "attachments": [{"contentType": HERO_CARD, "content": {"buttons": [{"type": "imBack", "title": 1}]}}],
+            },
+            ".buttons[0].title: 1 reads back as '1'",
+        ),
+    ],
+)
+def test_the_oracle_refuses_what_the_bot_framework_models_do_not_have(activity: Any, problem: str) -> None:
+    assert problem in "\n".join(activity_problems(activity, "activity"))
+
+
+def test_the_oracle_accepts_what_botbuilder_schema_itself_serializes() -> None:
+    from botbuilder.schema import Activity, Attachment, CardAction, ChannelAccount, HeroCard
+
+    card = HeroCard(title="Plans", buttons=[CardAction(type="messageBack", title="Pro", value={"plan": "pro"})])
+    activity = Activity(
+        type="message",
+        from_property=ChannelAccount(id="u1", role="user"),
+        text="hi",
+        value={"n": [1, 2.5, None]},
+        channel_data={"clientActivityID": "m1"},
+        attachments=[Attachment(content_type=HERO_CARD, content=card.serialize())],
+    )
+    assert activity_problems(activity.serialize(), "activity") == []
+
+
+async def test_every_fake_reports_accepted_posts_the_activity_model_does_not_have(
+    http: httpx.AsyncClient, activity_oracle: ActivityOracle
+) -> None:
+    conv = await start(http)
+    body = {"type": "message", "from": {"id": "u1"}, "text": "hi", "channeldata": {"clientActivityID": "m1"}}
+    url = f"{API}/conversations/{conv['conversationId']}/activities"
+    response = await http.post(url, headers=bearer(conv["token"]), json=body)
+    assert response.status_code == 200  # the fake takes it, as the service would (and ignore the typo)
+    assert activity_oracle.checked["posted"] == 1
+    assert [p for p in activity_oracle.problems if p.startswith("posted")] == [
+        "posted activity as a Activity: .channeldata is dropped (not in the model, or null)"
+    ]
+    await read(http, conv)
+    assert activity_oracle.checked["read"] == 2  # our activity and the bot's echo
+    activity_oracle.problems.clear()  # provoked on purpose: not a failure of this test

@@ -118,6 +118,7 @@ def test_public_exports() -> None:
         "CONNECTOR_TYPE",
         "DEFAULT_BASE_URL",
         "DirectLineBot",
+        "activity_replies",
         "activity_reply",
         "bot_replies",
         "derive_user_id",

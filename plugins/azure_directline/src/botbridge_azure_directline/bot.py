@@ -338,8 +338,10 @@ class DirectLineBot(BotBackend):
             },
         }
         if message.media:
+            # Attachment.name is a string or absent (botbuilder-schema): never null
             activity["attachments"] = [
-                {"contentType": m.content_type or "application/octet-stream", "contentUrl": m.url, "name": m.caption}
+                {"contentType": m.content_type or "application/octet-stream", "contentUrl": m.url}
+                | ({"name": m.caption} if m.caption else {})
                 for m in message.media
             ]
         chosen = message_back(answer)

@@ -24,6 +24,11 @@ service, so a client that re-posts is caught: an activity whose
 `DuplicateActivity` (the real service accepts it and the bot answers the
 same turn twice). `answer_posts_with_204` makes POST activities answer 204
 with no body, as the swagger allows.
+
+`FakeDirectLine.activity_checks` are called with ("posted", body) for every
+activity the fake accepted from a client and ("read", activity) for every
+activity it returns: the plugin's tests put the Bot Framework's own Activity
+model there (botbuilder-schema), without the fake depending on it.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -57,6 +62,9 @@ ACTIVITY_TYPES = frozenset(
 )
 
 ReplySpec = str | dict[str, Any]
+# check(direction, activity), direction "posted" or "read"
+ActivityCheck = Callable[[str, dict[str, Any]], None]
+POSTED, READ = "posted", "read"
 
 
 def _mapping(value: Any) -> dict[str, Any]:
@@ -141,6 +149,9 @@ _FAILURE_CODES = {
 
 class FakeDirectLine:
     """The Direct Line service plus one scripted bot behind it."""
+
+    # Oracles the tests install on the class, so every fake a test makes is checked.
+    activity_checks: ClassVar[tuple[ActivityCheck, ...]] = ()
 
     def __init__(
         self,
@@ -378,6 +389,8 @@ class FakeDirectLine:
         ):
             self.duplicates.append(client_id)
             raise DirectLineError(400, "DuplicateActivity", "This activity was already posted (fake-only check)")
+        for check in self.activity_checks:
+            check(POSTED, data)
         self._append(conversation, activity)
         if kind == "endOfConversation":
             conversation.ended = True
@@ -402,6 +415,9 @@ class FakeDirectLine:
             start = int(raw)
         self._release(conversation)
         body: dict[str, Any] = {"activities": conversation.activities[start:]}
+        for activity in body["activities"]:
+            for check in self.activity_checks:
+                check(READ, activity)
         if conversation.activities:
             body["watermark"] = str(len(conversation.activities))
         return JSONResponse(body)
