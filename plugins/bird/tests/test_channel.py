@@ -589,8 +589,49 @@ async def test_validate_sender_fills_defaults(channel: BirdChannel) -> None:
 # --- provisioning ------------------------------------------------------------------
 
 
-async def test_provision_install_poll_and_deprovision(fake: BirdFake, channel: BirdChannel) -> None:
+async def test_provision_filters_by_the_channel_the_install_answer_names(fake: BirdFake, channel: BirdChannel) -> None:
+    # Bird's install answer names the channel while it installs: every
+    # subscription is filtered by it from the start, none is workspace-wide.
     fake.channels.clear()
+    number_id = fake.add_phone_number("+3197010250078")
+    config = {"provision": True, "phone_number_id": number_id, "channel_message_type": "transactional"}
+    sender = make_sender(fake, config=config, secret="", state="pending")
+    result = await channel.provision(sender)
+    assert result is not None and result.state == "pending" and result.webhook_secret
+    [connector] = fake.connectors.values()
+    installing = connector["channel"]["channelId"]
+    assert result.config["install_channel_id"] == installing and "channel_id" not in result.config
+    filters = [{"key": "channelId", "value": installing}]
+    assert sorted((s["event"], s["eventFilters"] == filters) for s in fake.subscriptions.values()) == [
+        ("channel.updated", True),
+        ("sms.inbound", True),
+        ("sms.outbound", True),
+    ]
+    assert sorted(result.config["webhook_subscription_ids"]) == sorted(fake.subscriptions)
+    assert "pending_events" not in result.config and "install_subscription_ids" not in result.config
+
+    sender.sender.config.update(result.config)
+    sender.webhook_secret = result.webhook_secret
+    with pytest.raises(SendError) as caught:  # the channel exists but is not active: the message waits
+        await channel.send(sender, OutboundMessage(sender_id=sender.id, contact="+15551230010", text="early"))
+    assert caught.value.retryable and fake.sent == []
+    # Bird's news names the channel, not always the connector: either is recognised.
+    news = {"service": "channels", "event": "channel.updated", "payload": {"channelId": installing, "status": "active"}}
+    active = await channel.parse_webhook(signed(fake, news, key=result.webhook_secret), sender)
+    assert (active.sender_state, active.sender_config) == ("active", {"channel_id": installing})
+    assert len(fake.subscriptions) == 3  # nothing left to narrow or create
+    await fake.complete_install(connector["id"], emit=False)
+    sender.sender.config.update(active.sender_config)
+    sender.sender.state = "active"
+    await channel.send(sender, OutboundMessage(sender_id=sender.id, contact="+15551230010", text="now"))
+    assert fake.sent[-1]["channel_id"] == installing
+    await channel.deprovision(sender)
+    assert fake.subscriptions == {} and fake.connectors == {} and fake.channels == {}
+
+
+async def test_provision_without_a_channel_in_the_install_answer(fake: BirdFake, channel: BirdChannel) -> None:
+    fake.channels.clear()
+    fake.channel_on_install = False
     number_id = fake.add_phone_number("+3197010250077")
     config = {"provision": True, "phone_number_id": number_id, "channel_message_type": "transactional"}
     sender = make_sender(fake, config=config, secret="", state="pending")

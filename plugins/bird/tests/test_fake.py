@@ -144,11 +144,23 @@ async def test_connectors(fake: BirdFake, client: httpx.AsyncClient) -> None:
     created = await client.post(base, json=good, headers=AUTH)
     assert created.status_code == 200
     connector = created.json()
-    assert connector["status"] == "pending" and connector["channel"] is None
+    # The install answer names the channel (docs.bird.com "Installing an SMS
+    # channel"), which refuses sends until the install completes.
+    assert connector["status"] == "pending" and connector["channel"]["platform"] == "sms"
+    channel_id = connector["channel"]["channelId"]
+    early = await client.post(messages_path(fake, channel_id), json=DOC_SEND, headers=AUTH)
+    assert early.status_code == 409 and fake.sent == []
     await fake.complete_install(connector["id"], emit=False)
     installed = (await client.get(f"{base}/{connector['id']}", headers=AUTH)).json()
-    channel_id = installed["channel"]["channelId"]
-    assert installed["status"] == "active" and fake.channels[channel_id]["identifier"] == "+3197010250055"
+    assert installed["status"] == "active" and installed["channel"]["channelId"] == channel_id
+    assert fake.channels[channel_id]["identifier"] == "+3197010250055"
+    assert (await client.post(messages_path(fake, channel_id), json=DOC_SEND, headers=AUTH)).status_code == 202
+    fake.channel_on_install = False  # the other documented case: no channel until the install is done
+    later = (await client.post(base, json=good, headers=AUTH)).json()
+    assert later["channel"] is None
+    await fake.complete_install(later["id"], emit=False)
+    assert fake.connectors[later["id"]]["channel"]["channelId"] in fake.channels
+    await client.delete(f"{base}/{later['id']}", headers=AUTH)
     listed = await client.get(base, params={"templateRef": "sms-messagebird:1"}, headers=AUTH)
     assert [c["id"] for c in listed.json()["results"]] == [connector["id"]]
     assert (await client.get(base, params={"templateRef": "whatsapp:1"}, headers=AUTH)).json() == {"results": []}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -224,12 +225,15 @@ def test_public_exports() -> None:
     assert {"workspace_id", "channel_id", "base_url", "provision"} <= set(botbridge_bird.BirdChannel.config_keys)
 
 
+@pytest.mark.parametrize("channel_on_install", [True, False])
 async def test_a_channel_event_changes_only_the_sender_whose_connector_it_names(
-    client: httpx.AsyncClient, fake: BirdFake
+    client: httpx.AsyncClient, fake: BirdFake, channel_on_install: bool
 ) -> None:
-    # Bird sends channel.created/updated for the whole workspace to every
-    # subscription: each sender must take only the news about its own connector.
+    # Without a channel id in the install answer, channel.created/updated go
+    # workspace-wide to every installing sender: each must take only the news
+    # about its own connector. With one, the news reaches its sender alone.
     fake.channels.clear()
+    fake.channel_on_install = channel_on_install
     senders = []
     for number in ("+3197010250071", "+3197010250072"):
         body = sender_body(fake, provision=True, phone_number_id=fake.add_phone_number(number))
@@ -238,7 +242,7 @@ async def test_a_channel_event_changes_only_the_sender_whose_connector_it_names(
         senders.append(await create_sender(client, {**body, "address": number}))
     mine, theirs = senders
     emission = await fake.complete_install(mine["config"]["connector_id"], ok=False, reason="number refused")
-    assert emission is not None and emission.status_codes == [200, 200]  # it reached both senders
+    assert emission is not None and emission.status_codes == ([200] if channel_on_install else [200, 200])
     current = {s["id"]: (await client.get(f"/v1/senders/{s['id']}")).json() for s in senders}
     assert (current[mine["id"]]["state"], current[mine["id"]]["state_reason"]) == ("failed", "number refused")
     assert current[theirs["id"]]["state"] == "pending"
@@ -256,6 +260,36 @@ async def test_six_senders_with_channels_each_get_filtered_subscriptions(
         await create_sender(client, {**body, "address": number})
     assert len(fake.subscriptions) == 12
     assert all(s["eventFilters"] for s in fake.subscriptions.values())
+
+
+async def test_six_senders_installing_at_once_stay_within_birds_limit(
+    client: httpx.AsyncClient, fake: BirdFake
+) -> None:
+    # Bird allows at most 5 subscriptions per identical filter set: one
+    # unfiltered channel.updated per installing sender stopped the sixth.
+    fake.channels.clear()
+    senders = []
+    for index in range(6):
+        number = f"+31970102502{index}"
+        body = sender_body(fake, provision=True, phone_number_id=fake.add_phone_number(number))
+        body["config"]["channel_message_type"] = "transactional"
+        body["webhook_secret"] = ""
+        senders.append(await create_sender(client, {**body, "address": number}))
+    assert [s["state"] for s in senders] == ["pending"] * 6
+    filter_sets = Counter(
+        (s["event"], frozenset((f["key"], f["value"]) for f in s["eventFilters"])) for s in fake.subscriptions.values()
+    )
+    assert max(filter_sets.values()) == 1 and all(filters for _, filters in filter_sets)
+    for sender in senders:
+        # Each sender hears about its own channel only, and is active with it.
+        emission = await fake.complete_install(sender["config"]["connector_id"])
+        assert emission is not None and emission.status_codes == [200]
+        current = (await client.get(f"/v1/senders/{sender['id']}")).json()
+        channel_id = fake.connectors[sender["config"]["connector_id"]]["channel"]["channelId"]
+        assert (current["state"], current["config"]["channel_id"]) == ("active", channel_id)
+        inbound = await fake.emit_inbound(text="hi", contact="+15551230003", channel_id=channel_id)
+        assert [r.json()["accepted"] for r in inbound.responses] == [1]
+        assert str(inbound.responses[0].request.url) == sender["webhook_url"]
 
 
 async def test_provisioning_refuses_public_urls_bird_cannot_call(fake: BirdFake, clock: FakeClock) -> None:

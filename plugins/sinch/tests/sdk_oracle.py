@@ -2,6 +2,11 @@
 
 Its pydantic models accept extra keys (`extra="allow"`), so validating is
 not enough: every key must also be a field the SDK knows.
+
+The SDK (2.3.0) has models for apps, contacts and messages only, none for
+webhooks: the `POST /webhooks` and `GET /apps/{app}/webhooks` requests that
+provisioning makes are checked by the fake against Sinch's documented fields,
+not here.
 """
 
 from __future__ import annotations

@@ -291,6 +291,26 @@ async def test_any_signed_inbound_variant_parses(
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(app_id=st.text(max_size=40), message_id=_ids)
+async def test_callbacks_of_another_app_carry_nothing(
+    channel: SinchChannel, sender: SenderContext, fake: FakeSinch, app_id: str, message_id: str
+) -> None:
+    # Correctly signed (the webhook's secret is registered at that app too), but
+    # not about our app: nothing is handed on, and the answer stays a 2xx.
+    if app_id == fake.app_id:
+        return
+    inbound = json.loads(fake.inbound_body("hi", "+15550001111", message_id))
+    report = json.loads(fake.report_body(message_id, "DELIVERED", message_metadata=sender.id))
+    for data in (inbound, report):
+        data["app_id"] = app_id
+        result = await channel.parse_webhook(signed(fake, sender, json.dumps(data).encode()), sender)
+        assert result.messages == [] and result.reports == []
+        data["app_id"] = fake.app_id  # the very same callback from our app is taken
+        result = await channel.parse_webhook(signed(fake, sender, json.dumps(data).encode()), sender)
+        assert len(result.messages) + len(result.reports) == 1
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     headers=st.fixed_dictionaries(
         {},
@@ -398,33 +418,158 @@ async def test_media_on_rich_channels_is_native(channel: SinchChannel, fake: Fak
     assert fake.sent[-1]["message"] == {"media_message": {"url": "https://cdn.example/b.jpg"}}
 
 
-async def test_media_text_and_choices_are_one_card(channel: SinchChannel, fake: FakeSinch) -> None:
-    options = [Option(label="Yes", value="confirm"), Option(label="No", value="cancel")]
-    for kind in ("RCS", "WHATSAPP"):
+YES_NO = [Option(label="Yes", value="confirm"), Option(label="No", value="cancel")]
+YES_NO_CHOICES = [
+    {"text_message": {"text": "Yes"}, "postback_data": "confirm"},
+    {"text_message": {"text": "No"}, "postback_data": "cancel"},
+]
+
+
+def _seat_message(sender: SenderContext, *urls: str) -> OutboundMessage:
+    return OutboundMessage(
+        sender_id=sender.id,
+        contact="+46701234567",
+        text="Your seat?",
+        options=YES_NO,
+        media=[Media(url=url) for url in urls],
+    )
+
+
+async def test_several_media_are_one_carousel_where_the_channel_has_one(channel: SinchChannel, fake: FakeSinch) -> None:
+    # One send per reply: a second would be an id no report reaches, and a part a retry could repeat.
+    sender = make_sender(fake, channel="RCS")
+    result = await channel.send(sender, _seat_message(sender, "https://cdn.example/a.jpg", "https://cdn.example/b.jpg"))
+    [record] = fake.sent
+    assert record["message"] == {
+        "carousel_message": {
+            "cards": [
+                {"media_message": {"url": "https://cdn.example/a.jpg"}, "description": "Your seat?"},
+                {"media_message": {"url": "https://cdn.example/b.jpg"}},
+            ],
+            "choices": YES_NO_CHOICES,
+        }
+    }
+    assert result.provider_message_id == record["message_id"]
+    # Beyond Sinch's 10 cards the media are links; Instagram shows no outer choices: numbered text.
+    instagram = make_sender(fake, channel="INSTAGRAM")
+    urls = [f"https://cdn.example/{i}.jpg" for i in range(12)]
+    await channel.send(instagram, _seat_message(instagram, *urls))
+    carousel = fake.sent[-1]["message"]["carousel_message"]
+    assert [c["media_message"]["url"] for c in carousel["cards"]] == urls[:10] and "choices" not in carousel
+    assert carousel["cards"][0]["description"] == (
+        "Your seat?\nhttps://cdn.example/10.jpg\nhttps://cdn.example/11.jpg\n1. Yes\n2. No\nReply with a number."
+    )
+    assert len(fake.sent) == 2
+
+
+async def test_several_media_elsewhere_are_one_card_with_links(channel: SinchChannel, fake: FakeSinch) -> None:
+    # WhatsApp has no carousel (Sinch would turn it into text): the first media heads the card.
+    for kind in ("WHATSAPP", "TELEGRAM"):
         fake.sent.clear()
         sender = make_sender(fake, channel=kind)
-        message = OutboundMessage(
-            sender_id=sender.id,
-            contact="+46701234567",
-            text="Your seat?",
-            options=options,
-            media=[Media(url="https://cdn.example/extra.jpg"), Media(url="https://cdn.example/seat.jpg")],
-        )
+        message = _seat_message(sender, "https://cdn.example/seat.jpg", "https://cdn.example/plan.pdf")
+        message.media[1].caption = "Plan"
         result = await channel.send(sender, message)
-        assert [m["message"] for m in fake.sent] == [
-            {"media_message": {"url": "https://cdn.example/extra.jpg"}},
-            {
-                "card_message": {
-                    "media_message": {"url": "https://cdn.example/seat.jpg"},
-                    "description": "Your seat?",
-                    "choices": [
-                        {"text_message": {"text": "Yes"}, "postback_data": "confirm"},
-                        {"text_message": {"text": "No"}, "postback_data": "cancel"},
-                    ],
-                }
-            },
-        ]
-        assert result.provider_message_id == fake.sent[-1]["message_id"]
+        [record] = fake.sent
+        assert record["message"] == {
+            "card_message": {
+                "media_message": {"url": "https://cdn.example/seat.jpg"},
+                "description": "Your seat?\nPlan: https://cdn.example/plan.pdf",
+                "choices": YES_NO_CHOICES,
+            }
+        }
+        assert result.provider_message_id == record["message_id"]
+
+
+async def test_mms_media_and_text_are_one_card(channel: SinchChannel, fake: FakeSinch) -> None:
+    # Sinch's MMS channel renders a card (media + text) as one MMS; options are numbered text there.
+    sender = make_sender(fake, channel="MMS", sms_sender="+46700000000")
+    message = _seat_message(sender, "https://cdn.example/seat.jpg")
+    result = await channel.send(sender, message)
+    [record] = fake.sent
+    assert record["message"] == {
+        "card_message": {
+            "media_message": {"url": "https://cdn.example/seat.jpg"},
+            "description": "Your seat?\n1. Yes\n2. No\nReply with a number.",
+        }
+    }
+    assert record["body"]["channel_properties"] == {"MMS_SENDER": "+46700000000"}
+    assert result.provider_message_id == record["message_id"] and result.fragments_count == 1
+
+
+async def test_channels_without_cards_get_one_text_with_links(channel: SinchChannel, fake: FakeSinch) -> None:
+    sender = make_sender(fake, channel="WECHAT")
+    await channel.send(sender, _seat_message(sender, "https://cdn.example/a.jpg"))
+    assert [r["message"] for r in fake.sent] == [
+        {"text_message": {"text": "Your seat?\nhttps://cdn.example/a.jpg\n1. Yes\n2. No\nReply with a number."}}
+    ]
+    bare = OutboundMessage(sender_id=sender.id, contact="u1", media=[Media(url="https://cdn.example/b.jpg")])
+    await channel.send(sender, bare)
+    assert fake.sent[-1]["message"] == {"media_message": {"url": "https://cdn.example/b.jpg"}}
+
+
+async def test_a_long_text_gives_way_to_links_and_options(channel: SinchChannel, fake: FakeSinch) -> None:
+    sender = make_sender(fake, channel="VIBERBM")  # 1000 characters
+    message = _seat_message(sender, "https://cdn.example/seat.jpg", "https://cdn.example/b.jpg")
+    message.text = "z" * 5000
+    await channel.send(sender, message)
+    description = fake.sent[-1]["message"]["card_message"]["description"]
+    assert len(description) == 1000
+    assert description.endswith("z\nhttps://cdn.example/b.jpg")
+
+
+_urls = st.from_regex(r"https://cdn\.example/[a-z0-9]{1,12}\.(jpg|png|pdf|mp4)", fullmatch=True)
+
+
+def _strings(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        return [s for value in node.values() for s in _strings(value)]
+    if isinstance(node, list):
+        return [s for value in node for s in _strings(value)]
+    return [node] if isinstance(node, str) else []
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    kind=st.sampled_from(["SMS", "MMS", "WHATSAPP", "RCS", "MESSENGER", "INSTAGRAM", "TELEGRAM", "VIBERBM", "WECHAT"]),
+    text=st.text(max_size=300),
+    media=st.lists(st.builds(Media, url=_urls, caption=st.none() | st.text(min_size=1, max_size=15)), max_size=12),
+    options=st.lists(st.builds(Option, label=st.text(max_size=25), value=st.text(max_size=20)), max_size=6),
+)
+async def test_any_reply_is_one_send_that_carries_every_part(
+    channel: SinchChannel,
+    fake: FakeSinch,
+    kind: str,
+    text: str,
+    media: list[Media],
+    options: list[Option],
+) -> None:
+    # What a bot replies comes from outside: whatever it holds, one messages:send
+    # (which the fake, and at teardown the SDK's models, accept) carries all of
+    # it, natively or as links and numbered lines, and its id is the result.
+    sender = make_sender(fake, channel=kind)
+    message = OutboundMessage(sender_id=sender.id, contact="+46701234567", text=text, media=media, options=options)
+    before = len(fake.sent)
+    try:
+        result = await channel.send(sender, message)
+    except SendError as exc:
+        assert not (text.strip() or media or options) and not exc.retryable
+        assert len(fake.sent) == before
+        return
+    assert len(fake.sent) == before + 1
+    record = fake.sent[-1]
+    assert result.provider_message_id == record["message_id"]
+    carried = "\n".join(_strings(record["message"]))
+    assert all(m.url in carried for m in media)
+    choices = [
+        c
+        for key in ("choice_message", "card_message", "carousel_message")
+        for c in (record["message"].get(key) or {}).get("choices", [])
+    ]
+    if choices:
+        assert [c["postback_data"] for c in choices] == [o.value for o in options]
+    else:
+        assert all(f"{i}. {o.label}" in carried for i, o in enumerate(options, start=1))
 
 
 async def test_whatsapp_buttons_only_for_three_short_choices(channel: SinchChannel, fake: FakeSinch) -> None:

@@ -141,9 +141,13 @@ MMS_BODY: dict[str, Any] = {
 
 async def test_cards_and_mms_senders_the_sdk_accepts_pass(fake: FakeSinch, http: httpx.AsyncClient) -> None:
     card = {"card_message": {"media_message": {"url": "https://x/a.png"}, "description": "d", "choices": []}}
+    cards = [{"media_message": {"url": f"https://x/{i}.png"}, "description": str(i)} for i in range(10)]
+    carousel = {"carousel_message": {"cards": cards, "choices": [TEXT_CHOICE] * 3}}
     for body in (
         {**MMS_BODY, "channel_properties": {"MMS_SENDER": "+46700000000"}},
         {**SDK_BODY, "message": card},
+        {**SDK_BODY, "message": carousel},
+        {**MMS_BODY, "message": card, "channel_properties": {"MMS_SENDER": "+46700000000"}},
     ):
         assert (await send(http, fake, body)).status_code == 200
         assert_sdk_accepts_send(body)
@@ -194,6 +198,24 @@ def _without(key: str) -> dict[str, Any]:
             **SDK_BODY,
             "message": {"card_message": {"description": "d", "choices": [{"text_message": {"text": "x" * 21}}]}},
         },
+        # SDK `MediaProperties`: one url, a string; nothing else but a thumbnail and a file name
+        {**SDK_BODY, "message": {"media_message": {"url": "https://x/a.png", "urls": ["https://x/b.png"]}}},
+        {**SDK_BODY, "message": {"media_message": {"url": "https://x/a.png", "caption": "c"}}},
+        {**SDK_BODY, "message": {"card_message": {"media_message": {"url": "u", "extra_url": "v"}}}},
+        # Sinch "Carousel message": 1 to 10 cards, each a card; at most 3 outer choices
+        {**SDK_BODY, "message": {"carousel_message": {"cards": []}}},
+        {**SDK_BODY, "message": {"carousel_message": {"cards": [{"description": str(i)} for i in range(11)]}}},
+        {**SDK_BODY, "message": {"carousel_message": {"cards": [{"caption": "c"}]}}},
+        {
+            **SDK_BODY,
+            "message": {
+                "carousel_message": {
+                    "cards": [{"description": "a"}, {"description": "b"}],
+                    "choices": [TEXT_CHOICE] * 4,
+                }
+            },
+        },
+        {**SDK_BODY, "message": {"carousel_message": {"cards": [{"description": "a"}], "title": "t"}}},
         # SDK `CardMessage`
         {**SDK_BODY, "message": {"card_message": {}}},
         {**SDK_BODY, "message": {"card_message": {"description": "d", "caption": "c"}}},

@@ -526,10 +526,11 @@ class BirdChannel(Channel):
         channel_id = payload.channelId or payload.id
         connector_id = sender.config.get("connector_id")
         ours = (connector_id and payload.connectorId == connector_id) or (
-            channel_id and channel_id == self._channel_id(sender)
+            channel_id and channel_id in (self._channel_id(sender), sender.config.get("install_channel_id"))
         )
         if not ours:
             return WebhookResult()
+        channel_id = channel_id or sender.config.get("install_channel_id")
         status = (payload.status or "").lower()
         if status in CHANNEL_ACTIVE:
             if channel_id and _is_uuid(channel_id):
@@ -699,6 +700,7 @@ class BirdChannel(Channel):
         if kind.interactions:
             events.append(f"{platform}.interaction")
         try:
+            watched = channel_id
             if channel_id is None:
                 connector = await self._install_connector(sender, kind)
                 created["connector_id"] = connector["id"]
@@ -706,20 +708,31 @@ class BirdChannel(Channel):
                 channel = connector.get("channel") if isinstance(connector.get("channel"), dict) else {}
                 found = channel.get("channelId") if channel else None
                 if _is_uuid(found) and str(connector.get("status", "active")).lower() in CHANNEL_ACTIVE:
-                    channel_id = created["channel_id"] = found
+                    channel_id = watched = created["channel_id"] = found
                 else:
                     state = "pending"
-            if channel_id is not None:
-                filters = [{"key": "channelId", "value": channel_id}]
+                    if _is_uuid(found):
+                        # Bird names the channel in the install answer while it
+                        # installs: sends wait for it to be active, but every
+                        # subscription can be filtered by it from the start.
+                        watched = created["install_channel_id"] = found
+            if watched is not None:
+                filters = [{"key": "channelId", "value": watched}]
+                if state == "pending":
+                    # Filtered by the channel, its install news reaches this
+                    # sender alone, and any number of senders can install at
+                    # once (Bird allows 5 subscriptions per identical filter).
+                    events = ["channel.updated", *events]
                 for event in events:
                     subscriptions.append(await self._subscribe(sender, event, secret, filters))
             else:
-                # Until the channel exists there is no id to filter by, and an
-                # unfiltered platform subscription gets every channel of the
-                # platform (and counts against Bird's 5 per identical filter).
-                # So only channel.updated is watched, workspace-wide as Bird's
-                # install guide does; the platform subscriptions are created,
-                # filtered, once the channel is active (`_narrow`).
+                # An install answer without a channel id leaves nothing to
+                # filter by, and an unfiltered platform subscription gets every
+                # channel of the platform. So only channel.updated is watched,
+                # workspace-wide as Bird's install guide does, and the platform
+                # subscriptions are created, filtered, once the channel is
+                # active (`_narrow`). These count against Bird's 5 per identical
+                # filter: at most 5 such installs can be pending per workspace.
                 install = await self._subscribe(sender, "channel.updated", secret, [])
                 subscriptions.append(install)
                 created["install_subscription_ids"] = [install]

@@ -107,6 +107,11 @@ class BirdFake:
     `duplicate_deliveries` sends every webhook twice (same timestamp and
     signature, as Bird's retries do); `delivery_attempts` re-sends a webhook
     answered with a non-2xx up to that many times, reusing its headers.
+
+    `channel_on_install`: a connector install answers with its channel
+    (`channel.channelId`, as docs.bird.com "Installing an SMS channel" shows
+    the answer), the channel pending until the install completes. False:
+    the channel only appears when the install completes.
     """
 
     def __init__(
@@ -119,8 +124,10 @@ class BirdFake:
         clock: Any = None,
         duplicate_deliveries: bool = False,
         delivery_attempts: int = 1,
+        channel_on_install: bool = True,
     ) -> None:
         self.access_key = access_key
+        self.channel_on_install = channel_on_install
         self.workspace_id = workspace_id or str(uuid.uuid4())
         self.organization_id = organization_id or str(uuid.uuid4())
         self.http = http
@@ -426,8 +433,19 @@ class BirdFake:
             "createdAt": now,
             "updatedAt": now,
         }
+        if self.channel_on_install:
+            channel_id = self._install_channel(connector)
+            self.channels[channel_id]["status"] = "pending"  # refuses sends until the install completes
         self.connectors[connector["id"]] = connector
         return JSONResponse(connector, status_code=200)
+
+    def _install_channel(self, connector: dict[str, Any]) -> str:
+        platform = TEMPLATES[connector["connectorTemplateRef"]]
+        number = self.phone_numbers.get(connector["arguments"].get("phoneNumberId", ""), "+3197010250001")
+        channel_id = self.add_channel(platform, number)
+        self.channels[channel_id]["connectorId"] = connector["id"]
+        connector["channel"] = {"channelId": channel_id, "platform": platform}
+        return channel_id
 
     def _connector(self, connector_id: str) -> dict[str, Any]:
         connector = self.connectors.get(connector_id)
@@ -461,20 +479,24 @@ class BirdFake:
             "platformId": platform,
             "updatedAt": _now_iso(self.now()),
         }
+        channel_id = (connector.get("channel") or {}).get("channelId")
+        created = ok and channel_id is None
         if ok:
-            number = self.phone_numbers.get(connector["arguments"].get("phoneNumberId", ""), "+3197010250001")
-            channel_id = self.add_channel(platform, number)
-            self.channels[channel_id]["connectorId"] = connector_id
-            connector["channel"] = {"channelId": channel_id, "platform": platform}
-            connector["status"] = "active"
-            payload.update({"id": channel_id, "channelId": channel_id, "identifier": number, "status": "active"})
+            channel_id = channel_id or self._install_channel(connector)
+            channel = self.channels[channel_id]
+            channel["status"] = connector["status"] = "active"
+            payload.update({"id": channel_id, "channelId": channel_id, "identifier": channel["identifier"]})
+            payload["status"] = "active"
         else:
             connector["status"] = "failed"
             connector["statusReason"] = reason
+            if channel_id:  # news about an existing channel names it
+                self.channels[channel_id]["status"] = "failed"
+                payload.update({"id": channel_id, "channelId": channel_id})
             payload.update({"status": "failed", "reason": reason})
         if not emit:
             return None
-        if ok:
+        if created:
             await self.deliver({"service": "channels", "event": "channel.created", "payload": payload})
         return await self.deliver({"service": "channels", "event": "channel.updated", "payload": payload})
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import logging
 import re
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -38,6 +39,8 @@ from botbridge.render import as_text
 from botbridge.signing import check_timestamp, hmac_digest, verify_digest
 from botbridge.sms import fragments_count, truncate
 
+logger = logging.getLogger("botbridge.sinch")
+
 REGIONS = ("us", "eu", "br")
 DEFAULT_AUTH_URL = "https://auth.sinch.com"
 DEFAULT_CHANNEL = "SMS"
@@ -48,9 +51,17 @@ CHOICE_CHANNELS = frozenset({"WHATSAPP", "RCS", "MESSENGER", "VIBER", "VIBERBM",
 MAX_CHOICES = 10
 # Channels on which Sinch renders a card_message (media + text + choices) as
 # one message: RCS rich cards, Messenger generic templates, WhatsApp
-# interactive messages with a media header, … (Sinch "Card message"
-# transcoding). Media + text + choices there is one send with one id.
-CARD_CHANNELS = CHOICE_CHANNELS
+# interactive messages with a media header, MMS with media and text (Sinch
+# "Message types" table and "Card message" transcoding).
+CARD_CHANNELS = CHOICE_CHANNELS | {"MMS"}
+# Channels that render a carousel_message natively (same table); WhatsApp,
+# MMS, Viber and Telegram would turn one into text.
+CAROUSEL_CHANNELS = frozenset({"RCS", "MESSENGER", "INSTAGRAM", "LINE"})
+# Sinch "Carousel message": up to 10 cards and 3 outer choices; Instagram
+# shows no outer choices.
+MAX_CAROUSEL_CARDS = 10
+MAX_CAROUSEL_CHOICES = 3
+NO_CAROUSEL_CHOICES = frozenset({"INSTAGRAM"})
 # WhatsApp reply buttons: at most 3, titles at most 20 characters (WhatsApp
 # Cloud API, interactive "button" messages). Other choice sets are numbered text.
 WHATSAPP_MAX_BUTTONS = 3
@@ -390,8 +401,23 @@ class SinchChannel(Channel):
         return WebhookResult()  # another trigger: acknowledged, nothing to hand on
 
     def _our_app(self, envelope: _Envelope, sender: SenderContext) -> bool:
-        # Signed with our secret but about another app: nothing of ours to hand on.
-        return envelope.app_id == self._sender_credentials(sender).app_id
+        """Is a verified callback about this sender's app?
+
+        One signed with our secret but for another app means the webhook's
+        target and secret are registered at that app too. It is acknowledged
+        (2xx) with nothing accepted: Sinch retries any other answer, and no
+        retry could ever be accepted.
+        """
+        if envelope.app_id == self._sender_credentials(sender).app_id:
+            return True
+        logger.warning(
+            "Sinch callback for app %r at the webhook of sender %s (app %r): ignored; "
+            "is this webhook's target also registered at that app?",
+            envelope.app_id[:64],
+            sender.id,
+            self._sender_credentials(sender).app_id,
+        )
+        return False
 
     async def _owner(
         self, sender: SenderContext, app_id: str, *, by_id: str = "", channel: str = "", number: str = ""
@@ -598,56 +624,76 @@ class SinchChannel(Channel):
     def _native_choices(self, channel: str, message: OutboundMessage) -> bool:
         if channel not in CHOICE_CHANNELS or not 0 < len(message.options) <= MAX_CHOICES:
             return False
+        if not all(option.label.strip() for option in message.options):
+            return False  # Sinch refuses a text choice without text
         if channel == "WHATSAPP":
             return len(message.options) <= WHATSAPP_MAX_BUTTONS and all(
                 len(option.label) <= WHATSAPP_MAX_BUTTON_TITLE for option in message.options
             )
         return True
 
-    def _message_bodies(self, channel: str, message: OutboundMessage) -> list[dict[str, Any]]:
-        """The Sinch `message` objects one outbound message becomes, in order.
+    def _message(self, channel: str, message: OutboundMessage) -> dict[str, Any]:
+        """The one Sinch `message` an outbound message becomes.
 
-        One, whenever the channel can carry it in one (a card for media with
-        text or choices): each extra send is an id the reports cannot tie to
-        the message.
+        Always one, whatever the reply holds: core tracks one provider id per
+        message, so a second send would be a message its reports cannot
+        reach, and a retry after a partial failure would repeat the part
+        already accepted. What the chosen kind cannot carry natively (more
+        media, options that cannot be buttons) goes into its text as links
+        or numbered lines.
         """
         limit = MAX_TEXT_LENGTH.get(channel, DEFAULT_MAX_TEXT_LENGTH)
-        native_media = channel not in TEXT_ONLY_CHANNELS
-        native_choice = self._native_choices(channel, message)
-        choices = [
-            {"text_message": {"text": option.label}, "postback_data": option.value} for option in message.options
-        ]
-        bodies: list[dict[str, Any]] = []
-        if native_media:
-            # Captions travel in the text.
-            captions = [m.caption for m in message.media if m.caption]
-            text = "\n".join([message.text.strip(), *captions]).strip() if captions else message.text
-        else:
-            text = as_text(Reply(text=message.text, media=message.media))
-        if message.options and not native_choice:
-            text = as_text(Reply(text=text, options=message.options), media_as_links=False)
-        media = list(message.media) if native_media else []
-        if media and channel in CARD_CHANNELS and (text.strip() or native_choice):
-            # Extra media go first, on their own; the last one heads the card.
-            bodies.extend({"media_message": {"url": m.url}} for m in media[:-1])
-            card: dict[str, Any] = {"media_message": {"url": media[-1].url}}
-            if text.strip():
-                card["description"] = truncate(text, limit)[0]
-            if native_choice:
+        text = message.text.strip()
+        media = [] if channel in TEXT_ONLY_CHANNELS else list(message.media)
+        carousel = len(media) > 1 and channel in CAROUSEL_CHANNELS
+        native_choice = self._native_choices(channel, message) and not (
+            carousel and (len(message.options) > MAX_CAROUSEL_CHOICES or channel in NO_CAROUSEL_CHOICES)
+        )
+        choices = (
+            [{"text_message": {"text": o.label}, "postback_data": o.value} for o in message.options]
+            if native_choice
+            else []
+        )
+        menu = [] if native_choice or not message.options else [as_text(Reply(options=message.options))]
+
+        if carousel:
+            cards: list[dict[str, Any]] = [
+                {"media_message": {"url": m.url}, **({"description": m.caption} if m.caption else {})}
+                for m in media[:MAX_CAROUSEL_CARDS]
+            ]
+            # The text leads the first card; cards past Sinch's ten become links.
+            lead = _fit(text, [media[0].caption or "", _links(media[MAX_CAROUSEL_CARDS:]), *menu], limit)
+            if lead:
+                cards[0]["description"] = lead
+            carousel_message: dict[str, Any] = {"cards": cards}
+            if choices:
+                carousel_message["choices"] = choices
+            return {"carousel_message": carousel_message}
+
+        if media and channel in CARD_CHANNELS:
+            head, rest = media[0], media[1:]
+            description = _fit(text, [head.caption or "", _links(rest), *menu], limit)
+            if not (description or choices):
+                return {"media_message": {"url": head.url}}
+            card: dict[str, Any] = {"media_message": {"url": head.url}}
+            if description:
+                card["description"] = description
+            if choices:
                 card["choices"] = choices
-            bodies.append({"card_message": card})
-            return bodies
-        bodies.extend({"media_message": {"url": m.url}} for m in media)
-        if native_choice:
+            return {"card_message": card}
+
+        if len(media) == 1 and not (text or message.options or media[0].caption):
+            return {"media_message": {"url": media[0].url}}
+        # No card here (SMS, or a channel without one): media become links.
+        body_text = _fit(text, [_links(message.media), *menu], limit)
+        if choices:
             choice: dict[str, Any] = {"choices": choices}
-            if text.strip():
-                choice["text_message"] = {"text": truncate(text, limit)[0]}
-            bodies.append({"choice_message": choice})
-        elif text.strip():
-            bodies.append({"text_message": {"text": truncate(text, limit)[0]}})
-        if not bodies:
+            if body_text:
+                choice["text_message"] = {"text": body_text}
+            return {"choice_message": choice}
+        if not body_text:
             raise SendError("nothing to send: the message has no text, media or options")
-        return bodies
+        return {"text_message": {"text": body_text}}
 
     def _send_body(
         self, sender: SenderContext, creds: SinchCredentials, channel: str, contact: str, content: dict[str, Any]
@@ -670,22 +716,18 @@ class SinchChannel(Channel):
         channel = self._channel_of(sender)
         if not message.contact.strip():
             raise SendError("the message has no recipient")
-        last_id = ""
-        for content in self._message_bodies(channel, message):
-            body = self._send_body(sender, creds, channel, message.contact, content)
-            body["correlation_id"] = message.id[:128]
-            # Echoed in delivery callbacks: which sender of a shared webhook sent it.
-            body["message_metadata"] = sender.id[:1024]
-            # Sinch has no lookup by our reference: core fails an outcome-unknown send rather than repeat it.
-            response = await self._api(
-                sender, creds, "POST", "/messages:send", "Sinch messages:send", body, idempotent=False
-            )
-            last_id = _json_field(response, "message_id", "Sinch messages:send")
-        fragments = None
-        if channel in ("SMS", "MMS"):
-            text = body["message"].get("text_message", {}).get("text", "")
-            fragments = fragments_count(text)
-        return SendResult(provider_message_id=last_id, state="QUEUED", fragments_count=fragments)
+        content = self._message(channel, message)
+        body = self._send_body(sender, creds, channel, message.contact, content)
+        body["correlation_id"] = message.id[:128]
+        # Echoed in delivery callbacks: which sender of a shared webhook sent it.
+        body["message_metadata"] = sender.id[:1024]
+        # Sinch has no lookup by our reference: core fails an outcome-unknown send rather than repeat it.
+        response = await self._api(
+            sender, creds, "POST", "/messages:send", "Sinch messages:send", body, idempotent=False
+        )
+        message_id = _json_field(response, "message_id", "Sinch messages:send")
+        fragments = fragments_count(_text_of(content)) if channel in ("SMS", "MMS") else None
+        return SendResult(provider_message_id=message_id, state="QUEUED", fragments_count=fragments)
 
     def _sender_credentials(self, sender: SenderContext) -> SinchCredentials:
         try:
@@ -756,6 +798,38 @@ class SinchChannel(Channel):
 
     async def aclose(self) -> None:
         self._tokens.clear()
+
+
+def _links(media: list[Media]) -> str:
+    return as_text(Reply(media=media))
+
+
+def _fit(head: str, tail: list[str], limit: int) -> str:
+    """`head` then the non-empty `tail` lines, within `limit` characters.
+
+    The head (the bot's prose) is cut first, so that links and numbered
+    options, which the user needs whole, survive a long text.
+    """
+    rest = "\n".join(line for line in tail if line)
+    if not rest:
+        return truncate(head, limit)[0]
+    if not head:
+        return truncate(rest, limit)[0]
+    room = limit - len(rest) - 1
+    if room <= 0:
+        return truncate(rest, limit)[0]
+    return truncate(head, room)[0] + "\n" + rest
+
+
+def _text_of(content: dict[str, Any]) -> str:
+    """The text a Sinch message carries (what an SMS or MMS counts parts of)."""
+    if "text_message" in content:
+        return str(content["text_message"]["text"])
+    if "card_message" in content:
+        return str(content["card_message"].get("description", ""))
+    if "choice_message" in content:
+        return str(content["choice_message"].get("text_message", {}).get("text", ""))
+    return ""
 
 
 def _json_field(response: httpx.Response, key: str, what: str) -> str:

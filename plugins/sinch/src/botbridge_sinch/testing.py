@@ -152,6 +152,12 @@ def rfc3339(now: float) -> str:
 
 
 CARD_KEYS = frozenset({"title", "description", "media_message", "height", "choices", "message_properties"})
+# SDK `MediaProperties`: one `url` (a string), an optional thumbnail and file name.
+MEDIA_KEYS = frozenset({"url", "thumbnail_url", "filename_override"})
+# Sinch "Carousel message": a list of up to 10 cards, at most 3 outer choices.
+CAROUSEL_KEYS = frozenset({"cards", "choices"})
+MAX_CAROUSEL_CARDS = 10
+MAX_CAROUSEL_CHOICES = 3
 # WhatsApp Cloud API, interactive "button" messages: at most 3 reply buttons,
 # each title at most 20 characters. Sinch turns choices into such buttons.
 WHATSAPP_MAX_BUTTONS = 3
@@ -166,6 +172,36 @@ def _check_choices(choices: Any, where: str, *, minimum: int) -> None:
             raise invalid("each choice must have exactly one choice kind")
         if "text_message" in choice and not (choice["text_message"] or {}).get("text"):
             raise invalid("a text choice needs a non-empty text")
+
+
+def _check_media(media: Any, where: str) -> None:
+    # One media per media_message: a list of urls, or any key the SDK does not know, is refused.
+    if not isinstance(media, dict) or not (isinstance(media.get("url"), str) and media["url"]):
+        raise invalid(f"message.{where}.url is required (one URL, a string)")
+    unknown = set(media) - MEDIA_KEYS
+    if unknown:
+        raise invalid(f"message.{where}: unknown field(s): {', '.join(sorted(unknown))}")
+    for key in ("thumbnail_url", "filename_override"):
+        if key in media and not isinstance(media[key], str):
+            raise invalid(f"message.{where}.{key} must be a string")
+
+
+def _check_card(content: Any, where: str) -> None:
+    # SDK `CardMessage`: title, description, media_message, height, choices (≤10).
+    if not isinstance(content, dict):
+        raise invalid(f"message.{where} must be an object")
+    unknown = set(content) - CARD_KEYS
+    if unknown:
+        raise invalid(f"message.{where}: unknown field(s): {', '.join(sorted(unknown))}")
+    if not any(content.get(k) for k in ("title", "description", "media_message")):
+        raise invalid(f"message.{where} needs a title, a description or a media_message")
+    if content.get("media_message") is not None:
+        _check_media(content["media_message"], f"{where}.media_message")
+    for key in ("title", "description"):
+        if key in content and not isinstance(content[key], str):
+            raise invalid(f"message.{where}.{key} must be a string")
+    if "choices" in content:
+        _check_choices(content["choices"], where, minimum=0)
 
 
 def _check_whatsapp_buttons(message: dict[str, Any]) -> None:
@@ -362,6 +398,8 @@ class FakeSinch:
             text = message["choice_message"].get("text_message", {}).get("text", "")
         elif "card_message" in message:
             text = message["card_message"].get("description", "")
+        elif "carousel_message" in message:
+            text = message["carousel_message"]["cards"][0].get("description", "")
         else:
             text = ""
         self.sent.append(
@@ -433,25 +471,23 @@ class FakeSinch:
             raise invalid(f"message.{kind} must be an object")
         if kind == "text_message" and not (isinstance(content.get("text"), str) and content["text"]):
             raise invalid("message.text_message.text must be a non-empty string")
-        if kind == "media_message" and not (isinstance(content.get("url"), str) and content["url"]):
-            raise invalid("message.media_message.url is required")
+        if kind == "media_message":
+            _check_media(content, "media_message")
         if kind == "card_message":
-            # SDK `CardMessage`: title, description, media_message, height, choices (≤10).
-            unknown = set(content) - CARD_KEYS
+            _check_card(content, "card_message")
+        if kind == "carousel_message":
+            unknown = set(content) - CAROUSEL_KEYS
             if unknown:
-                raise invalid(f"message.card_message: unknown field(s): {', '.join(sorted(unknown))}")
-            if not any(content.get(k) for k in ("title", "description", "media_message")):
-                raise invalid("message.card_message needs a title, a description or a media_message")
-            media = content.get("media_message")
-            if media is not None and not (
-                isinstance(media, dict) and isinstance(media.get("url"), str) and media["url"]
-            ):
-                raise invalid("message.card_message.media_message.url is required")
-            for key in ("title", "description"):
-                if key in content and not isinstance(content[key], str):
-                    raise invalid(f"message.card_message.{key} must be a string")
+                raise invalid(f"message.carousel_message: unknown field(s): {', '.join(sorted(unknown))}")
+            cards = content.get("cards")
+            if not isinstance(cards, list) or not 1 <= len(cards) <= MAX_CAROUSEL_CARDS:
+                raise invalid(f"message.carousel_message.cards must hold 1 to {MAX_CAROUSEL_CARDS} cards")
+            for index, card in enumerate(cards):
+                _check_card(card, f"carousel_message.cards[{index}]")
             if "choices" in content:
-                _check_choices(content["choices"], "card_message", minimum=0)
+                _check_choices(content["choices"], "carousel_message", minimum=0)
+                if len(content["choices"]) > MAX_CAROUSEL_CHOICES:
+                    raise invalid(f"message.carousel_message has at most {MAX_CAROUSEL_CHOICES} outer choices")
         if kind == "choice_message":
             _check_choices(content.get("choices"), "choice_message", minimum=1)
             text = content.get("text_message")
