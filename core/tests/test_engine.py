@@ -73,6 +73,13 @@ class ScriptBot(BotBackend):
         self.seen.append((session.conversation_id, message.text))
         self.sessions[session.conversation_id] = session
         session.state["turns"] += 1
+        if message.text == "cards":  # a carousel: one reply per card, each with its buttons
+            return [
+                Reply(
+                    text="Plan A", options=[Option(label="Buy A", value="buy-a"), Option(label="About A", value="a")]
+                ),
+                Reply(text="Plan B", options=[Option(label="Buy B", value="buy-b")]),
+            ]
         if message.text == "menu":
             return [
                 Reply(
@@ -308,6 +315,23 @@ async def test_numbered_options_map_back_to_values(world: World) -> None:
     await world.mo("2")  # no options pending any more: passed through as said
     await world.until(lambda: len(world.channel.outbox) == 5)
     assert [text for _, text in world.bot.seen] == ["menu", "sales", "menu", "billing", "2"]
+
+
+async def test_options_of_several_replies_are_numbered_on_across_the_turn(world: World) -> None:
+    await world.mo("cards")
+    await world.until(lambda: len(world.channel.outbox) == 2)
+    texts = sorted(m["text"] for m in world.channel.outbox)
+    assert texts == [
+        "Plan A\n1. Buy A\n2. About A\nReply with a number.",
+        "Plan B\n3. Buy B\nReply with a number.",
+    ]
+    await world.mo("3")  # the third option of the turn: the second card's button
+    await world.until(lambda: len(world.channel.outbox) == 3)
+    await world.mo("cards")
+    await world.until(lambda: len(world.channel.outbox) == 5)
+    await world.mo("about a")  # a label of any card of the turn
+    await world.until(lambda: len(world.channel.outbox) == 6)
+    assert [text for _, text in world.bot.seen] == ["cards", "buy-b", "cards", "a"]
 
 
 async def test_refused_credentials_mark_the_connector_and_send_the_fallback(tmp_path: Any) -> None:

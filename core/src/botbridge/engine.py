@@ -439,8 +439,8 @@ class Engine:
         self._breakers.pop(connector.id, None)
         conversation.last_mo_at = self.clock.now()
         conversation.timeout = connector.settings.conversation_timeout
-        with_options = [r for r in replies if r.options]
-        conversation.options = with_options[-1].options if with_options else []
+        # A number answers the turn's options, numbered on across its replies (a carousel's cards)
+        conversation.options = [option for reply in replies for option in reply.options]
         writes.put_conversation(conversation)
         return events + await self._replies(sender, connector, conversation, replies, writes)
 
@@ -556,10 +556,12 @@ class Engine:
         self, sender: Sender, connector: Connector, conversation: Conversation, replies: list[Reply], writes: Writes
     ) -> list[Job]:
         jobs = []
+        option_start = 1
         for reply in replies:
             if not (reply.text or reply.media or reply.options):
                 continue
             message = OutboundMessage(
+                option_start=option_start,
                 sender_id=sender.id,
                 contact=conversation.contact,
                 text=reply.text,
@@ -568,6 +570,7 @@ class Engine:
                 connector_id=connector.id,
                 conversation_id=conversation.id,
             )
+            option_start += len(reply.options)
             writes.put_outbound(message, sender.channel)
             jobs.append(self._mt_job(sender, message))
         return jobs
@@ -598,6 +601,7 @@ class Engine:
             text = as_text(
                 Reply(text=message.text, options=message.options, media=message.media),
                 media_as_links=not capabilities.media,
+                option_start=message.option_start,
             )
             outgoing = message.model_copy(
                 update={"text": text, "options": [], "media": message.media if capabilities.media else []}

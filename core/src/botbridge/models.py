@@ -249,6 +249,8 @@ class OutboundMessage(BaseModel):
     text: str = ""
     media: list[Media] = Field(default_factory=list)
     options: list[Option] = Field(default_factory=list)
+    # The number of its first option when shown as text: one turn's replies number on across them.
+    option_start: int = 1
     connector_id: str | None = None
     conversation_id: str | None = None
     external_id: str | None = None

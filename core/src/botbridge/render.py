@@ -14,15 +14,15 @@ from botbridge.models import Option, Reply
 _NUMBER = re.compile(r"^\s*#?\s*(\d{1,3})\s*[.)]?\s*$")
 
 
-def numbered(options: list[Option]) -> str:
-    return "\n".join(f"{i}. {option.label}" for i, option in enumerate(options, start=1))
+def numbered(options: list[Option], start: int = 1) -> str:
+    return "\n".join(f"{i}. {option.label}" for i, option in enumerate(options, start=start))
 
 
-def as_text(reply: Reply, *, media_as_links: bool = True) -> str:
-    """The reply as plain text: its text, numbered options, media links."""
+def as_text(reply: Reply, *, media_as_links: bool = True, option_start: int = 1) -> str:
+    """The reply as plain text: its text, options numbered from `option_start`, media links."""
     parts = [reply.text.strip()] if reply.text.strip() else []
     if reply.options:
-        parts.append(numbered(reply.options))
+        parts.append(numbered(reply.options, option_start))
         parts.append("Reply with a number.")
     if media_as_links:
         parts.extend(m.url if not m.caption else f"{m.caption}: {m.url}" for m in reply.media)
