@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from botbridge import BotCredentialsInvalid, BotError, ConfigInvalid, FakeClock, InboundMessage, Reply
 from botbridge.http import RetryPolicy
 from botbridge_lex import LexBot, replies_from_v1, replies_from_v2, session_id_for
+from botbridge_lex.model import check_request, service_model
 from botbridge_lex.testing import SECRET_KEY, FakeLex, fake_credentials
 
 from .conftest import NO_WAIT, make_session
@@ -255,6 +256,32 @@ async def test_a_turn_is_not_repeated_after_a_failure_that_may_have_run_it(
     assert not bot.safe_to_retry(caught.value)
 
 
+async def test_confirm_intent_from_the_fake_offers_yes_and_no(bot: LexBot) -> None:
+    (reply,) = await bot.send(make_session(), mo("confirm"))
+    assert reply.text == "Book it for Friday?"
+    assert [(o.label, o.value) for o in reply.options] == [("Yes", "yes"), ("No", "no")]
+    assert "end" not in reply.signals
+
+
+async def test_close_from_the_fake_ends_the_conversation(bot: LexBot) -> None:
+    replies = await bot.send(make_session(), mo("hi"))
+    assert replies[-1].signals == ["end"]
+
+
+@pytest.mark.parametrize("api", ["v1", "v2"])
+@pytest.mark.parametrize(("trigger", "expected"), [("payload", "From the payload"), ("ssml", "Hello there")])
+async def test_custom_payload_and_ssml_from_the_fake(bot: LexBot, api: str, trigger: str, expected: str) -> None:
+    assert texts(await bot.send(make_session(api=api), mo(trigger))) == [expected]
+
+
+async def test_lone_surrogates_are_sent_as_replacement_characters(bot: LexBot, fake: FakeLex) -> None:
+    # JSON from a channel may carry half of an emoji ("\ud83d"): not encodable as UTF-8 as is.
+    session = make_session()
+    session.state.update(api="v2", session_id="bb.1", session_attributes={"k\udc00": "v\ud83d"})
+    assert texts(await bot.send(session, mo("hi \ud83d"))) == ["echo: hi \ufffd"]
+    assert fake.requests[-1].body["sessionState"]["sessionAttributes"]["k\ufffd"] == "v\ufffd"
+
+
 def test_a_custom_payload_that_is_not_json_is_never_shown_as_is() -> None:
     data = {"messages": [{"contentType": "CustomPayload", "content": "<speak cmd='open'/>"}]}
     assert replies_from_v2(data) == []
@@ -374,6 +401,10 @@ async def test_regional_host_without_base_url(clock: FakeClock, api: str, host: 
         assert await LexBot(http, clock).send(session, mo("hi")) == []
     (request,) = seen
     assert request.url.scheme == "https" and request.url.host == host
+    service = service_model("lexv2-runtime" if api == "v2" else "lex-runtime")
+    assert host.startswith(service.endpoint_prefix + ".")
+    target = request.url.raw_path.decode()
+    assert check_request(api, request.method, target, dict(request.headers), request.content).errors == []
     assert request.url.path.startswith(path)
     assert "/eu-west-1/lex/aws4_request" in request.headers["authorization"]
     field = "text" if api == "v2" else "inputText"
@@ -416,6 +447,9 @@ def _with(**changes: Any) -> str:
         (_with(bot={}), "credentials.bot.aliasId"),
         (_with(bot={"id": "BOTID12345", "localeId": "en_US"}), "credentials.bot.aliasId"),
         (_with(bot={"id": "short", "aliasId": "TSTALIASID", "localeId": "en_US"}), "credentials.bot.id"),
+        # a pasted id with its newline: `$` alone would let it through, and Lex refuses it
+        (_with(bot={"id": "BOTID12345\n", "aliasId": "TSTALIASID", "localeId": "en_US"}), "credentials.bot.id"),
+        (_with(bot={"id": "BOTID12345", "aliasId": "TSTALIASID", "localeId": "en_US\n"}), "credentials.bot.localeId"),
         (_with(bot={"id": "BOTID12345", "aliasId": "TSTALIASID", "localeId": "english"}), "credentials.bot.localeId"),
         (_with(bot={"name": "TestGreeter"}), "credentials.bot.alias"),
         (_with(bot={"name": "Test/Greeter", "alias": "x"}), "credentials.bot.name"),
@@ -429,7 +463,14 @@ def test_invalid_credentials_name_the_field(credentials: str, field: str) -> Non
 
 
 @pytest.mark.parametrize(
-    "config", [{"base_url": "ftp://x"}, {"base_url": "lex.fake"}, {"base_url": 3}, {"request_attributes": {"a": 1}}]
+    "config",
+    [
+        {"base_url": "ftp://x"},
+        {"base_url": "lex.fake"},
+        {"base_url": 3},
+        {"request_attributes": {"a": 1}},
+        {"request_attributes": {"": "x"}},  # RecognizeText refuses empty keys
+    ],
 )
 def test_invalid_config(config: dict[str, Any]) -> None:
     with pytest.raises(ConfigInvalid) as caught:

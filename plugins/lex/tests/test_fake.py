@@ -29,6 +29,8 @@ from botbridge_lex.testing import (
     fake_credentials,
 )
 
+from .conftest import model_problems
+
 pytestmark = pytest.mark.anyio
 
 V1_PATH = f"/bot/{V1_BOT['name']}/alias/{V1_BOT['alias']}/user/user-1/text"
@@ -170,6 +172,7 @@ async def test_wrong_region_in_scope(http: httpx.AsyncClient, clock: FakeClock) 
     assert "valid region" in response.json()["message"]
 
 
+@pytest.mark.invalid_lex_requests
 async def test_wrong_service_and_date_in_scope(http: httpx.AsyncClient, clock: FakeClock) -> None:
     url = FAKE_BASE_URL + V2_PATH
     body = b'{"text":"hi"}'
@@ -195,6 +198,7 @@ async def test_unknown_bots_are_not_found(http: httpx.AsyncClient, clock: FakeCl
     assert (v2.status_code, error_type(v2)) == (404, "ResourceNotFoundException")
 
 
+@pytest.mark.invalid_lex_requests
 @pytest.mark.parametrize("session_id", ["%2B15551234567", "x", "a" * 101, "a%20b"])
 async def test_invalid_session_ids(http: httpx.AsyncClient, clock: FakeClock, session_id: str) -> None:
     v2 = await call(http, clock, V2_PATH.replace("/s-1/", f"/{session_id}/"), {"text": "hi"})
@@ -204,6 +208,7 @@ async def test_invalid_session_ids(http: httpx.AsyncClient, clock: FakeClock, se
     assert (v1.status_code, error_type(v1)) == (400, "BadRequestException")
 
 
+@pytest.mark.invalid_lex_requests
 @pytest.mark.parametrize(
     "payload",
     [{}, {"text": ""}, {"text": "x" * 1025}, {"text": 5}, {"inputText": "hi"}, [1], {"text": "hi", "sessionState": 1}],
@@ -213,6 +218,7 @@ async def test_v2_body_is_checked(http: httpx.AsyncClient, clock: FakeClock, pay
     assert (response.status_code, error_type(response)) == (400, "ValidationException")
 
 
+@pytest.mark.invalid_lex_requests
 @pytest.mark.parametrize(
     "payload", [{}, {"text": "hi"}, {"inputText": "hi", "sessionAttributes": {"a": 1}}, {"inputText": ""}]
 )
@@ -221,6 +227,7 @@ async def test_v1_body_is_checked(http: httpx.AsyncClient, clock: FakeClock, pay
     assert (response.status_code, error_type(response)) == (400, "BadRequestException")
 
 
+@pytest.mark.invalid_lex_requests
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(flip=st.integers(min_value=0, max_value=10_000), byte=st.integers(min_value=1, max_value=255))
 async def test_any_changed_byte_breaks_the_signature(
@@ -238,8 +245,13 @@ async def test_any_changed_byte_breaks_the_signature(
 
 
 @pytest.fixture(scope="module")
-def loopback() -> Iterator[str]:
-    with serve_app(FakeLex().app) as url:
+def loopback_fake() -> FakeLex:
+    return FakeLex()
+
+
+@pytest.fixture(scope="module")
+def loopback(loopback_fake: FakeLex) -> Iterator[str]:
+    with serve_app(loopback_fake.app) as url:
         yield url
 
 
@@ -254,7 +266,7 @@ def _sdk(service: str, endpoint: str, secret: str = SECRET_KEY) -> Any:
     )
 
 
-def test_botocore_lexv2_client_accepts_the_fake(loopback: str) -> None:
+def test_botocore_lexv2_client_accepts_the_fake(loopback: str, loopback_fake: FakeLex) -> None:
     client = _sdk("lexv2-runtime", loopback)
     answer = client.recognize_text(
         botId=V2_BOT["id"], botAliasId=V2_BOT["aliasId"], localeId="en_US", sessionId="user:1.a-b", text="options"
@@ -267,9 +279,12 @@ def test_botocore_lexv2_client_accepts_the_fake(loopback: str) -> None:
             botId=V2_BOT["id"], botAliasId=V2_BOT["aliasId"], localeId="en_US", sessionId="s1", text="hi"
         )
     assert caught.value.response["Error"]["Code"] == "InvalidSignatureException"
+    # What the SDK itself sends passes the oracle: a check of the oracle, not only of the fake.
+    assert [e.api for e in loopback_fake.exchanges if e.api == "v2"] == ["v2", "v2"]
+    assert model_problems(loopback_fake.exchanges) == []
 
 
-def test_botocore_lex_v1_client_accepts_the_fake(loopback: str) -> None:
+def test_botocore_lex_v1_client_accepts_the_fake(loopback: str, loopback_fake: FakeLex) -> None:
     client = _sdk("lex-runtime", loopback)
     answer = client.post_text(
         botName=V1_BOT["name"], botAlias=V1_BOT["alias"], userId="u.1", inputText="hi", sessionAttributes={"k": "v"}
@@ -279,3 +294,5 @@ def test_botocore_lex_v1_client_accepts_the_fake(loopback: str) -> None:
     with pytest.raises(ClientError) as caught:
         client.post_text(botName="Nope", botAlias=V1_BOT["alias"], userId="u.1", inputText="hi")
     assert caught.value.response["Error"]["Code"] == "NotFoundException"
+    assert [e.api for e in loopback_fake.exchanges if e.api == "v1"] == ["v1", "v1"]
+    assert model_problems(loopback_fake.exchanges) == []

@@ -94,7 +94,8 @@ def _text(data: dict[str, Any], key: str, where: str, pattern: re.Pattern[str] |
     value = data.get(key)
     if not isinstance(value, str) or not value.strip():
         raise ConfigInvalid(f"{where}.{key}", "is required (a non-empty string)")
-    if pattern is not None and not pattern.match(value):
+    # fullmatch: `$` alone lets a pasted trailing newline through, and Lex refuses the id.
+    if pattern is not None and not pattern.fullmatch(value):
         raise ConfigInvalid(f"{where}.{key}", hint)
     return value
 
@@ -148,6 +149,9 @@ def _check_config(config: dict[str, Any]) -> None:
         isinstance(attributes, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in attributes.items())
     ):
         raise ConfigInvalid("config.request_attributes", "must be an object of strings")
+    if attributes and "" in attributes:
+        # RecognizeText's model: requestAttributes keys are NonEmptyString (1+ characters).
+        raise ConfigInvalid("config.request_attributes", "keys must not be empty")
 
 
 # --- ids -----------------------------------------------------------------------
@@ -292,10 +296,18 @@ def _with_dialog_action(replies: list[Reply], data: Any) -> list[Reply]:
     return replies
 
 
+def _well_formed(text: str) -> str:
+    """`text` with lone surrogates (from JSON such as "\\ud83d" cut from its pair) as U+FFFD.
+
+    They cannot be encoded as UTF-8, so the body could not be sent at all.
+    """
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
 def _string_map(value: Any) -> dict[str, str]:
     if not isinstance(value, dict):
         return {}
-    return {k: v for k, v in value.items() if isinstance(k, str) and isinstance(v, str)}
+    return {_well_formed(k): _well_formed(v) for k, v in value.items() if isinstance(k, str) and isinstance(v, str)}
 
 
 # --- signing -------------------------------------------------------------------
@@ -372,7 +384,7 @@ class LexBot(BotBackend):
             raise BotError(f"Lex connector credentials are invalid: {exc.message}") from None
         if not session.state.get("session_id") or session.state.get("api") != credentials.api:
             await self.open(session)
-        text = (message.postback or message.text).strip()[:MAX_INPUT_CHARS]
+        text = _well_formed(message.postback or message.text).strip()[:MAX_INPUT_CHARS]
         if not text:
             return []  # Lex needs 1+ characters of text; a media-only message has nothing to say
         session_id: str = session.state["session_id"]
@@ -387,6 +399,9 @@ class LexBot(BotBackend):
             )
             default_host = f"https://runtime-v2-lex.{credentials.region}.{aws_domain(credentials.region)}"
             payload = {"text": text}
+            # The V2 model's attribute keys are NonEmptyString: an empty one would fail the whole turn.
+            attributes = {k: v for k, v in attributes.items() if k}
+            request_attributes = {k: v for k, v in request_attributes.items() if k}
             if attributes:
                 payload["sessionState"] = {"sessionAttributes": attributes}
         else:

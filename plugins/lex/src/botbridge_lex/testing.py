@@ -13,12 +13,25 @@ Refusals use Lex's error shape: the status, an `x-amzn-ErrorType` header and
 a ``{"message": ...}`` body. The date-skew window (5 minutes) is measured on
 the fake's clock, so tests share one `FakeClock` with the backend.
 
+What a request may carry is read from botocore's service models
+(`botbridge_lex.model`): the routes are the operations' ``requestUri``s, and
+required and unknown members, types, lengths, patterns and enums of the path
+labels and the JSON body are checked against the input shapes; refusals of
+those are 400 (`BadRequestException` for V1, `ValidationException` for V2).
+The error codes `fail_next` uses per status are the operations' modelled
+errors. Every exchange is kept in `exchanges` (as sent and as answered), so
+tests can check both sides against the model.
+
 The scripted bot: ``options`` (OPTIONS_TRIGGER) answers a response card /
 ImageResponseCard with buttons Billing→billing and Sales→sales; ``picture``
-answers a card with an image; ``composite`` answers two messages; keyword
-rules (`rules[word] = answer`) answer fixed text; anything else answers
-``echo: <text>``. Every answer carries the session attribute ``turns`` (the
-count of turns, read from the attributes the client sent back).
+answers a card with an image; ``composite`` answers two messages;
+``confirm`` asks to confirm an intent (V2 dialogAction ConfirmIntent, V1
+dialogState ConfirmIntent); ``payload`` answers a CustomPayload and ``ssml``
+an SSML message; keyword rules (`rules[word] = answer`) answer fixed text;
+anything else answers ``echo: <text>``. Answers other than ``confirm`` close
+the intent (V2 dialogAction Close). Every answer carries the session
+attribute ``turns`` (the count of turns, read from the attributes the client
+sent back).
 """
 
 from __future__ import annotations
@@ -31,6 +44,7 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 from urllib.parse import unquote
 
@@ -45,6 +59,7 @@ from starlette.routing import Route
 from botbridge.clock import Clock
 from botbridge.fakes import BotFake
 from botbridge.signing import secrets_equal
+from botbridge_lex.model import error_shape, operation_model, params_from_wire, shape_errors
 
 FAKE_BASE_URL = "http://lex.fake"
 REGION = "us-east-1"
@@ -56,32 +71,24 @@ OPTIONS_TRIGGER = "options"
 OPTIONS = [("Billing", "billing"), ("Sales", "sales")]
 MAX_SKEW = 300.0
 
-_ID = re.compile(r"^[0-9a-zA-Z._:-]{2,100}$")
 _AUTH = re.compile(
     r"^AWS4-HMAC-SHA256 Credential=(?P<key>[^/,\s]+)/(?P<date>\d{8})/(?P<region>[^/,\s]+)/(?P<service>[^/,\s]+)"
     r"/(?P<term>[^/,\s]+),\s*SignedHeaders=(?P<headers>[a-z0-9;-]+),\s*Signature=(?P<signature>[0-9a-f]{64})$"
 )
 _ERROR_NAMESPACE = "http://internal.amazon.com/coral/com.amazonaws.deepsense.runtime.service/"
-_FAIL_CODES = {
-    "v1": {
-        400: "BadRequestException",
-        403: "AccessDeniedException",
-        404: "NotFoundException",
-        409: "ConflictException",
-        429: "LimitExceededException",
-        500: "InternalFailureException",
-        502: "BadGatewayException",
-    },
-    "v2": {
-        400: "ValidationException",
-        403: "AccessDeniedException",
-        404: "ResourceNotFoundException",
-        409: "ConflictException",
-        429: "ThrottlingException",
-        500: "InternalServerException",
-        502: "BadGatewayException",
-    },
-}
+# Errors every AWS API answers but the Lex operations do not model (V1 declares no 403).
+_COMMON_ERRORS = {403: "AccessDeniedException", 503: "ServiceUnavailableException"}
+_ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+MAX_TEXT = 1024  # Lex's `Text` shape (messages, input text)
+
+
+@cache
+def fail_codes(api: str) -> dict[int, str]:
+    """The error code per HTTP status: the operation's modelled errors, else AWS's common ones."""
+    codes = dict(_COMMON_ERRORS)
+    for shape in operation_model(api).error_shapes:
+        codes[shape.metadata["error"]["httpStatusCode"]] = shape.name
+    return codes
 
 
 def fake_credentials(api: str = "v2", *, secret: str = SECRET_KEY, region: str = REGION) -> str:
@@ -97,13 +104,16 @@ class LexFault(Exception):
         super().__init__(message)
         self.status, self.code, self.message, self.headers = status, code, message, headers or {}
 
-    def response(self) -> Response:
+    def response(self, api: str | None = None) -> Response:
         headers = {
             "x-amzn-ErrorType": f"{self.code}:{_ERROR_NAMESPACE}",
             "x-amzn-RequestId": str(uuid.uuid4()),
             **self.headers,
         }
-        return JSONResponse({"message": self.message}, status_code=self.status, headers=headers)
+        # Some V1 errors (DependencyFailed, BadGateway, LoopDetected) model the text as `Message`.
+        shape = error_shape(api, self.code) if api is not None else None
+        key = "Message" if shape is not None and "Message" in shape.members else "message"
+        return JSONResponse({key: self.message}, status_code=self.status, headers=headers)
 
 
 @dataclass
@@ -117,11 +127,27 @@ class FakeSession:
 
 @dataclass
 class Recorded:
+    """A request the fake accepted (signature and model checks passed)."""
+
     api: str
     path: str
     session_id: str
     body: dict[str, Any]
     headers: dict[str, str]
+
+
+@dataclass
+class Exchange:
+    """Any request that reached the fake, as sent, and the fake's answer, as answered."""
+
+    api: str | None  # None: no Lex operation at this path
+    method: str
+    target: str  # the raw path and query, percent-encoding as sent
+    headers: dict[str, str]
+    body: bytes
+    status: int
+    response_headers: dict[str, str]
+    response_body: bytes
 
 
 class FakeLex:
@@ -145,16 +171,16 @@ class FakeLex:
         self.rules: dict[str, str] = {}
         self.sessions: dict[str, FakeSession] = {}
         self.requests: list[Recorded] = []
+        self.exchanges: list[Exchange] = []
         self.refusals: list[tuple[int, str]] = []
         self._failures: deque[tuple[int, str | None, dict[str, str]]] = deque()
+        # The model's requestUri templates are Starlette's path syntax too ({label}).
+        # Every method and path is routed, so that every request is kept in `exchanges`.
         self.app = Starlette(
             routes=[
-                Route("/bot/{bot}/alias/{alias}/user/{user}/text", self._post_text, methods=["POST"]),
-                Route(
-                    "/bots/{bot}/botAliases/{alias}/botLocales/{locale}/sessions/{session}/text",
-                    self._recognize_text,
-                    methods=["POST"],
-                ),
+                Route(operation_model("v1").http["requestUri"], self._post_text, methods=_ALL_METHODS),
+                Route(operation_model("v2").http["requestUri"], self._recognize_text, methods=_ALL_METHODS),
+                Route("/{path:path}", self._unknown_operation, methods=_ALL_METHODS),
             ]
         )
 
@@ -266,49 +292,38 @@ class FakeLex:
             raise LexFault(400, bad, "Request body must be a JSON object.")
         return data
 
-    @staticmethod
-    def _check_text(data: dict[str, Any], key: str, bad: str) -> str:
-        value = data.get(key)
-        if not isinstance(value, str) or not 1 <= len(value) <= 1024:
-            raise LexFault(
-                400,
-                bad,
-                f"1 validation error detected: Value at '{key}' failed to satisfy constraint: "
-                "Member must have length between 1 and 1024 and must not be null",
-            )
-        return value
-
-    @staticmethod
-    def _check_map(value: Any, key: str, bad: str) -> dict[str, str]:
-        if value is None:
-            return {}
-        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-            raise LexFault(400, bad, f"Value at '{key}' must be a map of strings to strings.")
-        return dict(value)
-
-    @staticmethod
-    def _check_id(value: str, name: str, bad: str) -> None:
-        if not _ID.match(value):
-            raise LexFault(
-                400,
-                bad,
-                f"1 validation error detected: Value '{value}' at '{name}' failed to satisfy constraint: "
-                "Member must satisfy regular expression pattern: [0-9a-zA-Z._:-]+ "
-                "and have length between 2 and 100",
-            )
-
     def _failure(self, api: str) -> None:
         if self._failures:
             status, code, headers = self._failures.popleft()
-            code = code or _FAIL_CODES[api].get(status, "ServiceUnavailableException" if status >= 500 else "Error")
+            code = code or fail_codes(api).get(status, "ServiceUnavailableException" if status >= 500 else "Error")
             raise LexFault(status, code, f"Scripted failure {status}", headers)
 
-    async def _handle(self, request: Request, api: str) -> Response:
+    async def _handle(self, request: Request, api: str | None) -> Response:
+        body = await request.body()
+        response: Response
         try:
-            return await self._turn(request, api)
+            if api is None or request.method != operation_model(api).http["method"]:
+                raise LexFault(404, "UnknownOperationException", f"No operation at {request.method} {request.url.path}")
+            response = await self._turn(request, api)
         except LexFault as fault:
             self.refusals.append((fault.status, fault.code))
-            return fault.response()
+            response = fault.response(api)
+        raw_path = request.scope.get("raw_path") or request.url.path.encode()
+        query = request.scope.get("query_string", b"")
+        target = raw_path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
+        self.exchanges.append(
+            Exchange(
+                api=api,
+                method=request.method,
+                target=target,
+                headers=dict(request.headers),
+                body=body,
+                status=response.status_code,
+                response_headers=dict(response.headers),
+                response_body=bytes(response.body),
+            )
+        )
+        return response
 
     async def _post_text(self, request: Request) -> Response:
         return await self._handle(request, "v1")
@@ -316,39 +331,36 @@ class FakeLex:
     async def _recognize_text(self, request: Request) -> Response:
         return await self._handle(request, "v2")
 
+    async def _unknown_operation(self, request: Request) -> Response:
+        return await self._handle(request, None)
+
     # --- the turn ---
 
     async def _turn(self, request: Request, api: str) -> Response:
         body = await self._verify(request)
-        bad = "BadRequestException" if api == "v1" else "ValidationException"
-        params = request.path_params
+        bad = fail_codes(api)[400]
+        data = self._json_body(request, body, bad)
+        shape = operation_model(api).input_shape
+        params, errors = params_from_wire(shape, labels=request.path_params, headers=request.headers, data=data)
+        errors += shape_errors(params, shape)
+        if errors:
+            count = f"{len(errors)} validation error{'s' if len(errors) > 1 else ''}"
+            raise LexFault(400, bad, f"{count} detected: {'; '.join(errors)}")
         if api == "v1":
-            if params["bot"] not in self.v1_bots or params["alias"] not in self.v1_bots[params["bot"]]:
+            bot, alias = params["botName"], params["botAlias"]
+            if bot not in self.v1_bots or alias not in self.v1_bots[bot]:
                 raise LexFault(404, "NotFoundException", "The resource (bot or alias) you are looking for is not found")
-            session_id = params["user"]
-            self._check_id(session_id, "userId", bad)
-            data = self._json_body(request, body, bad)
-            unknown = set(data) - {"inputText", "sessionAttributes", "requestAttributes", "activeContexts"}
-            text = self._check_text(data, "inputText", bad)
-            sent_attributes = self._check_map(data.get("sessionAttributes"), "sessionAttributes", bad)
-            bot_key = f"{params['bot']}/{params['alias']}"
+            session_id, text = params["userId"], params["inputText"]
+            sent_attributes = dict(params.get("sessionAttributes") or {})
+            bot_key = f"{bot}/{alias}"
         else:
-            aliases = self.v2_bots.get(params["bot"])
-            if aliases is None or params["alias"] not in aliases or params["locale"] not in aliases[params["alias"]]:
+            bot, alias, locale = params["botId"], params["botAliasId"], params["localeId"]
+            aliases = self.v2_bots.get(bot)
+            if aliases is None or alias not in aliases or locale not in aliases[alias]:
                 raise LexFault(404, "ResourceNotFoundException", "Could not find the bot, alias or locale.")
-            session_id = params["session"]
-            self._check_id(session_id, "sessionId", bad)
-            data = self._json_body(request, body, bad)
-            unknown = set(data) - {"text", "sessionState", "requestAttributes"}
-            text = self._check_text(data, "text", bad)
-            state = data.get("sessionState")
-            if state is not None and not isinstance(state, dict):
-                raise LexFault(400, bad, "Value at 'sessionState' must be an object.")
-            sent_attributes = self._check_map((state or {}).get("sessionAttributes"), "sessionAttributes", bad)
-            bot_key = f"{params['bot']}/{params['alias']}/{params['locale']}"
-        if unknown:
-            raise LexFault(400, bad, f"Unknown field(s) in request body: {', '.join(sorted(unknown))}")
-        self._check_map(data.get("requestAttributes"), "requestAttributes", bad)
+            session_id, text = params["sessionId"], params["text"]
+            sent_attributes = dict((params.get("sessionState") or {}).get("sessionAttributes") or {})
+            bot_key = f"{bot}/{alias}/{locale}"
         self.requests.append(Recorded(api, unquote(request.url.path), session_id, data, dict(request.headers)))
         self._failure(api)
 
@@ -365,17 +377,18 @@ class FakeLex:
         )
 
     def _script(self, text: str) -> dict[str, Any]:
+        """The answer to `text`: an intent, messages as (contentType, content), maybe a card."""
         word = text.strip().casefold()
         if word == OPTIONS_TRIGGER:
             return {
                 "intent": "Options",
-                "messages": ["What can we help you with?"],
+                "messages": [("PlainText", "What can we help you with?")],
                 "card": {"title": "Choose a topic", "buttons": OPTIONS},
             }
         if word == "picture":
             return {
                 "intent": "Picture",
-                "messages": ["Here it is."],
+                "messages": [("PlainText", "Here it is.")],
                 "card": {
                     "title": "Our shop",
                     "subtitle": "Open 9-5",
@@ -384,28 +397,40 @@ class FakeLex:
                 },
             }
         if word == "composite":
-            return {"intent": "Composite", "messages": ["First part.", "Second part."]}
+            return {"intent": "Composite", "messages": [("PlainText", "First part."), ("PlainText", "Second part.")]}
+        if word == "confirm":
+            return {"intent": "BookTable", "messages": [("PlainText", "Book it for Friday?")], "confirm": True}
+        if word == "payload":
+            return {"intent": "Payload", "messages": [("CustomPayload", json.dumps({"text": "From the payload"}))]}
+        if word == "ssml":
+            return {"intent": "Speech", "messages": [("SSML", '<speak>Hello <break time="1s"/>there</speak>')]}
         if word in self.rules:
-            return {"intent": "Rule", "messages": [self.rules[word]]}
-        return {"intent": "Echo", "messages": [f"echo: {text}"]}
+            return {"intent": "Rule", "messages": [("PlainText", self.rules[word])]}
+        # A real bot's messages are at most 1024 characters (the models' `Text` shape), so is the echo.
+        return {"intent": "Echo", "messages": [("PlainText", f"echo: {text}"[:MAX_TEXT])]}
 
     @staticmethod
     def _v1_answer(answer: dict[str, Any], attributes: dict[str, str]) -> dict[str, Any]:
-        messages = answer["messages"]
+        messages: list[tuple[str, str]] = answer["messages"]
         data: dict[str, Any] = {
             "intentName": answer["intent"],
             "nluIntentConfidence": {"score": 1.0},
             "slots": {},
             "sessionAttributes": attributes,
-            "dialogState": "Fulfilled",
+            "dialogState": "ConfirmIntent" if answer.get("confirm") else "Fulfilled",
             "botVersion": "$LATEST",
             "sessionId": f"{datetime.now(UTC).strftime('%Y-%m-%dT%H:%M:%S.%f')[:-3]}Z-{uuid.uuid4().hex[:8]}",
         }
         if len(messages) > 1:
-            group = {"messages": [{"type": "PlainText", "group": i, "value": m} for i, m in enumerate(messages, 1)]}
+            group = {
+                "messages": [
+                    {"type": kind, "group": i, "value": content} for i, (kind, content) in enumerate(messages, 1)
+                ]
+            }
             data["message"], data["messageFormat"] = json.dumps(group), "Composite"
         else:
-            data["message"], data["messageFormat"] = messages[0], "PlainText"
+            ((kind, content),) = messages
+            data["message"], data["messageFormat"] = content[:MAX_TEXT], kind
         card = answer.get("card")
         if card:
             attachment: dict[str, Any] = {
@@ -425,7 +450,9 @@ class FakeLex:
 
     @staticmethod
     def _v2_answer(answer: dict[str, Any], attributes: dict[str, str], session_id: str) -> dict[str, Any]:
-        messages: list[dict[str, Any]] = [{"content": m, "contentType": "PlainText"} for m in answer["messages"]]
+        messages: list[dict[str, Any]] = [
+            {"content": content[:MAX_TEXT], "contentType": kind} for kind, content in answer["messages"]
+        ]
         card = answer.get("card")
         if card:
             image_card: dict[str, Any] = {
@@ -437,11 +464,17 @@ class FakeLex:
             if card.get("imageUrl"):
                 image_card["imageUrl"] = card["imageUrl"]
             messages.append({"contentType": "ImageResponseCard", "imageResponseCard": image_card})
-        intent = {"name": answer["intent"], "slots": {}, "state": "Fulfilled", "confirmationState": "None"}
+        confirm = bool(answer.get("confirm"))
+        intent = {
+            "name": answer["intent"],
+            "slots": {},
+            "state": "InProgress" if confirm else "Fulfilled",
+            "confirmationState": "None",
+        }
         return {
             "messages": messages,
             "sessionState": {
-                "dialogAction": {"type": "Close"},
+                "dialogAction": {"type": "ConfirmIntent" if confirm else "Close"},
                 "intent": intent,
                 "sessionAttributes": attributes,
                 "originatingRequestId": str(uuid.uuid4()),
