@@ -497,6 +497,34 @@ class FailingStore(memory.MemoryStore):
         return await super().get_conversation(sender_id, contact)
 
 
+class CountingStore(memory.MemoryStore):
+    """The memory store, counting the jobs handed out by claims, per kind."""
+
+    def __init__(self, clock: Any) -> None:
+        super().__init__(clock)
+        self.claimed: dict[str, int] = {}
+
+    async def claim_jobs(self, kinds, *, limit, lease):  # type: ignore[no-untyped-def]
+        jobs = await super().claim_jobs(kinds, limit=limit, lease=lease)
+        for job in jobs:
+            self.claimed[job.kind] = self.claimed.get(job.kind, 0) + 1
+        return jobs
+
+
+async def test_a_turns_reply_is_sent_by_the_worker_that_made_it_without_a_claim(tmp_path: Any) -> None:
+    clock = FakeClock()
+    store = CountingStore(clock)
+    async with make_world(tmp_path, clock=clock, store_instance=store) as world:
+        for i in range(5):
+            await world.mo(f"turn {i}", contact=f"+1555001{i}")
+        await world.until(lambda: len(world.channel.outbox) == 5)
+        assert store.claimed.get("mo") == 5 and "mt" not in store.claimed  # each reply leased as its turn ended
+        await world.mo("turn 0 again", contact="+15550010")
+        await world.mo("and again", contact="+15550010")  # queued behind: the reply waits its turn
+        await world.until(lambda: len(world.channel.outbox) == 7)
+        assert [m["text"] for m in world.channel.outbox[5:]] == ["echo: turn 0 again", "echo: and again"]
+
+
 @pytest.mark.parametrize(
     "failures",
     [

@@ -18,7 +18,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from botbridge.bot import BotBackend
 from botbridge.channel import Channel, WebhookResult
@@ -54,10 +54,11 @@ from botbridge.models import (
 from botbridge.outbound import UnsafeURL
 from botbridge.render import as_text, match_option
 from botbridge.signing import standard_webhook_headers
-from botbridge.store import Store, Writes
+from botbridge.store import Store, Take, Writes
 from botbridge.store_waits import StoreWaits
 
 logger = logging.getLogger("botbridge.engine")
+T = TypeVar("T")
 
 DEDUPE_TTL = 7 * 86400.0  # providers retry for hours; remember ids for a week
 MESSAGE_KINDS = ("mo", "mt", "dr")
@@ -300,15 +301,20 @@ class Engine:
                 except TimeoutError:
                     pass
                 continue
-            for job in jobs:
-                try:
-                    await self._run(job)
-                except asyncio.CancelledError:
-                    raise
-                except Exception:  # `_run` settles every outcome; a worker outlives even its bugs
-                    logger.exception("%s job %s: unexpected error settling it", job.kind, job.id)
+            for claimed in jobs:
+                job: Job | None = claimed
+                while job is not None:  # a job's follow-up the store leased to this worker runs next
+                    running = job
+                    try:
+                        job = await self._run(running)
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception:  # `_run` settles every outcome; a worker outlives even its bugs
+                        logger.exception("%s job %s: unexpected error settling it", running.kind, running.id)
+                        job = None
 
-    async def _run(self, job: Job) -> None:
+    async def _run(self, job: Job) -> Job | None:
+        """Run a job and record its outcome; return a follow-up leased to this worker, if any."""
         handler = {"mo": self._mo, "mt": self._mt, "dr": self._dr, "event": self._event}[job.kind]
         token = correlation_id.set(job.payload.get("correlation_id") or job.id)
         # What the job did to its records (a session opened, a message sent) is
@@ -345,19 +351,25 @@ class Engine:
                 later, why = self.clock.now() + self.settings.backoff(job.attempts), repr(exc)[:300]
                 await self._settle("retrying a job", lambda: self._retry(job, writes, not_before=later, error=why))
             else:
-                await self._settle(
-                    "completing a job", lambda: self.store.finish_job(job, then=follow_ups, writes=writes)
+                # The reply a turn makes is leased to the worker that made it and sent at once.
+                take = Take(MESSAGE_KINDS, self.settings.lease) if job.kind in MESSAGE_KINDS else None
+                take = None if self._stopping else take
+                taken = await self._settle(
+                    "completing a job",
+                    lambda: self.store.finish_job(job, then=follow_ups, writes=writes, take=take),
                 )
-                self._wake_for(follow_ups)
+                self._wake_for([j for j in follow_ups if taken is None or j.id != taken.id])
+                return taken
         finally:
             correlation_id.reset(token)
+        return None
 
     async def _retry(self, job: Job, writes: Writes, *, not_before: float, error: str) -> None:
         if writes:
             await self.store.write(writes)
         await self.store.retry_job(job, not_before=not_before, error=error)
 
-    async def _settle(self, what: str, write: Callable[[], Awaitable[None]]) -> None:
+    async def _settle(self, what: str, write: Callable[[], Awaitable[T]]) -> T | None:
         """Record a job's outcome, waiting out a failing store (bounded backoff) until it is written.
 
         The work is done (a bot answered, a message went out): doing it again
@@ -368,15 +380,15 @@ class Engine:
         delay = self.settings.store_backoff
         while True:
             try:
-                await write()
+                done = await write()
                 self.store_waits.answered()
-                return
+                return done
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 self.store_waits.failed(what, exc)
                 if self._stopping:
-                    return
+                    return None
                 await asyncio.sleep(_jittered(delay))
                 delay = min(self.settings.store_backoff_cap, delay * 2)
 

@@ -95,6 +95,14 @@ class Writes:
 
 
 @dataclass(frozen=True)
+class Take:
+    """Lease a follow-up of these kinds to the worker finishing a job (`Store.finish_job`)."""
+
+    kinds: Sequence[str]
+    lease: float
+
+
+@dataclass(frozen=True)
 class Durability:
     """What a crash of the store's server does to accepted work, as the store found it configured."""
 
@@ -288,17 +296,32 @@ class Store(ABC):
         for message, channel in writes.outbound:
             await self.put_outbound(message, channel)
 
-    async def finish_job(self, job: Job, *, then: Sequence[Job] = (), writes: Writes | None = None) -> None:
+    async def finish_job(
+        self,
+        job: Job,
+        *,
+        then: Sequence[Job] = (),
+        writes: Writes | None = None,
+        take: Take | None = None,
+    ) -> Job | None:
         """Write a finished job's records, remove it and add its follow-ups, atomically.
 
-        The engine's one write per job. The default writes the records, then
-        completes the job: a crash between the two runs the job again over
-        records that already say what it did (no duplicate send: the engine
-        checks them). Every store of botbridge does all of it in one transaction.
+        The engine's one write per job. With `take`, the first follow-up of
+        `take.kinds` that is runnable at once (due, and the first of its key:
+        nothing queued ahead of it) is also leased to the caller for
+        `take.lease` seconds in the same step and returned, so the worker runs
+        it next without claiming it (a reply goes out right after the turn
+        that made it). None when there is none, or the store does not take.
+
+        The default writes the records, then completes the job, and takes
+        nothing: a crash between the two runs the job again over records that
+        already say what it did (no duplicate send: the engine checks them).
+        Every store of botbridge does it all in one transaction.
         """
         if writes:
             await self.write(writes)
         await self.complete_job(job, then=then)
+        return None
 
     @abstractmethod
     async def retry_job(self, job: Job, *, not_before: float, error: str) -> None:

@@ -24,7 +24,7 @@ from botbridge.models import (
     Sender,
     Subscription,
 )
-from botbridge.store import Durability, Store, check_secret_fields
+from botbridge.store import Durability, Store, Take, Writes, check_secret_fields
 
 
 @dataclass
@@ -248,6 +248,26 @@ class MemoryStore(Store):
         self.jobs.pop(job.id, None)
         for follow_up in then:
             self.jobs[follow_up.id] = _Queued(follow_up.model_copy(deep=True), next(self._seq))
+
+    async def finish_job(
+        self, job: Job, *, then: Sequence[Job] = (), writes: Writes | None = None, take: Take | None = None
+    ) -> Job | None:
+        # Nothing here awaits: the whole step is atomic on the event loop.
+        if writes:
+            await self.write(writes)
+        await self.complete_job(job, then=then)
+        if take is None:
+            return None
+        now = self.clock.now()
+        for follow_up in then:
+            if follow_up.kind not in take.kinds or follow_up.not_before > now:
+                continue
+            queued = self.jobs[follow_up.id]
+            if any(q.job.key == follow_up.key and q.seq < queued.seq for q in self.jobs.values()):
+                return None
+            queued.lease_until = now + take.lease
+            return queued.job.model_copy(deep=True)
+        return None
 
     async def retry_job(self, job: Job, *, not_before: float, error: str) -> None:
         queued = self.jobs.get(job.id)

@@ -33,7 +33,7 @@ from botbridge.models import (
     Sender,
     Subscription,
 )
-from botbridge.store import Durability, Store, Writes, check_secret_fields
+from botbridge.store import Durability, Store, Take, Writes, check_secret_fields
 
 API_KEYS_TABLE = """
 CREATE TABLE IF NOT EXISTS api_keys (
@@ -99,6 +99,13 @@ UPDATE jobs SET lease_until = ? WHERE seq IN (
 RETURNING seq, data
 """
 
+
+# Lease a job just added when nothing of its key is queued ahead of it.
+TAKE = """
+UPDATE jobs SET lease_until = ? WHERE id = ?
+  AND NOT EXISTS (SELECT 1 FROM jobs k WHERE k.key = jobs.key AND k.seq < jobs.seq)
+RETURNING seq
+"""
 
 PUT_CONVERSATION = (
     "INSERT INTO conversations VALUES (?, ?, ?) ON CONFLICT(sender_id, contact) DO UPDATE SET data=excluded.data"
@@ -493,18 +500,31 @@ class SQLiteStore(Store):
         now = self.clock.now()
         return await self._run(self._claim_jobs, list(kinds), limit, now + lease, now)
 
-    def _complete(self, job_id: str, then: Sequence[Job], writes: Writes | None = None) -> None:
+    def _complete(
+        self, job_id: str, then: Sequence[Job], writes: Writes | None = None, take: Take | None = None
+    ) -> Job | None:
         with self._transaction() as db:
             if writes:
                 self._write_records(db, writes)
             db.execute("DELETE FROM jobs WHERE id=?", (job_id,))
             self._insert_jobs(db, then)
+            return self._take(db, then, take) if take else None
+
+    def _take(self, db: sqlite3.Connection, then: Sequence[Job], take: Take) -> Job | None:
+        now = self.clock.now()
+        follow_up = next((j for j in then if j.kind in take.kinds), None)
+        if follow_up is None or follow_up.not_before > now:
+            return None
+        leased = db.execute(TAKE, (now + take.lease, follow_up.id)).fetchone()
+        return follow_up if leased else None
 
     async def complete_job(self, job: Job, *, then: Sequence[Job] = ()) -> None:
         await self._run(self._complete, job.id, list(then))
 
-    async def finish_job(self, job: Job, *, then: Sequence[Job] = (), writes: Writes | None = None) -> None:
-        await self._run(self._complete, job.id, list(then), writes)
+    async def finish_job(
+        self, job: Job, *, then: Sequence[Job] = (), writes: Writes | None = None, take: Take | None = None
+    ) -> Job | None:
+        return await self._run(self._complete, job.id, list(then), writes, take)
 
     @staticmethod
     def _write_records(db: sqlite3.Connection, writes: Writes) -> None:

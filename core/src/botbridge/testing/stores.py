@@ -21,7 +21,7 @@ from botbridge.models import (
     Sender,
     Subscription,
 )
-from botbridge.store import Store, Writes, send_window
+from botbridge.store import Store, Take, Writes, send_window
 
 
 @pytest.mark.anyio
@@ -417,6 +417,56 @@ class StoreContract:
         assert follow_up.payload == {"message_id": reply.id}
         await store.finish_job(follow_up)  # nothing to write
         assert await store.queue_depth() == {}
+
+    async def test_a_finished_job_can_lease_its_follow_up_to_the_worker(self, store: Store, clock: FakeClock) -> None:
+        await store.enqueue([Job(kind="mo", key="conv")])
+        [turn] = await store.claim_jobs(["mo"], limit=1, lease=30)
+        reply = Job(kind="mt", key="conv", payload={"n": 1})
+        event = Job(kind="event", key="event:x")
+        taken = await store.finish_job(turn, then=[event, reply], take=Take(["mo", "mt", "dr"], 30))
+        if taken is None:
+            pytest.skip("this store does not lease follow-ups (Store.finish_job's `take` is optional)")
+        assert taken.id == reply.id and taken.payload == {"n": 1}
+        assert await store.claim_jobs(["mo", "mt"], limit=5, lease=30) == []  # leased to the finisher
+        assert [j.id for j in await store.claim_jobs(["event"], limit=5, lease=30)] == [event.id]
+        # the finisher runs it and finishes it like a claimed job, taking the next one in turn
+        second = Job(kind="mt", key="conv", payload={"n": 2})
+        taken_again = await store.finish_job(taken, then=[second], take=Take(["mt"], 30))
+        assert taken_again is not None and taken_again.id == second.id
+        clock.advance(31)  # a taken job's lease ends like any other: whoever claims next runs it
+        [again] = await store.claim_jobs(["mt"], limit=5, lease=30)
+        assert again.id == second.id
+        await store.retry_job(again, not_before=clock.now(), error="provider 429")
+        [retried] = await store.claim_jobs(["mt"], limit=5, lease=30)
+        assert retried.id == second.id and retried.attempts == 1
+        await store.finish_job(retried)
+        assert await store.queue_depth() == {"event": 1}
+
+    async def test_a_taken_job_retries_like_a_claimed_one(self, store: Store, clock: FakeClock) -> None:
+        await store.enqueue([Job(kind="mo", key="conv")])
+        [turn] = await store.claim_jobs(["mo"], limit=1, lease=30)
+        taken = await store.finish_job(turn, then=[Job(kind="mt", key="conv")], take=Take(["mt"], 30))
+        if taken is None:
+            pytest.skip("this store does not lease follow-ups (Store.finish_job's `take` is optional)")
+        await store.retry_job(taken, not_before=clock.now() + 5, error="provider 429")
+        assert await store.claim_jobs(["mt"], limit=5, lease=30) == []
+        clock.advance(6)
+        [retried] = await store.claim_jobs(["mt"], limit=5, lease=30)
+        assert retried.id == taken.id and retried.attempts == 1
+
+    async def test_a_follow_up_behind_other_work_of_its_key_is_not_taken(self, store: Store, clock: FakeClock) -> None:
+        await store.enqueue(
+            [Job(kind="mo", key="conv", payload={"n": 1}), Job(kind="mo", key="conv", payload={"n": 2})]
+        )
+        [first] = await store.claim_jobs(["mo"], limit=1, lease=30)
+        take = Take(["mo", "mt"], 30)
+        assert await store.finish_job(first, then=[Job(kind="mt", key="conv")], take=take) is None
+        [second] = await store.claim_jobs(["mo", "mt"], limit=5, lease=30)
+        assert second.payload == {"n": 2}  # the turn that came first still runs first
+        later = Job(kind="mt", key="other", not_before=clock.now() + 60)
+        assert await store.finish_job(second, then=[later], take=take) is None  # not due yet
+        [reply] = await store.claim_jobs(["mo", "mt"], limit=5, lease=30)
+        assert reply.kind == "mt" and reply.key == "conv"
 
     async def test_writes_alone(self, store: Store) -> None:
         message = OutboundMessage(sender_id="s", contact="+1", text="late reply")

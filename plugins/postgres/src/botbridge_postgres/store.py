@@ -46,6 +46,7 @@ from botbridge.store import (
     SLOT_MARGIN,
     Durability,
     Store,
+    Take,
     Writes,
     admission_wait,
     check_secret_fields,
@@ -147,6 +148,13 @@ WITH picked AS (
     FOR UPDATE SKIP LOCKED)
 UPDATE jobs SET lease_until = $4 FROM picked WHERE jobs.seq = picked.seq
 RETURNING jobs.seq, jobs.data::text
+"""
+
+# Lease a job just added when nothing of its key is queued ahead of it.
+TAKE = """
+UPDATE jobs SET lease_until = $1 WHERE id = $2
+  AND NOT EXISTS (SELECT 1 FROM jobs k WHERE k.key = jobs.key AND k.seq < jobs.seq)
+RETURNING 1
 """
 
 # Insert, or take over an expired claim: the row lock decides between racers.
@@ -651,15 +659,25 @@ class PostgresStore(Store):
         await self.finish_job(job, then=then)
 
     @guarded
-    async def finish_job(self, job: Job, *, then: Sequence[Job] = (), writes: Writes | None = None) -> None:
+    async def finish_job(
+        self, job: Job, *, then: Sequence[Job] = (), writes: Writes | None = None, take: Take | None = None
+    ) -> Job | None:
         # A job no longer queued (another host took it over after its lease
         # and finished it) is left alone, follow-ups included.
         async with self._tx() as conn:
             if writes:
                 await self._write_records(conn, writes)
             deleted = await conn.fetchval("DELETE FROM jobs WHERE id = $1 RETURNING 1", job.id)
-            if deleted is not None:
-                await self._insert_jobs(conn, then)
+            if deleted is None:
+                return None
+            await self._insert_jobs(conn, then)
+            now = self.clock.now()
+            follow_up = next((j for j in then if take and j.kind in take.kinds), None)
+            if take is None or follow_up is None or follow_up.not_before > now:
+                return None
+            # The key's advisory lock (taken by _insert_jobs) is held: no job of it can commit ahead of this one.
+            leased = await conn.fetchval(TAKE, now + take.lease, follow_up.id)
+            return follow_up if leased else None
 
     @staticmethod
     async def _write_records(conn: asyncpg.Connection, writes: Writes) -> None:

@@ -8,10 +8,11 @@ clock, never from Redis TIME, so the store follows an injected clock.
 Work queue layout (see the README for the whole picture):
   job:{id}          hash  data (the Job JSON), kind, nb (not_before), key
   q:{key}           list  ids of the key's unfinished jobs, in enqueue order
-  tok               hash  key -> "lane|entry-id" (in the lane's stream) or "lane|" (delayed)
+  tok               hash  key -> "lane|entry-id" (in the lane's stream), "lane|" (delayed), or
+                          "lane|taken|key" (leased to the worker that finished the job before it)
   stream:{lane}     stream of entries {k: key}; consumer group "workers"
   delayed:{lane}    zset  key scored by its head job's not_before
-  leases:{lane}     zset  entry id scored by the clock time its lease ends
+  leases:{lane}     zset  entry id (or "taken|key") scored by the clock time its lease ends
   depth             hash  kind -> unfinished jobs
 
 A key has at most one token (its `tok` entry) while its list is non-empty:
@@ -63,7 +64,9 @@ local function release(key)
   local sep = string.find(tok, '|', 1, true)
   local lane = string.sub(tok, 1, sep - 1)
   local id = string.sub(tok, sep + 1)
-  if id ~= '' then
+  if string.sub(id, 1, 6) == 'taken|' then
+    redis.call('ZREM', P .. 'leases:' .. lane, id)
+  elseif id ~= '' then
     redis.call('XACK', stream(lane), GROUP, id)
     redis.call('XDEL', stream(lane), id)
     redis.call('ZREM', P .. 'leases:' .. lane, id)
@@ -186,11 +189,21 @@ end
 -- Leases that ended (by the caller's clock): their holder crashed or stalled.
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'LIMIT', 0, limit)) do
   if #out / 2 >= limit then break end
-  local got = redis.call('XCLAIM', s, GROUP, me, 0, id)
-  if got[1] and got[1][2] then
-    take(id, got[1][2][2])
-  else
+  if string.sub(id, 1, 6) == 'taken|' then
+    -- a job leased as it was added (COMPLETE's take): its key goes back in line
+    local key = string.sub(id, 7)
     redis.call('ZREM', leases, id)
+    if redis.call('HGET', P .. 'tok', key) == lane .. '|' .. id then
+      redis.call('HDEL', P .. 'tok', key)
+      dispatch(key, now)
+    end
+  else
+    local got = redis.call('XCLAIM', s, GROUP, me, 0, id)
+    if got[1] and got[1][2] then
+      take(id, got[1][2][2])
+    else
+      redis.call('ZREM', leases, id)
+    end
   end
 end
 
@@ -217,7 +230,10 @@ return out
 """
 )
 
-# ARGV: prefix, now, job id, key, then follow-up jobs (5 each). 0: not queued (already done).
+# ARGV: prefix, now, job id, key, take kinds (comma-separated, '' for none),
+# take lease end, then follow-up jobs (5 each). 0: not queued (already done);
+# 1: done; {1, receipt, id}: done, and that follow-up is leased to the caller
+# (the first of the take kinds, when due and nothing of its key is ahead).
 COMPLETE = (
     _QUEUE_LIB
     + """
@@ -231,7 +247,23 @@ local kind = redis.call('HGET', P .. 'job:' .. id, 'kind')
 redis.call('DEL', P .. 'job:' .. id)
 if kind then redis.call('HINCRBY', P .. 'depth', kind, -1) end
 if redis.call('LLEN', q) > 0 then dispatch(key, now) end
-push_all(5, now)
+push_all(7, now)
+if ARGV[5] == '' then return 1 end
+local kinds = {}
+for k in string.gmatch(ARGV[5], '[^,]+') do kinds[k] = true end
+local i = 7
+while i + 4 <= #ARGV do
+  if kinds[ARGV[i + 2]] then
+    local fid, fkey, lane = ARGV[i], ARGV[i + 1], lane_of(ARGV[i + 2])
+    if tonumber(ARGV[i + 3]) > now or redis.call('LINDEX', P .. 'q:' .. fkey, 0) ~= fid then return 1 end
+    release(fkey)  -- the stream entry dispatch just added: nobody else is to read it
+    local member = 'taken|' .. fkey
+    redis.call('HSET', P .. 'tok', fkey, lane .. '|' .. member)
+    redis.call('ZADD', P .. 'leases:' .. lane, ARGV[6], member)
+    return {1, lane .. '|' .. member, fid}
+  end
+  i = i + 5
+end
 return 1
 """
 )

@@ -47,6 +47,7 @@ from botbridge.store import (
     SLOT_MARGIN,
     Durability,
     Store,
+    Take,
     Writes,
     admission_wait,
     check_secret_fields,
@@ -581,20 +582,40 @@ class RedisStore(Store):
 
     @guarded
     async def complete_job(self, job: Job, *, then: Sequence[Job] = ()) -> None:
-        # A job no longer queued (another host took it over after its lease
-        # and finished it) is left alone, follow-ups included.
-        await self._script("COMPLETE", repr(self.clock.now()), job.id, job.key, *_job_args(then))
+        await self.finish_job(job, then=then)
 
     @guarded
-    async def finish_job(self, job: Job, *, then: Sequence[Job] = (), writes: Writes | None = None) -> None:
-        """The records, then the completion script, in one MULTI: one round trip, all or nothing."""
-        if not writes:
-            return await self.complete_job(job, then=then)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            self._queue_writes(pipe, writes)
-            args = [self.prefix, repr(self.clock.now()), job.id, job.key, *_job_args(then)]
-            await self._scripts["COMPLETE"](keys=[], args=args, client=pipe)
-            await pipe.execute()
+    async def finish_job(
+        self, job: Job, *, then: Sequence[Job] = (), writes: Writes | None = None, take: Take | None = None
+    ) -> Job | None:
+        """The records, then the completion script, in one MULTI: one round trip, all or nothing.
+
+        A job no longer queued (another host took it over after its lease
+        and finished it) is left alone, follow-ups included.
+        """
+        now = self.clock.now()
+        args = [
+            self.prefix,
+            repr(now),
+            job.id,
+            job.key,
+            ",".join(take.kinds) if take else "",
+            repr(now + take.lease) if take else "0",
+            *_job_args(then),
+        ]
+        if writes:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                self._queue_writes(pipe, writes)
+                await self._scripts["COMPLETE"](keys=[], args=args, client=pipe)
+                answer = (await pipe.execute())[-1]
+        else:
+            answer = await self._scripts["COMPLETE"](keys=[], args=args)
+        if not isinstance(answer, list):
+            return None
+        _, receipt, taken_id = answer
+        taken = next(j for j in then if j.id == taken_id).model_copy()
+        taken.receipt = receipt
+        return taken
 
     @guarded
     async def retry_job(self, job: Job, *, not_before: float, error: str) -> None:
