@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -23,6 +24,31 @@ def test_another_key_cannot_decrypt() -> None:
     token = SecretBox("first-key-0123456789").encrypt("credential")
     with pytest.raises(ValueError, match="cannot be decrypted"):
         SecretBox("second-key-0123456789").decrypt(token)
+
+
+def test_a_token_is_opened_once_and_the_cache_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    box = SecretBox("a-secret-key-of-enough-length")
+    tokens = [box.encrypt(f"credential {i}") for i in range(3)]
+    opened = []
+
+    class Counting:
+        def __init__(self, fernet: Any) -> None:
+            self.fernet = fernet
+
+        def decrypt(self, token: bytes) -> bytes:
+            opened.append(token)
+            return self.fernet.decrypt(token)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(box, "_fernet", Counting(box._fernet))
+    assert [box.decrypt(t) for t in tokens * 3] == [f"credential {i}" for i in range(3)] * 3
+    assert len(opened) == 3
+    # a token changed by one character is a new token: opened, and refused
+    forged = tokens[0][:-2] + ("A" if tokens[0][-2] != "A" else "B") + tokens[0][-1]
+    with pytest.raises(ValueError, match="cannot be decrypted"):
+        box.decrypt(forged)
+    monkeypatch.setattr("botbridge.crypto.OPENED_CACHE", 2)
+    box.decrypt(SecretBox("a-secret-key-of-enough-length").encrypt("another"))
+    assert len(box._opened) <= 2
 
 
 def test_short_keys_are_refused() -> None:

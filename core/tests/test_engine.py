@@ -504,11 +504,17 @@ class CountingStore(memory.MemoryStore):
         super().__init__(clock)
         self.claimed: dict[str, int] = {}
 
+        self.outbound_reads = 0
+
     async def claim_jobs(self, kinds, *, limit, lease):  # type: ignore[no-untyped-def]
         jobs = await super().claim_jobs(kinds, limit=limit, lease=lease)
         for job in jobs:
             self.claimed[job.kind] = self.claimed.get(job.kind, 0) + 1
         return jobs
+
+    async def get_outbound(self, message_id):  # type: ignore[no-untyped-def]
+        self.outbound_reads += 1
+        return await super().get_outbound(message_id)
 
 
 async def test_a_turns_reply_is_sent_by_the_worker_that_made_it_without_a_claim(tmp_path: Any) -> None:
@@ -519,6 +525,7 @@ async def test_a_turns_reply_is_sent_by_the_worker_that_made_it_without_a_claim(
             await world.mo(f"turn {i}", contact=f"+1555001{i}")
         await world.until(lambda: len(world.channel.outbox) == 5)
         assert store.claimed.get("mo") == 5 and "mt" not in store.claimed  # each reply leased as its turn ended
+        assert store.outbound_reads == 0  # and sent from the record written with it, not read back
         await world.mo("turn 0 again", contact="+15550010")
         await world.mo("and again", contact="+15550010")  # queued behind: the reply waits its turn
         await world.until(lambda: len(world.channel.outbox) == 7)

@@ -34,12 +34,19 @@ def split_secret_keys(setting: str) -> list[str]:
     return keys
 
 
+OPENED_CACHE = 4096  # tokens kept decrypted: far more than the senders and connectors a host serves at once
+
+
 class SecretBox:
     def __init__(self, secret_key: str) -> None:
         fernets = [_fernet(key) for key in split_secret_keys(secret_key)]
         self._newest = fernets[0]
         self._fernet = MultiFernet(fernets)
         self.key_count = len(fernets)
+        # A token always opens to the same text (authenticated encryption), so
+        # the records read on every message (a sender's and a connector's
+        # credentials) are decrypted once, not per message.
+        self._opened: dict[str, str] = {}
 
     def encrypt(self, plaintext: str) -> str:
         if not plaintext:
@@ -49,10 +56,17 @@ class SecretBox:
     def decrypt(self, token: str) -> str:
         if not token:
             return ""
+        opened = self._opened.get(token)
+        if opened is not None:
+            return opened
         try:
-            return self._fernet.decrypt(token.encode()).decode()
+            opened = self._fernet.decrypt(token.encode()).decode()
         except InvalidToken as exc:
             raise ValueError("stored secret cannot be decrypted with this BOTBRIDGE_SECRET_KEY") from exc
+        if len(self._opened) >= OPENED_CACHE:
+            self._opened.clear()
+        self._opened[token] = opened
+        return opened
 
     def is_newest(self, token: str) -> bool:
         """True when the newest key encrypted `token` (or it is empty): nothing to rotate."""

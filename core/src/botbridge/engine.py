@@ -13,6 +13,7 @@ duplicate can still happen).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import time
@@ -107,6 +108,14 @@ class Breaker:
 
 def _jittered(delay: float) -> float:
     return delay / 2 + random.uniform(0, delay / 2)
+
+
+@dataclass
+class Taken:
+    """A job a worker runs next without claiming it, with the records written as it was leased."""
+
+    job: Job
+    written: Writes | None = None
 
 
 class Retry(Exception):
@@ -302,20 +311,30 @@ class Engine:
                     pass
                 continue
             for claimed in jobs:
-                job: Job | None = claimed
-                while job is not None:  # a job's follow-up the store leased to this worker runs next
-                    running = job
+                next_up: Taken | None = Taken(claimed)
+                while next_up is not None:  # a job's follow-up the store leased to this worker runs next
+                    running = next_up.job
                     try:
-                        job = await self._run(running)
+                        next_up = await self._run(running, next_up.written)
                     except asyncio.CancelledError:
                         raise
                     except Exception:  # `_run` settles every outcome; a worker outlives even its bugs
                         logger.exception("%s job %s: unexpected error settling it", running.kind, running.id)
-                        job = None
+                        next_up = None
 
-    async def _run(self, job: Job) -> Job | None:
-        """Run a job and record its outcome; return a follow-up leased to this worker, if any."""
-        handler = {"mo": self._mo, "mt": self._mt, "dr": self._dr, "event": self._event}[job.kind]
+    async def _run(self, job: Job, written: Writes | None = None) -> Taken | None:
+        """Run a job and record its outcome; return a follow-up leased to this worker, if any.
+
+        `written`: the records written in the step that leased `job`, current
+        while it is leased (an MT needs not read back the message it sends).
+        """
+        handlers: dict[str, Callable[[Job, Writes], Awaitable[list[Job]]]] = {
+            "mo": self._mo,
+            "mt": functools.partial(self._mt, written=written),
+            "dr": self._dr,
+            "event": self._event,
+        }
+        handler = handlers[job.kind]
         token = correlation_id.set(job.payload.get("correlation_id") or job.id)
         # What the job did to its records (a session opened, a message sent) is
         # written however it ends: a rerun must start from what happened.
@@ -359,7 +378,7 @@ class Engine:
                     lambda: self.store.finish_job(job, then=follow_ups, writes=writes, take=take),
                 )
                 self._wake_for([j for j in follow_ups if taken is None or j.id != taken.id])
-                return taken
+                return Taken(taken, writes) if taken is not None else None
         finally:
             correlation_id.reset(token)
         return None
@@ -600,8 +619,11 @@ class Engine:
 
     # --- MT: send one message ---
 
-    async def _mt(self, job: Job, writes: Writes) -> list[Job]:
-        message = await self.store.get_outbound(job.payload["message_id"])
+    async def _mt(self, job: Job, writes: Writes, written: Writes | None = None) -> list[Job]:
+        message_id = job.payload["message_id"]
+        message = next((m for m, _ in written.outbound if m.id == message_id), None) if written else None
+        if message is None:
+            message = await self.store.get_outbound(message_id)
         sender = await self.rt.cache.sender(job.payload["sender_id"])
         if message is None or sender is None or message.state != "CREATED":
             return []
