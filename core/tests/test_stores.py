@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from botbridge.clock import FakeClock
-from botbridge.models import OutboundMessage
+from botbridge.models import Job, OutboundMessage
 from botbridge.store import Store
 from botbridge.stores.memory import MemoryStore
 from botbridge.stores.sqlite import SQLiteStore, path_from_url
@@ -156,3 +156,43 @@ async def test_sqlite_keys_of_the_first_schema_become_setting_keys(tmp_path: Pat
             assert all(k.created_at == clock.now() for k in keys)
         finally:
             await store.close()
+
+
+def test_a_claim_reads_runnable_heads_in_order_without_sorting_the_queue() -> None:
+    # The queue's cost must not grow with its backlog: a claim walks the heads
+    # of one lane in order through their index; it never sorts or scans jobs.
+    from botbridge.stores.sqlite import CLAIM, SCHEMA
+
+    with closing(sqlite3.connect(":memory:")) as db:
+        db.executescript(SCHEMA)
+        plan = " | ".join(
+            row[3]
+            for row in db.execute(
+                "EXPLAIN QUERY PLAN " + CLAIM.format(kinds="?,?"), (1.0, "message", 0.0, 0.0, "mo", "mt", 1)
+            )
+        )
+    assert "USING INDEX heads_lane (lane=?)" in plan, plan
+    assert "TEMP B-TREE" not in plan and "SCAN" not in plan, plan
+
+
+@pytest.mark.anyio
+async def test_a_database_from_before_key_heads_gets_them_at_open(tmp_path: Path) -> None:
+    path = str(tmp_path / "old.db")
+    store = SQLiteStore(path, FakeClock())
+    await store.open()
+    await store.enqueue([Job(kind="mo", key="conv", payload={"n": n}) for n in range(3)] + [Job(kind="event", key="e")])
+    await store.close()
+    with closing(sqlite3.connect(path)) as db:
+        db.execute("DROP TABLE heads")  # as a database made before them
+        db.commit()
+    store = SQLiteStore(path, FakeClock())
+    await store.open()
+    try:
+        [first] = await store.claim_jobs(["mo"], limit=5, lease=30)
+        assert first.payload == {"n": 0}
+        assert [j.key for j in await store.claim_jobs(["event"], limit=5, lease=30)] == ["e"]
+        await store.finish_job(first)
+        [second] = await store.claim_jobs(["mo"], limit=5, lease=30)
+        assert second.payload == {"n": 1}
+    finally:
+        await store.close()

@@ -66,6 +66,10 @@ CREATE TABLE IF NOT EXISTS jobs (
     not_before REAL NOT NULL, lease_until REAL NOT NULL DEFAULT 0, data TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS jobs_key ON jobs (key, seq);
 CREATE INDEX IF NOT EXISTS jobs_due ON jobs (kind, not_before);
+CREATE TABLE IF NOT EXISTS heads (
+    key TEXT PRIMARY KEY, seq INTEGER NOT NULL UNIQUE, lane TEXT NOT NULL,
+    not_before REAL NOT NULL, lease_until REAL NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS heads_lane ON heads (lane, seq);
 CREATE TABLE IF NOT EXISTS outbound (
     id TEXT PRIMARY KEY, channel TEXT NOT NULL, provider_message_id TEXT, data TEXT NOT NULL, sender_id TEXT);
 CREATE TABLE IF NOT EXISTS subscriptions (
@@ -89,23 +93,33 @@ DROP INDEX IF EXISTS outbound_provider;
 """
 
 # A job is runnable when due, not leased, and the oldest of its key: that one
-# rule serializes a conversation's turns across every worker.
+# rule serializes a conversation's turns across every worker. `heads` holds
+# each key's oldest job (its lane, due time and lease), so a claim reads the
+# runnable heads in order, whatever the backlog behind them: the queue's cost
+# does not grow with its length.
 CLAIM = """
-UPDATE jobs SET lease_until = ? WHERE seq IN (
-    SELECT j.seq FROM jobs j
-    WHERE j.kind IN ({kinds}) AND j.not_before <= ? AND j.lease_until <= ?
-      AND NOT EXISTS (SELECT 1 FROM jobs k WHERE k.key = j.key AND k.seq < j.seq)
-    ORDER BY j.seq LIMIT ?)
-RETURNING seq, data
-"""
-
-
-# Lease a job just added when nothing of its key is queued ahead of it.
-TAKE = """
-UPDATE jobs SET lease_until = ? WHERE id = ?
-  AND NOT EXISTS (SELECT 1 FROM jobs k WHERE k.key = jobs.key AND k.seq < jobs.seq)
+UPDATE heads SET lease_until = ? WHERE seq IN (
+    SELECT h.seq FROM heads h JOIN jobs j ON j.seq = h.seq
+    WHERE h.lane = ? AND h.not_before <= ? AND h.lease_until <= ? AND j.kind IN ({kinds})
+    ORDER BY h.seq LIMIT ?)
 RETURNING seq
 """
+PROMOTE = """
+INSERT OR IGNORE INTO heads (key, seq, lane, not_before)
+SELECT key, seq, CASE kind WHEN 'event' THEN 'event' ELSE 'message' END, not_before
+FROM jobs WHERE key = ? ORDER BY seq LIMIT 1
+"""
+REBUILD_HEADS = """
+DELETE FROM heads;
+INSERT INTO heads (key, seq, lane, not_before, lease_until)
+SELECT key, seq, CASE kind WHEN 'event' THEN 'event' ELSE 'message' END, not_before, lease_until FROM jobs j
+WHERE seq = (SELECT min(seq) FROM jobs k WHERE k.key = j.key);
+"""
+
+
+def lane_of(kind: str) -> str:
+    return "event" if kind == "event" else "message"
+
 
 PUT_CONVERSATION = (
     "INSERT INTO conversations VALUES (?, ?, ?) ON CONFLICT(sender_id, contact) DO UPDATE SET data=excluded.data"
@@ -214,6 +228,8 @@ class SQLiteStore(Store):
         if "sender_id" not in columns:
             db.executescript(f"BEGIN; {MIGRATE_OUTBOUND} COMMIT;")
         db.executescript(OUTBOUND_BY_SENDER)
+        # Heads are derived from jobs: rebuilt at each start (also for a database made before them).
+        db.executescript(f"BEGIN; {REBUILD_HEADS} COMMIT;")
 
     def _migrate_api_keys(self) -> None:
         # Before key life cycles a key was (key_hash, account_id), and every
@@ -475,10 +491,16 @@ class SQLiteStore(Store):
     # --- the durable work queue ---
 
     def _insert_jobs(self, db: sqlite3.Connection, jobs: Sequence[Job]) -> None:
-        db.executemany(
-            "INSERT INTO jobs (id, kind, key, not_before, data) VALUES (?, ?, ?, ?, ?)",
-            [(j.id, j.kind, j.key, j.not_before, j.model_dump_json()) for j in jobs],
-        )
+        for job in jobs:
+            seq = db.execute(
+                "INSERT INTO jobs (id, kind, key, not_before, data) VALUES (?, ?, ?, ?, ?) RETURNING seq",
+                (job.id, job.kind, job.key, job.not_before, job.model_dump_json()),
+            ).fetchone()[0]
+            # The first job of its key is its head; later ones wait behind it.
+            db.execute(
+                "INSERT OR IGNORE INTO heads (key, seq, lane, not_before) VALUES (?, ?, ?, ?)",
+                (job.key, seq, lane_of(job.kind), job.not_before),
+            )
 
     def _enqueue(self, jobs: Sequence[Job], dedupe_key: str | None, expires_at: float, now: float) -> bool:
         with self._transaction() as db:
@@ -492,9 +514,19 @@ class SQLiteStore(Store):
         return await self._run(self._enqueue, list(jobs), dedupe_key, now + dedupe_ttl, now)
 
     def _claim_jobs(self, kinds: Sequence[str], limit: int, lease_until: float, now: float) -> list[Job]:
-        sql = CLAIM.format(kinds=",".join("?" * len(kinds)))
-        rows = self.db.execute(sql, (lease_until, *kinds, now, now, limit)).fetchall()
-        return [Job.model_validate_json(row[1]) for row in sorted(rows)]
+        seqs: list[int] = []
+        for lane in dict.fromkeys(lane_of(kind) for kind in kinds):
+            wanted = [kind for kind in kinds if lane_of(kind) == lane]
+            sql = CLAIM.format(kinds=",".join("?" * len(wanted)))
+            rows = self.db.execute(sql, (lease_until, lane, now, now, *wanted, limit - len(seqs))).fetchall()
+            seqs += sorted(row[0] for row in rows)
+            if len(seqs) >= limit:
+                break
+        if not seqs:
+            return []
+        marks = ",".join("?" * len(seqs))
+        data = dict(self.db.execute(f"SELECT seq, data FROM jobs WHERE seq IN ({marks})", seqs).fetchall())  # noqa: S608
+        return [Job.model_validate_json(data[seq]) for seq in seqs]
 
     async def claim_jobs(self, kinds: Sequence[str], *, limit: int, lease: float) -> list[Job]:
         now = self.clock.now()
@@ -506,7 +538,9 @@ class SQLiteStore(Store):
         with self._transaction() as db:
             if writes:
                 self._write_records(db, writes)
-            db.execute("DELETE FROM jobs WHERE id=?", (job_id,))
+            done = db.execute("DELETE FROM jobs WHERE id=? RETURNING seq, key", (job_id,)).fetchone()
+            if done is not None and db.execute("DELETE FROM heads WHERE seq=?", (done[0],)).rowcount:
+                db.execute(PROMOTE, (done[1],))
             self._insert_jobs(db, then)
             return self._take(db, then, take) if take else None
 
@@ -515,7 +549,11 @@ class SQLiteStore(Store):
         follow_up = next((j for j in then if j.kind in take.kinds), None)
         if follow_up is None or follow_up.not_before > now:
             return None
-        leased = db.execute(TAKE, (now + take.lease, follow_up.id)).fetchone()
+        # Leased only if it is its key's head: nothing of its key queued ahead of it.
+        leased = db.execute(
+            "UPDATE heads SET lease_until=? WHERE seq=(SELECT seq FROM jobs WHERE id=?) RETURNING seq",
+            (now + take.lease, follow_up.id),
+        ).fetchone()
         return follow_up if leased else None
 
     async def complete_job(self, job: Job, *, then: Sequence[Job] = ()) -> None:
@@ -538,18 +576,20 @@ class SQLiteStore(Store):
     async def write(self, writes: Writes) -> None:
         await self._run(self._write_all, writes)
 
+    def _retry(self, job_id: str, data: str, not_before: float) -> None:
+        with self._transaction() as db:
+            row = db.execute(
+                "UPDATE jobs SET data=?, not_before=? WHERE id=? RETURNING seq", (data, not_before, job_id)
+            ).fetchone()
+            if row is not None:
+                db.execute("UPDATE heads SET not_before=?, lease_until=0 WHERE seq=?", (not_before, row[0]))
+
     async def retry_job(self, job: Job, *, not_before: float, error: str) -> None:
         retried = job.model_copy(update={"attempts": job.attempts + 1, "not_before": not_before, "last_error": error})
-        await self._run(
-            self._write,
-            "UPDATE jobs SET data=?, not_before=?, lease_until=0 WHERE id=?",
-            retried.model_dump_json(),
-            not_before,
-            job.id,
-        )
+        await self._run(self._retry, job.id, retried.model_dump_json(), not_before)
 
     async def release_leases(self) -> int:
-        return await self._run(self._write, "UPDATE jobs SET lease_until=0 WHERE lease_until>0")
+        return await self._run(self._write, "UPDATE heads SET lease_until=0 WHERE lease_until>0")
 
     async def queue_depth(self) -> dict[str, int]:
         rows = await self._run(self._all, "SELECT kind, count(*) FROM jobs GROUP BY kind")
