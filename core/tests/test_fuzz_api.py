@@ -237,6 +237,10 @@ def api_calls(draw: Any) -> dict[str, Any]:
     for name in re.findall(r"\{(\w+)\}", path):
         if name == "channel":
             targets[name] = ("fixed", draw(st.sampled_from(["loop", "nope"])))
+        elif name == "contact":
+            # a person, not a record of either account: both accounts have written to +1666,
+            # and one account erasing them must leave the other's records as they are
+            targets[name] = ("fixed", draw(st.sampled_from(["+1666", "+1999", "x"])))
         else:
             targets[name] = (draw(st.sampled_from(["own", "other", "random"])), draw(ident_text))
     params = {

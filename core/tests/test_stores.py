@@ -196,3 +196,21 @@ async def test_a_database_from_before_key_heads_gets_them_at_open(tmp_path: Path
         assert second.payload == {"n": 1}
     finally:
         await store.close()
+
+
+@pytest.mark.anyio
+async def test_after_an_erasure_no_row_of_the_sqlite_file_names_the_contact(tmp_path: Path) -> None:
+    from botbridge.testing.stores import StoreContract
+
+    path = str(tmp_path / "erase.db")
+    store = SQLiteStore(path, FakeClock())
+    await store.open()
+    try:
+        await StoreContract().test_erasing_a_contact_leaves_nothing_of_them(store)
+    finally:
+        await store.close()
+    with closing(sqlite3.connect(path)) as db:
+        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        rows = [(t, repr(row)) for t in tables for row in db.execute(f'SELECT * FROM "{t}"')]  # noqa: S608
+    assert [t for t, row in rows if "+1555" in row] == []
+    assert any("+1666" in row for _, row in rows)  # the other contact's records are there to be found

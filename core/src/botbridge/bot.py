@@ -96,5 +96,17 @@ class BotBackend:
     async def close(self, session: BotSession) -> None:
         """End the backend session (the conversation timed out)."""
 
+    def session_id(self, state: dict[str, Any]) -> str | None:
+        """The backend's own id of a session, from its `session.state` (shown in history; never a token).
+
+        The default finds `session_id` or `conversation_id`, as botbridge's plugins keep them.
+        """
+        return default_session_id(state)
+
     async def aclose(self) -> None:
         """Release what the instance holds (tasks, token caches)."""
+
+
+def default_session_id(state: dict[str, Any]) -> str | None:
+    found = state.get("session_id") or state.get("conversation_id")
+    return str(found) if found else None

@@ -44,18 +44,22 @@ from botbridge.models import (
     Conversation,
     DeliveryReport,
     EventFailure,
+    HistoryEntry,
+    HistoryKind,
     InboundMessage,
     Job,
     OutboundMessage,
     Reply,
     Sender,
     SendResult,
+    StateChange,
+    from_epoch,
     utcnow,
 )
 from botbridge.outbound import UnsafeURL
 from botbridge.render import as_text, match_option
 from botbridge.signing import standard_webhook_headers
-from botbridge.store import Store, Take, Writes
+from botbridge.store import Store, Take, Writes, conversation_key
 from botbridge.store_waits import StoreWaits
 
 logger = logging.getLogger("botbridge.engine")
@@ -106,6 +110,17 @@ class Breaker:
     reason: str = ""
 
 
+def mo_history(message: InboundMessage) -> dict[str, Any]:
+    """What a conversation's timeline keeps of an MO."""
+    return {
+        "message_id": message.id,
+        "text": message.text,
+        "media": [m.model_dump(mode="json") for m in message.media],
+        "postback": message.postback,
+        "provider_message_id": message.provider_message_id,
+    }
+
+
 def _jittered(delay: float) -> float:
     return delay / 2 + random.uniform(0, delay / 2)
 
@@ -123,10 +138,6 @@ class Retry(Exception):
         super().__init__(reason)
         self.reason = reason
         self.delay = delay
-
-
-def conversation_key(sender_id: str, contact: str) -> str:
-    return f"conv:{sender_id}:{contact}"
 
 
 class Engine:
@@ -436,6 +447,7 @@ class Engine:
         bot = self.rt.bot(connector.type)
         # Until a backend session exists, a failure is answered on a conversation that is never stored.
         conversation = Conversation(
+            account_id=sender.account_id,
             sender_id=sender.id,
             contact=message.contact,
             connector_id=connector.id,
@@ -451,6 +463,8 @@ class Engine:
             if breaker is not None and breaker.open_until > self.clock.now():
                 raise CircuitOpen(f"bot unavailable ({breaker.reason}); not called for a few seconds")
             conversation = await self._resolve(sender, connector, message, bot, writes)
+            # keyed by the MO's id: a turn run again (a retry) is in the timeline once
+            writes.add_history(self._entry(conversation, "mo", mo_history(message), entry_id=message.id))
             choice = match_option(message.text, conversation.options) if not message.postback else None
             bot_message = message
             if message.postback:
@@ -486,16 +500,20 @@ class Engine:
             and conversation.connector_id == connector.id
             and not conversation.expired(now, timeout)
         ):
+            conversation.account_id = conversation.account_id or sender.account_id
             return conversation
         if conversation is not None and conversation.state == "open":
             conversation.state, conversation.closed_at = "closed", now
+            conversation.account_id = conversation.account_id or sender.account_id
             writes.put_conversation(conversation)
+            writes.add_history(self._entry(conversation, "conversation_closed", {"reason": "expired"}))
             self.rt.metrics.conversations_expired.labels(connector.type).inc()
             try:
                 await bot.close(self.rt.bot_session(connector, conversation))
             except Exception:
                 logger.warning("closing conversation %s at the bot failed", conversation.id, exc_info=True)
         fresh = Conversation(
+            account_id=sender.account_id,
             sender_id=sender.id,
             contact=message.contact,
             connector_id=connector.id,
@@ -505,6 +523,7 @@ class Engine:
         )
         await bot.open(self.rt.bot_session(connector, fresh))
         writes.put_conversation(fresh)
+        writes.add_history(self._entry(fresh, "conversation_opened", {"connector_id": connector.id}))
         self.rt.metrics.conversations_opened.labels(connector.type).inc()
         logger.info("conversation %s opened with %s", fresh.id, mask(message.contact))
         return fresh
@@ -549,6 +568,7 @@ class Engine:
         logger.warning("bot %s failed for MO %s: %s", connector.type, message.id, reason)
         if conversation.state == "open":
             writes.put_conversation(conversation)
+            writes.add_history(self._entry(conversation, "bot_error", {"reason": reason}))
         failure = make_event(
             "bot_error",
             {**mo_fields(message, sender), "connector_id": connector.id, "reason_description": reason},
@@ -557,7 +577,9 @@ class Engine:
         jobs = await self._event_jobs(sender.account_id, failure)
         fallback = connector.settings.fallback_text
         if fallback:
-            jobs += await self._replies(sender, connector, conversation, [Reply(text=fallback)], writes)
+            jobs += await self._replies(
+                sender, connector, conversation, [Reply(text=fallback)], writes, origin="fallback"
+            )
         return jobs
 
     async def _mark_connector(self, connector: Connector, state: str, reason: str) -> None:
@@ -574,6 +596,20 @@ class Engine:
             except StoreError:
                 logger.info("connector %s changed while marking it %s; reading it again", connector.id, state)
 
+    def _entry(
+        self, conversation: Conversation, kind: HistoryKind, data: dict[str, Any], *, entry_id: str | None = None
+    ) -> HistoryEntry:
+        return HistoryEntry(
+            id=entry_id or new_id(),
+            account_id=conversation.account_id or "",
+            conversation_id=conversation.id,
+            sender_id=conversation.sender_id,
+            contact=conversation.contact,
+            kind=kind,
+            at=self.clock.now(),
+            data=data,
+        )
+
     # --- replies become MT jobs ---
 
     def _mt_job(self, sender: Sender, message: OutboundMessage) -> Job:
@@ -584,14 +620,27 @@ class Engine:
         )
 
     async def _replies(
-        self, sender: Sender, connector: Connector, conversation: Conversation, replies: list[Reply], writes: Writes
+        self,
+        sender: Sender,
+        connector: Connector,
+        conversation: Conversation,
+        replies: list[Reply],
+        writes: Writes,
+        *,
+        origin: str = "bot",
     ) -> list[Job]:
         jobs = []
         option_start = 1
+        now = from_epoch(self.clock.now())  # history orders by the engine's clock
         for reply in replies:
             if not (reply.text or reply.media or reply.options):
                 continue
             message = OutboundMessage(
+                account_id=sender.account_id,
+                origin=origin,
+                states=[StateChange(state="CREATED", at=now)],
+                created_at=now,
+                updated_at=now,
                 option_start=option_start,
                 sender_id=sender.id,
                 contact=conversation.contact,
@@ -749,7 +798,10 @@ class Engine:
         reason = tenant_text(reason) if reason else reason
         reason_code = tenant_text(reason_code, 64) if reason_code else reason_code
         message.state, message.reason_code, message.reason_description = state, reason_code, reason
-        message.updated_at = utcnow()
+        message.updated_at = from_epoch(self.clock.now())
+        message.states.append(
+            StateChange(state=state, at=message.updated_at, reason_code=reason_code, reason_description=reason)
+        )
         writes.put_outbound(message, sender.channel)
         self.rt.notify("on_outbound_message", message=message, sender=sender)
         evt_tp = "message_request_state_change" if request_level else "message_state_change"

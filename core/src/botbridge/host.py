@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from botbridge.api import connectors, keys, messages, senders, subscriptions, system, webhooks
+from botbridge.api import connectors, history, keys, messages, senders, subscriptions, system, webhooks
 from botbridge.clock import Clock
 from botbridge.errors import APIError, StoreUnavailable
 from botbridge.plugins import Plugins
@@ -46,7 +46,12 @@ ROUTES = [
     Route("/v1/subscriptions/{subscription_id}/failures", subscriptions.list_failures, methods=["GET"]),
     Route("/v1/keys", keys.list_keys, methods=["GET"]),
     Route("/v1/messages", messages.send_message, methods=["POST"]),
+    Route("/v1/messages", history.list_messages, methods=["GET"]),
     Route("/v1/messages/{message_id}", messages.get_message, methods=["GET"]),
+    Route("/v1/conversations", history.list_conversations, methods=["GET"]),
+    Route("/v1/conversations/{conversation_id}", history.get_conversation, methods=["GET"]),
+    Route("/v1/conversations/{conversation_id}/messages", history.conversation_timeline, methods=["GET"]),
+    Route("/v1/contacts/{contact}", history.erase_contact, methods=["DELETE"]),
     Route("/v1/webhooks/{channel}/{sender_id}", webhooks.receive_webhook, methods=["POST"]),
     Route("/v1/webhooks/{channel}/{sender_id}/{route:path}", webhooks.channel_route, methods=["GET", "POST"]),
     Route("/metrics", system.metrics, methods=["GET"]),

@@ -240,10 +240,21 @@ STATE_RANK: dict[str, int] = {
 }
 
 
+class StateChange(BaseModel):
+    """One step of an outbound message's life: CREATED, then SENT, then DELIVERED/READ/FAILED."""
+
+    state: str
+    at: datetime
+    reason_code: str | None = None
+    reason_description: str | None = None
+
+
 class OutboundMessage(BaseModel):
     """A message to an end user (MT)."""
 
     id: str = Field(default_factory=new_id)
+    # Set on messages made since history was kept: what list_outbound filters on.
+    account_id: str | None = None
     sender_id: str
     contact: str
     text: str = ""
@@ -260,6 +271,9 @@ class OutboundMessage(BaseModel):
     reason_description: str | None = None
     # The provider's own error code of a failed send (e.g. SCG_ERROR_4046), bounded; reason_code is its status.
     provider_error_code: str | None = None
+    # Who made it: "bot" (a reply), "fallback" (the bot failed), "api" (POST /v1/messages).
+    origin: str | None = None
+    states: list[StateChange] = Field(default_factory=list)
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 
@@ -296,6 +310,8 @@ class Conversation(BaseModel):
     """The emulated session between one contact and one connector."""
 
     id: str = Field(default_factory=new_id)
+    # Set on conversations opened since history was kept: what list_conversations filters on.
+    account_id: str | None = None
     sender_id: str
     contact: str
     connector_id: str
@@ -311,6 +327,28 @@ class Conversation(BaseModel):
 
     def expired(self, now: float, timeout: float) -> bool:
         return self.state == "closed" or now - self.last_mo_at >= timeout
+
+
+HistoryKind = Literal["mo", "bot_error", "conversation_opened", "conversation_closed"]
+
+
+class HistoryEntry(BaseModel):
+    """One thing that happened in a conversation, besides the messages sent in it.
+
+    A conversation's timeline is its entries and its outbound messages (each
+    with its `states`), in time order. `data` by kind: mo — text, media,
+    postback, provider_message_id, message_id; bot_error — reason;
+    conversation_opened — connector_id; conversation_closed — reason.
+    """
+
+    id: str = Field(default_factory=new_id)
+    account_id: str
+    conversation_id: str
+    sender_id: str
+    contact: str
+    kind: HistoryKind
+    at: float
+    data: dict[str, Any] = Field(default_factory=dict)
 
 
 # --- events -------------------------------------------------------------
@@ -397,6 +435,58 @@ class MessageView(BaseModel):
     provider_error_code: str | None = None
     created_at: datetime
     updated_at: datetime
+
+
+class StateChangeView(BaseModel):
+    state: str
+    at: datetime
+    reason_code: str | None = None
+    reason_description: str | None = None
+
+
+class MessageHistoryView(MessageView):
+    """An outbound message with the steps of its life, as history shows it."""
+
+    origin: str | None = None
+    states: list[StateChangeView] = Field(default_factory=list)
+
+
+class ConversationView(BaseModel):
+    id: str
+    sender_id: str
+    connector_id: str
+    contact: str
+    state: Literal["open", "closed"]
+    opened_at: datetime
+    last_mo_at: datetime
+    closed_at: datetime | None
+    # the bot backend's own id of the session (a Direct Line conversation, a Lex or Dialogflow session)
+    backend_session_id: str | None
+
+
+class TimelineItem(BaseModel):
+    """One item of a conversation's timeline, in time order.
+
+    `type` mo: `text`, `media`, `postback`, `provider_message_id`, `message_id`;
+    mt: `message` (the outbound message and its states); bot_error: `reason`;
+    conversation_opened / conversation_closed (`reason`).
+    """
+
+    type: Literal["mo", "mt", "bot_error", "conversation_opened", "conversation_closed"]
+    id: str
+    at: datetime
+    text: str | None = None
+    media: list[Media] | None = None
+    postback: str | None = None
+    provider_message_id: str | None = None
+    message_id: str | None = None
+    reason: str | None = None
+    message: MessageHistoryView | None = None
+
+
+class ErasureView(BaseModel):
+    contact: str
+    records_erased: int
 
 
 class Subscription(BaseModel):

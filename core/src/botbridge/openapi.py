@@ -19,13 +19,17 @@ from botbridge.models import (
     ConnectorCreate,
     ConnectorUpdate,
     ConnectorView,
+    ConversationView,
+    ErasureView,
     MessageCreate,
+    MessageHistoryView,
     MessageView,
     SenderCreate,
     SenderUpdate,
     SenderView,
     SubscriptionCreate,
     SubscriptionView,
+    TimelineItem,
 )
 
 MODELS: list[type[BaseModel]] = [
@@ -40,6 +44,10 @@ MODELS: list[type[BaseModel]] = [
     MessageCreate,
     MessageView,
     ApiKeyView,
+    ConversationView,
+    MessageHistoryView,
+    TimelineItem,
+    ErasureView,
 ]
 
 ERROR_SCHEMA = {
@@ -118,6 +126,31 @@ CONNECTOR_FILTERS = [
     {"name": "external_id", "in": "query", "schema": {"type": "string"}},
 ]
 
+TIME_PARAM = {"type": "string", "description": "ISO 8601 with a zone (2026-12-01T10:00:00Z) or epoch seconds"}
+CONVERSATION_FILTERS = [
+    *PAGE_PARAMS,
+    {"name": "sender_id", "in": "query", "schema": {"type": "string"}},
+    {"name": "connector_id", "in": "query", "schema": {"type": "string"}},
+    {"name": "contact", "in": "query", "schema": {"type": "string"}},
+    {"name": "state", "in": "query", "schema": {"type": "string", "enum": ["open", "closed"]}},
+    {"name": "since", "in": "query", "description": "opened at or after", "schema": TIME_PARAM},
+    {"name": "until", "in": "query", "description": "opened before", "schema": TIME_PARAM},
+]
+MESSAGE_FILTERS = [
+    *PAGE_PARAMS,
+    {"name": "sender_id", "in": "query", "schema": {"type": "string"}},
+    {"name": "to", "in": "query", "schema": {"type": "string"}},
+    {"name": "state", "in": "query", "schema": {"type": "string"}},
+    {"name": "external_id", "in": "query", "schema": {"type": "string"}},
+    {"name": "conversation_id", "in": "query", "schema": {"type": "string"}},
+    {"name": "since", "in": "query", "description": "created at or after", "schema": TIME_PARAM},
+    {"name": "until", "in": "query", "description": "created before", "schema": TIME_PARAM},
+]
+TIMELINE = {
+    "type": "object",
+    "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/TimelineItem"}}},
+}
+
 OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("/healthz", "get"): _op("Liveness", auth=False),
     ("/readyz", "get"): _op("Readiness: the store answers and workers can run", auth=False, errors=(503,)),
@@ -171,6 +204,21 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ),
     ("/v1/messages/{message_id}", "get"): _op(
         "An outbound message and its state", response="MessageView", errors=(404,)
+    ),
+    ("/v1/messages", "get"): _op(
+        "Outbound messages, newest first", response=_page_of("MessageHistoryView"), params=MESSAGE_FILTERS
+    ),
+    ("/v1/conversations", "get"): _op(
+        "Conversations, newest first", response=_page_of("ConversationView"), params=CONVERSATION_FILTERS
+    ),
+    ("/v1/conversations/{conversation_id}", "get"): _op("A conversation", response="ConversationView", errors=(404,)),
+    ("/v1/conversations/{conversation_id}/messages", "get"): _op(
+        "A conversation's timeline: MOs, replies with their states, bot errors, opening and closing",
+        response=TIMELINE,
+        errors=(404,),
+    ),
+    ("/v1/contacts/{contact}", "delete"): _op(
+        "Erase everything the account holds about one contact (right to erasure)", response="ErasureView"
     ),
     ("/metrics", "get"): {
         "summary": "Prometheus metrics",

@@ -6,6 +6,7 @@ secret box and one instance of each channel and bot plugin.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from pathlib import Path
@@ -27,6 +28,7 @@ from botbridge.metrics import Metrics
 from botbridge.models import Connector, Conversation, Sender
 from botbridge.outbound import OutboundPolicy, UnsafeURL, urls_in, urls_in_credentials
 from botbridge.plugins import Plugins
+from botbridge.retention import Retention
 from botbridge.rotation import check_secret_key
 from botbridge.settings import Settings, SettingsInvalid
 from botbridge.store import Store
@@ -95,6 +97,8 @@ class Runtime:
         # Set at start when BOTBRIDGE_SECRET_KEY cannot decrypt the store's
         # secrets: the host is then not ready and runs no work.
         self.secret_problem: str | None = None
+        self.retention = Retention(store, clock, settings.history_days)
+        self._retention: asyncio.Task[None] | None = None
         self.engine = Engine(
             self,
             EngineSettings(workers=settings.workers, event_workers=settings.event_workers, lease=settings.job_lease),
@@ -138,6 +142,7 @@ class Runtime:
             logger.error("%s; this host is not ready and runs no work until it has the right key", self.secret_problem)
             return
         await self.engine.start()
+        self._retention = asyncio.create_task(self.retention.run(), name="retention")
 
     def require_secrets(self) -> None:
         """Refuse (503) what needs stored secrets on a host whose key does not fit the store."""
@@ -150,6 +155,10 @@ class Runtime:
             )
 
     async def stop(self) -> None:
+        if self._retention is not None:
+            self._retention.cancel()
+            await asyncio.gather(self._retention, return_exceptions=True)
+            self._retention = None
         await self.engine.stop()
         plugins: list[Channel | BotBackend] = [*self._channels.values(), *self._bots.values()]
         for plugin in plugins:

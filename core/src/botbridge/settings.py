@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     http_transport: Literal["aiohttp", "httpx"] = "aiohttp"
     http_timeout: float = Field(default=20.0, gt=0)
     http_max_connections: int = Field(default=200, ge=1)
+    # Days of conversation history (conversations, their timelines, outbound messages) the store keeps.
+    history_days: float = Field(default=30.0, gt=0)
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
 

@@ -14,7 +14,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from botbridge.clock import Clock
 from botbridge.models import (
@@ -23,6 +23,7 @@ from botbridge.models import (
     Connector,
     Conversation,
     EventFailure,
+    HistoryEntry,
     Job,
     OutboundMessage,
     SecretKind,
@@ -83,6 +84,7 @@ class Writes:
 
     conversations: list[Conversation] = field(default_factory=list)
     outbound: list[tuple[OutboundMessage, str]] = field(default_factory=list)  # (message, its channel)
+    history: list[HistoryEntry] = field(default_factory=list)
 
     def put_conversation(self, conversation: Conversation) -> None:
         self.conversations.append(conversation)
@@ -90,8 +92,69 @@ class Writes:
     def put_outbound(self, message: OutboundMessage, channel: str) -> None:
         self.outbound.append((message, channel))
 
+    def add_history(self, entry: HistoryEntry) -> None:
+        self.history.append(entry)
+
     def __bool__(self) -> bool:
-        return bool(self.conversations or self.outbound)
+        return bool(self.conversations or self.outbound or self.history)
+
+
+@dataclass(frozen=True)
+class ConversationFilter:
+    """Which conversations of an account `Store.list_conversations` returns (None: any)."""
+
+    sender_id: str | None = None
+    connector_id: str | None = None
+    contact: str | None = None
+    state: str | None = None
+    since: float | None = None  # opened at or after
+    until: float | None = None  # opened before
+
+    def matches(self, conversation: Conversation) -> bool:
+        return (
+            (self.sender_id is None or conversation.sender_id == self.sender_id)
+            and (self.connector_id is None or conversation.connector_id == self.connector_id)
+            and (self.contact is None or conversation.contact == self.contact)
+            and (self.state is None or conversation.state == self.state)
+            and (self.since is None or conversation.opened_at >= self.since)
+            and (self.until is None or conversation.opened_at < self.until)
+        )
+
+
+@dataclass(frozen=True)
+class MessageFilter:
+    """Which outbound messages of an account `Store.list_outbound` returns (None: any)."""
+
+    sender_id: str | None = None
+    contact: str | None = None
+    state: str | None = None
+    external_id: str | None = None
+    conversation_id: str | None = None
+    since: float | None = None  # created at or after
+    until: float | None = None  # created before
+
+    def matches(self, message: OutboundMessage) -> bool:
+        created = message.created_at.timestamp()
+        return (
+            (self.sender_id is None or message.sender_id == self.sender_id)
+            and (self.contact is None or message.contact == self.contact)
+            and (self.state is None or message.state == self.state)
+            and (self.external_id is None or message.external_id == self.external_id)
+            and (self.conversation_id is None or message.conversation_id == self.conversation_id)
+            and (self.since is None or created >= self.since)
+            and (self.until is None or created < self.until)
+        )
+
+
+def conversation_key(sender_id: str, contact: str) -> str:
+    """The queue key of a conversation's jobs: its turns and replies run one at a time, in order."""
+    return f"conv:{sender_id}:{contact}"
+
+
+def names_contact(event: dict[str, Any], contact: str) -> bool:
+    """True when an event body (as subscribers receive it) is about `contact`: from or to them."""
+    fields = event.get("event", {}).get("fld-val-list", {}) if isinstance(event.get("event"), dict) else {}
+    return isinstance(fields, dict) and contact in (fields.get("from_address"), fields.get("to_address"))
 
 
 @dataclass(frozen=True)
@@ -295,6 +358,8 @@ class Store(ABC):
             await self.put_conversation(conversation)
         for message, channel in writes.outbound:
             await self.put_outbound(message, channel)
+        for entry in writes.history:
+            await self.add_history(entry)
 
     async def finish_job(
         self,
@@ -350,6 +415,54 @@ class Store(ABC):
         Scoped by sender, never by channel alone: a provider id is only
         unique within one provider account, and a report arriving through
         one tenant's sender must never reach another tenant's message.
+        """
+
+    # --- history: what an operator looks up (tenant-scoped by the host) ---
+    @abstractmethod
+    async def get_conversation_by_id(self, conversation_id: str) -> Conversation | None:
+        """Any conversation, open or closed, by its id (as long as history keeps it)."""
+
+    @abstractmethod
+    async def list_conversations(
+        self, account_id: str, where: ConversationFilter, *, limit: int = 50, before: str | None = None
+    ) -> list[Conversation]:
+        """The account's conversations matching `where`, newest first (by id), ids below `before`.
+
+        Every conversation `put_conversation` wrote with this account_id, each
+        in its latest version; not only the latest of each contact.
+        """
+
+    @abstractmethod
+    async def add_history(self, entry: HistoryEntry) -> None: ...
+
+    @abstractmethod
+    async def list_history(
+        self, conversation_id: str, *, limit: int = 200, after: str | None = None
+    ) -> list[HistoryEntry]:
+        """A conversation's entries in order (by id), ids above `after`."""
+
+    @abstractmethod
+    async def list_outbound(
+        self, account_id: str, where: MessageFilter, *, limit: int = 50, before: str | None = None
+    ) -> list[OutboundMessage]:
+        """The account's outbound messages matching `where`, newest first (by id), ids below `before`."""
+
+    @abstractmethod
+    async def purge_history(self, before: float) -> int:
+        """Forget what is older than `before` (epoch seconds); return how many records went.
+
+        History entries made before it; closed conversations closed before it
+        (never the latest of a contact that is still open); outbound messages
+        last updated before it. Jobs and records still in use are kept.
+        """
+
+    @abstractmethod
+    async def erase_contact(self, account_id: str, contact: str, sender_ids: Sequence[str]) -> int:
+        """Erase one person from an account (a right-to-erasure request); return how many records went.
+
+        Every conversation, history entry, outbound message, queued job and
+        dead-lettered event of `contact` through `sender_ids` (the account's
+        senders): nothing naming them is left in the store.
         """
 
     # --- subscriptions ---

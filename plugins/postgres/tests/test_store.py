@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import socket
 from collections.abc import AsyncIterator
 
@@ -14,10 +15,10 @@ from hypothesis import strategies as st
 
 from botbridge.clock import FakeClock
 from botbridge.errors import SenderTaken, StoreUnavailable, VersionConflict
-from botbridge.models import Connector, Job
+from botbridge.models import Connector, Conversation, Job, OutboundMessage, from_epoch
 from botbridge.plugins import Plugins
 from botbridge.settings import Settings
-from botbridge.store import Store
+from botbridge.store import ConversationFilter, MessageFilter, Store, Writes, conversation_key
 from botbridge.testing import StoreContract
 from botbridge_postgres import PostgresStore, parse_url
 from botbridge_postgres.migrations import LATEST, MIGRATIONS
@@ -480,6 +481,168 @@ async def test_api_keys_of_version_1_become_setting_keys(url: str, postgres_url:
         assert await store.revoke_api_key(keys[0].id, 1.0)
     finally:
         await store.close()
+
+
+@pytest.mark.anyio
+async def test_outbound_rows_of_the_previous_version_get_the_history_columns(
+    url: str, postgres_url: str, schema: str
+) -> None:
+    """Migration 5 fills the new outbound columns from the stored records (the account from the sender)."""
+    with_account = OutboundMessage(
+        account_id="acct-a",
+        sender_id="s1",
+        contact="+1",
+        conversation_id="c1",
+        external_id="ext-1",
+        state="DELIVERED",
+        created_at=from_epoch(1000.0),
+        updated_at=from_epoch(2000.0),
+    )
+    # made before messages carried their account: data without "account_id" at all
+    without_account = OutboundMessage(
+        sender_id="s2", contact="+2", created_at=from_epoch(1500.0), updated_at=from_epoch(1500.0)
+    )
+    legacy = without_account.model_dump(mode="json")
+    del legacy["account_id"], legacy["origin"], legacy["states"]
+    conversation = Conversation(sender_id="s2", contact="+2", connector_id="c", opened_at=5.0, last_mo_at=6.0)
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        await conn.execute(f'CREATE SCHEMA "{schema}"; SET search_path = "{schema}"')
+        await conn.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ)")
+        for version, sql in MIGRATIONS[:-1]:
+            await conn.execute(sql)
+            await conn.execute("INSERT INTO schema_migrations VALUES ($1, now())", version)
+        await conn.execute("""INSERT INTO senders VALUES ('s2', 'acct-b', '{}')""")
+        await conn.execute(
+            "INSERT INTO outbound VALUES ($1, $2, 'sinch', NULL, $3::jsonb), ($4, $5, 'sinch', 'p2', $6::jsonb)",
+            with_account.id,
+            "s1",
+            with_account.model_dump_json(),
+            without_account.id,
+            "s2",
+            json.dumps(legacy),
+        )
+        await conn.execute(
+            "INSERT INTO conversations VALUES ('s2', '+2', $1::jsonb)",
+            conversation.model_copy(update={"state": "closed", "closed_at": 7.0}).model_dump_json(),
+        )
+    finally:
+        await conn.close()
+    store = PostgresStore.from_url(url, FakeClock())
+    await store.open()
+    try:
+        assert await store.schema_version() == LATEST
+        assert [m.id for m in await store.list_outbound("acct-a", MessageFilter())] == [with_account.id]
+        for where in (
+            MessageFilter(sender_id="s1"),
+            MessageFilter(contact="+1"),
+            MessageFilter(conversation_id="c1"),
+            MessageFilter(external_id="ext-1"),
+            MessageFilter(state="DELIVERED"),
+            MessageFilter(since=1000.0, until=1000.5),
+        ):
+            assert [m.id for m in await store.list_outbound("acct-a", where)] == [with_account.id], where
+        assert await store.list_outbound("acct-a", MessageFilter(since=1000.5)) == []
+        # the account of the sender, for a record that has none
+        [found] = await store.list_outbound("acct-b", MessageFilter(contact="+2", state="CREATED"))
+        assert found.id == without_account.id and found.account_id is None
+        # purged by when they were last updated
+        assert await store.purge_history(before=1800.0) == 1
+        assert await store.get_outbound(without_account.id) is None
+        assert await store.get_outbound(with_account.id) == with_account
+        # the conversations of version 4 start the log, under their sender's account
+        [logged] = await store.list_conversations("acct-b", ConversationFilter(state="closed"))
+        assert logged.id == conversation.id and await store.get_conversation_by_id(conversation.id) == logged
+    finally:
+        await store.close()
+
+
+# --- history ---------------------------------------------------------------
+
+
+async def _rows_of_every_table(postgres_url: str, schema: str) -> list[tuple[str, str]]:
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        tables = [
+            r[0]
+            for r in await conn.fetch(
+                "SELECT table_name FROM information_schema.tables "
+                "WHERE table_schema = $1 AND table_type = 'BASE TABLE'",
+                schema,
+            )
+        ]
+        assert {"conversations", "conversation_log", "history", "outbound", "jobs", "event_failures"} <= set(tables)
+        return [
+            (table, row[0])
+            for table in tables
+            for row in await conn.fetch(f'SELECT t::text FROM "{schema}"."{table}" t')  # noqa: S608
+        ]
+    finally:
+        await conn.close()
+
+
+@pytest.mark.anyio
+async def test_after_an_erasure_no_row_of_the_schema_names_the_contact(
+    url: str, postgres_url: str, schema: str
+) -> None:
+    store = PostgresStore.from_url(url, FakeClock())
+    await store.open()
+    try:
+        await StoreContract().test_erasing_a_contact_leaves_nothing_of_them(store)
+    finally:
+        await store.close()
+    rows = await _rows_of_every_table(postgres_url, schema)
+    assert [(table, row) for table, row in rows if "+1555" in row] == []
+    assert {table for table, row in rows if "+1666" in row} >= {
+        "conversations",
+        "conversation_log",
+        "history",
+        "outbound",
+    }
+
+
+@pytest.mark.anyio
+async def test_an_erasure_waits_for_an_enqueue_of_the_contact_still_committing(
+    hosts: tuple[PostgresStore, PostgresStore],
+) -> None:
+    """The key's advisory lock: a job of the contact committed while the erasure runs is erased with the rest."""
+    one, two = hosts
+    key = conversation_key("s1", "+1555")
+    await one.enqueue([Job(kind="mo", key=key, payload={"n": 1})])
+    late = Job(kind="mo", key=key, payload={"n": 2})
+    async with one._tx() as conn:
+        await one._insert_jobs(conn, [late])  # holds the key's lock until it commits
+        erasure = asyncio.create_task(two.erase_contact("a", "+1555", ["s1"]))
+        await asyncio.sleep(0.3)
+        assert not erasure.done()
+    assert await asyncio.wait_for(erasure, 5) == 2
+    assert await one.queue_depth() == {}
+
+
+@pytest.mark.anyio
+async def test_erasures_and_finishing_jobs_of_the_contact_never_deadlock(
+    hosts: tuple[PostgresStore, PostgresStore],
+) -> None:
+    """Both take the key's lock first, then the records, then the jobs: no cycle, whatever the timing."""
+    one, two = hosts
+    key = conversation_key("s1", "+1555")
+    for n in range(20):
+        await one.enqueue([Job(kind="mo", key=key, payload={"n": n})])
+        [job] = await one.claim_jobs(["mo"], limit=1, lease=30)
+        conversation = Conversation(
+            account_id="a", sender_id="s1", contact="+1555", connector_id="c", opened_at=1.0, last_mo_at=1.0
+        )
+        await one.put_conversation(conversation)
+        writes = Writes(
+            conversations=[conversation], outbound=[(OutboundMessage(sender_id="s1", contact="+1555"), "sinch")]
+        )
+        await asyncio.gather(
+            one.finish_job(job, then=[Job(kind="mt", key=key)], writes=writes),
+            two.erase_contact("a", "+1555", ["s1"]),
+        )
+        await two.erase_contact("a", "+1555", ["s1"])
+        assert await one.queue_depth() == {}
+        assert await one.get_conversation("s1", "+1555") is None
 
 
 # --- commit semantics ------------------------------------------------------

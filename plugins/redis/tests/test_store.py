@@ -14,10 +14,10 @@ from redis.asyncio import Redis
 
 from botbridge.clock import FakeClock
 from botbridge.errors import StoreUnavailable
-from botbridge.models import Conversation, Job, OutboundMessage, Sender
+from botbridge.models import Conversation, HistoryEntry, Job, OutboundMessage, Sender, from_epoch
 from botbridge.plugins import Plugins
 from botbridge.settings import Settings
-from botbridge.store import Store
+from botbridge.store import ConversationFilter, MessageFilter, Store, Take, Writes, conversation_key
 from botbridge.testing import StoreContract
 from botbridge_redis import NotDurable, RedisStore, parse_url
 from botbridge_redis.store import DEFAULT_PREFIX, OUTBOUND_RETENTION, judge_persistence
@@ -264,6 +264,169 @@ async def test_provider_ids_indexed_per_channel_before_are_still_found_for_their
     assert await one.outbound_by_provider_id(mine.id, "p-1") == message
     assert await one.outbound_by_provider_id(theirs.id, "p-1") is None
     assert await one.outbound_by_provider_id("no-such-sender", "p-1") is None
+
+
+# --- history ----------------------------------------------------------------
+
+
+def everything_under(client: redis.Redis, prefix: str) -> list[str]:
+    """Every key under `prefix` and every value it holds, as text (strings, hashes, lists, sets, zsets, streams)."""
+    pattern = "".join("\\" + c if c in "*?[]\\" else c for c in prefix) + "*"
+    found: list[str] = []
+    for key in client.scan_iter(match=pattern, count=1000):
+        found.append(key)
+        kind = client.type(key)
+        if kind == "string":
+            found.append(client.get(key))
+        elif kind == "hash":
+            found += [part for pair in client.hgetall(key).items() for part in pair]
+        elif kind == "list":
+            found += client.lrange(key, 0, -1)
+        elif kind == "set":
+            found += list(client.smembers(key))
+        elif kind == "zset":
+            found += client.zrange(key, 0, -1)
+        elif kind == "stream":
+            found += [f"{entry_id} {fields}" for entry_id, fields in client.xrange(key)]
+        else:
+            raise AssertionError(f"{key}: a {kind} this test does not read")
+    return found
+
+
+@pytest.mark.anyio
+async def test_after_an_erasure_no_key_or_value_under_the_prefix_names_the_contact(
+    url: str, prefix: str, redis_url: str, clock: FakeClock
+) -> None:
+    store = RedisStore.from_url(url, clock)
+    await store.open()
+    try:
+        await StoreContract().test_erasing_a_contact_leaves_nothing_of_them(store)
+    finally:
+        await store.close()
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        texts = everything_under(client, prefix)
+    finally:
+        client.close()
+    assert [text for text in texts if "+1555" in text] == []
+    assert any("+1666" in text for text in texts)  # the other contact's records are there to be found
+
+
+@pytest.mark.anyio
+async def test_history_records_keep_the_ttls_of_their_kind(
+    prefix: str, redis_url: str, clock: FakeClock, hosts: tuple[RedisStore, RedisStore]
+) -> None:
+    one, _ = hosts
+    now = clock.now()
+    timed = Conversation(
+        account_id="a", sender_id="s", contact="+1", connector_id="c", opened_at=now, last_mo_at=now, timeout=600
+    )
+    untimed = Conversation(account_id="a", sender_id="s", contact="+2", connector_id="c", opened_at=now, last_mo_at=now)
+    entry = HistoryEntry(account_id="a", conversation_id=timed.id, sender_id="s", contact="+1", kind="mo", at=now)
+    message = OutboundMessage(account_id="a", sender_id="s", contact="+1", text="hi")
+    await one.write(Writes(conversations=[timed, untimed], outbound=[(message, "sinch")], history=[entry]))
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        # the latest of a contact lives its timeout and a day; history (by id) as long as messages
+        assert 600 + 86400 - 10 < client.ttl(prefix + "conv:s:+1") <= 600 + 86400
+        assert client.ttl(prefix + "conv:s:+2") == -1
+        for record in ("conversation:" + timed.id, "conversation:" + untimed.id, "entry:" + entry.id):
+            assert OUTBOUND_RETENTION - 10 < client.ttl(prefix + record) <= OUTBOUND_RETENTION, record
+        # a contact's index lives as long as its longest record, and a day more
+        for contact in ("contact:s:+1", "contact:s:+2"):
+            assert OUTBOUND_RETENTION + 86400 - 10 < client.ttl(prefix + contact) <= OUTBOUND_RETENTION + 86400
+        assert client.zrange(prefix + "conversations:a", 0, -1) == sorted([timed.id, untimed.id])
+        assert client.zrange(prefix + "outbounds:a", 0, -1) == [message.id]
+        assert client.zrange(prefix + "history:" + timed.id, 0, -1) == [entry.id]
+    finally:
+        client.close()
+
+
+@pytest.mark.anyio
+async def test_purge_drops_index_entries_of_records_that_expired(
+    prefix: str, redis_url: str, clock: FakeClock, hosts: tuple[RedisStore, RedisStore]
+) -> None:
+    one, _ = hosts
+    now = clock.now()
+    conversation = Conversation(
+        account_id="a", sender_id="s", contact="+1", connector_id="c", opened_at=now, last_mo_at=now, timeout=60
+    )
+    entry = HistoryEntry(
+        account_id="a", conversation_id=conversation.id, sender_id="s", contact="+1", kind="mo", at=now
+    )
+    message = OutboundMessage(account_id="a", sender_id="s", contact="+1", text="hi", updated_at=from_epoch(now))
+    await one.write(Writes(conversations=[conversation], outbound=[(message, "sinch")], history=[entry]))
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        # what Redis' expiry does: the records go, their index entries stay
+        client.delete(*(prefix + name for name in ("conversation:" + conversation.id, "entry:" + entry.id)))
+        client.delete(prefix + "outbound:" + message.id)
+        assert await one.list_conversations("a", ConversationFilter()) == []
+        assert await one.purge_history(before=now - 1) == 0  # nothing is old yet: nothing read
+        assert client.zcard(prefix + "aging:history") == 1
+        assert await one.purge_history(before=now + OUTBOUND_RETENTION + 86400) == 0  # none was there to purge
+        for index in ("conversations:a", "outbounds:a", "history:" + conversation.id):
+            assert client.exists(prefix + index) == 0, index
+        for aging in ("conversations", "outbound", "history"):
+            assert client.zcard(prefix + "aging:" + aging) == 0, aging
+    finally:
+        client.close()
+
+
+@pytest.mark.anyio
+async def test_erasing_a_leased_job_leaves_the_queue_consistent(
+    prefix: str, redis_url: str, hosts: tuple[RedisStore, RedisStore]
+) -> None:
+    one, two = hosts
+    key = conversation_key("s", "+1555")
+    await one.enqueue([Job(kind="mo", key=key), Job(kind="mt", key=key), Job(kind="mo", key="other")])
+    leased = await one.claim_jobs(["mo"], limit=5, lease=30)
+    assert sorted(j.key for j in leased) == sorted([key, "other"])
+    assert await two.erase_contact("a", "+1555", ["s"]) == 2
+    assert await one.queue_depth() == {"mo": 1}
+    running = next(j for j in leased if j.key == key)
+    # the worker that ran it finds it gone: nothing of it comes back
+    assert await one.finish_job(running, then=[Job(kind="mt", key=key)], take=Take(["mt"], 30)) is None
+    assert await one.queue_depth() == {"mo": 1}
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        assert [text for text in everything_under(client, prefix) if "+1555" in text] == []
+    finally:
+        client.close()
+    # the key is usable again, and the other key was left alone
+    await one.enqueue([Job(kind="mo", key=key, payload={"n": 2})])
+    [again] = await two.claim_jobs(["mo"], limit=5, lease=30)
+    assert again.payload == {"n": 2}
+    await two.finish_job(again)
+    other = next(j for j in leased if j.key == "other")
+    await one.finish_job(other)
+    assert await one.queue_depth() == {}
+
+
+@pytest.mark.anyio
+async def test_outbound_messages_from_before_history_are_indexed_at_open(
+    prefix: str, redis_url: str, url: str, clock: FakeClock
+) -> None:
+    sender = Sender(account_id="a", channel="sinch", address="+1")
+    old = OutboundMessage(sender_id=sender.id, contact="+9", text="hi", provider_message_id="p-9", state="SENT")
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        # what an earlier version wrote: the sender, the record and its index by channel
+        client.set(prefix + "sender:" + sender.id, sender.model_dump_json())
+        client.set(prefix + "outbound:" + old.id, old.model_dump_json(), ex=3600)
+        client.set(prefix + "outbound-by-provider:sinch:p-9", old.id, ex=3600)
+        store = RedisStore.from_url(url, clock)
+        await store.open()
+        try:
+            assert await store.list_outbound("a", MessageFilter(contact="+9")) == [old]
+            assert await store.erase_contact("a", "+9", [sender.id]) == 1
+            assert await store.list_outbound("a", MessageFilter()) == []
+            assert await store.outbound_by_provider_id(sender.id, "p-9") is None
+        finally:
+            await store.close()
+        assert [text for text in everything_under(client, prefix) if "+9" in text or "p-9" in text] == []
+    finally:
+        client.close()
 
 
 # --- Redis down ----------------------------------------------------------

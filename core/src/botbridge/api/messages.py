@@ -8,7 +8,7 @@ from starlette.responses import JSONResponse, Response
 from botbridge.api.common import account, json_body, not_found, runtime
 from botbridge.api.senders import owned_sender
 from botbridge.errors import ConfigInvalid, NotFound
-from botbridge.models import MessageCreate, MessageView, OutboundMessage
+from botbridge.models import MessageCreate, MessageView, OutboundMessage, StateChange, from_epoch
 
 
 def view(message: OutboundMessage) -> dict[str, object]:
@@ -25,7 +25,13 @@ async def send_message(request: Request) -> Response:
         raise ConfigInvalid("sender_id", f"no sender {body.sender_id!r} in this account") from None
     if not (body.text or body.media):
         raise ConfigInvalid("text", "a message needs text or media")
+    now = from_epoch(rt.clock.now())
     message = OutboundMessage(
+        account_id=account_id,
+        origin="api",
+        states=[StateChange(state="CREATED", at=now)],
+        created_at=now,
+        updated_at=now,
         sender_id=sender.id,
         contact=body.to,
         text=body.text,

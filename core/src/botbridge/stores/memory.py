@@ -18,13 +18,24 @@ from botbridge.models import (
     Connector,
     Conversation,
     EventFailure,
+    HistoryEntry,
     Job,
     OutboundMessage,
     SecretKind,
     Sender,
     Subscription,
 )
-from botbridge.store import Durability, Store, Take, Writes, check_secret_fields
+from botbridge.store import (
+    ConversationFilter,
+    Durability,
+    MessageFilter,
+    Store,
+    Take,
+    Writes,
+    check_secret_fields,
+    conversation_key,
+    names_contact,
+)
 
 
 @dataclass
@@ -50,6 +61,8 @@ class MemoryStore(Store):
         self.connectors: dict[str, Connector] = {}
         self.sender_bindings: dict[str, str] = {}
         self.conversations: dict[tuple[str, str], Conversation] = {}
+        self.conversation_log: dict[str, Conversation] = {}
+        self.history: dict[str, HistoryEntry] = {}
         self.claims: dict[str, float] = {}
 
     async def create_api_key(self, key: ApiKey) -> bool:
@@ -208,6 +221,117 @@ class MemoryStore(Store):
 
     async def put_conversation(self, conversation: Conversation) -> None:
         self.conversations[(conversation.sender_id, conversation.contact)] = conversation.model_copy(deep=True)
+        self.conversation_log[conversation.id] = conversation.model_copy(deep=True)
+
+    # --- history ---
+
+    async def get_conversation_by_id(self, conversation_id: str) -> Conversation | None:
+        conversation = self.conversation_log.get(conversation_id)
+        return conversation.model_copy(deep=True) if conversation else None
+
+    async def list_conversations(
+        self, account_id: str, where: ConversationFilter, *, limit: int = 50, before: str | None = None
+    ) -> list[Conversation]:
+        found = sorted(
+            (
+                c
+                for c in self.conversation_log.values()
+                if c.account_id == account_id and where.matches(c) and (before is None or c.id < before)
+            ),
+            key=lambda c: c.id,
+            reverse=True,
+        )
+        return [c.model_copy(deep=True) for c in found[:limit]]
+
+    async def add_history(self, entry: HistoryEntry) -> None:
+        self.history[entry.id] = entry.model_copy(deep=True)
+
+    async def list_history(
+        self, conversation_id: str, *, limit: int = 200, after: str | None = None
+    ) -> list[HistoryEntry]:
+        found = sorted(
+            (
+                e
+                for e in self.history.values()
+                if e.conversation_id == conversation_id and (after is None or e.id > after)
+            ),
+            key=lambda e: e.id,
+        )
+        return [e.model_copy(deep=True) for e in found[:limit]]
+
+    async def list_outbound(
+        self, account_id: str, where: MessageFilter, *, limit: int = 50, before: str | None = None
+    ) -> list[OutboundMessage]:
+        found = sorted(
+            (
+                m
+                for _, m in self.outbound.values()
+                if m.account_id == account_id and where.matches(m) and (before is None or m.id < before)
+            ),
+            key=lambda m: m.id,
+            reverse=True,
+        )
+        return [m.model_copy(deep=True) for m in found[:limit]]
+
+    async def purge_history(self, before: float) -> int:
+        entries = [i for i, e in self.history.items() if e.at < before]
+        latest = {c.id for c in self.conversations.values()}
+        conversations = [
+            i
+            for i, c in self.conversation_log.items()
+            if c.state == "closed" and (c.closed_at or c.last_mo_at) < before and i not in latest
+        ]
+        outbound = [i for i, (_, m) in self.outbound.items() if m.updated_at.timestamp() < before]
+        for i in entries:
+            del self.history[i]
+        for i in conversations:
+            del self.conversation_log[i]
+        for i in outbound:
+            self._forget_outbound(i)
+        return len(entries) + len(conversations) + len(outbound)
+
+    def _forget_outbound(self, message_id: str) -> None:
+        _, message = self.outbound.pop(message_id)
+        if message.provider_message_id:
+            self.outbound_index.pop((message.sender_id, message.provider_message_id), None)
+
+    async def erase_contact(self, account_id: str, contact: str, sender_ids: Sequence[str]) -> int:
+        senders = set(sender_ids)
+        keys = {(sender_id, contact) for sender_id in senders}
+        gone = [k for k in self.conversations if k in keys]
+        logged = [i for i, c in self.conversation_log.items() if c.sender_id in senders and c.contact == contact]
+        entries = [i for i, e in self.history.items() if e.sender_id in senders and e.contact == contact]
+        outbound = [i for i, (_, m) in self.outbound.items() if m.sender_id in senders and m.contact == contact]
+        subscriptions = {s.id for s in self.subscriptions.values() if s.account_id == account_id}
+        failures = [
+            i
+            for i, f in self.failures.items()
+            if f.subscription_id in subscriptions and names_contact(f.event, contact)
+        ]
+        queue_keys = {conversation_key(sender_id, contact) for sender_id in senders}
+        jobs = [
+            i
+            for i, q in self.jobs.items()
+            if q.job.key in queue_keys
+            or (
+                q.job.kind == "event"
+                and q.job.payload.get("subscription_id") in subscriptions
+                and names_contact(q.job.payload.get("event", {}), contact)
+            )
+        ]
+        for k in gone:
+            del self.conversations[k]
+        for i in logged:
+            del self.conversation_log[i]
+        for i in entries:
+            del self.history[i]
+        for i in outbound:
+            self._forget_outbound(i)
+        for i in failures:
+            del self.failures[i]
+        for i in jobs:
+            del self.jobs[i]
+        return len(gone) + len(logged) + len(entries) + len(outbound) + len(failures) + len(jobs)
 
     async def claim(self, key: str, ttl: float) -> bool:
         now = self.clock.now()

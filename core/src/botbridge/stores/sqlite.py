@@ -27,13 +27,24 @@ from botbridge.models import (
     Connector,
     Conversation,
     EventFailure,
+    HistoryEntry,
     Job,
     OutboundMessage,
     SecretKind,
     Sender,
     Subscription,
 )
-from botbridge.store import Durability, Store, Take, Writes, check_secret_fields
+from botbridge.store import (
+    ConversationFilter,
+    Durability,
+    MessageFilter,
+    Store,
+    Take,
+    Writes,
+    check_secret_fields,
+    conversation_key,
+    names_contact,
+)
 
 API_KEYS_TABLE = """
 CREATE TABLE IF NOT EXISTS api_keys (
@@ -60,6 +71,17 @@ CREATE INDEX IF NOT EXISTS connectors_account ON connectors (account_id, id);
 CREATE TABLE IF NOT EXISTS conversations (
     sender_id TEXT NOT NULL, contact TEXT NOT NULL, data TEXT NOT NULL,
     PRIMARY KEY (sender_id, contact));
+CREATE TABLE IF NOT EXISTS conversation_log (
+    id TEXT PRIMARY KEY, account_id TEXT, sender_id TEXT NOT NULL, connector_id TEXT, contact TEXT NOT NULL,
+    state TEXT NOT NULL, opened_at REAL NOT NULL, closed_at REAL, data TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS conversation_log_account ON conversation_log (account_id, id);
+CREATE INDEX IF NOT EXISTS conversation_log_contact ON conversation_log (sender_id, contact);
+CREATE TABLE IF NOT EXISTS history (
+    id TEXT PRIMARY KEY, conversation_id TEXT NOT NULL, sender_id TEXT NOT NULL, contact TEXT NOT NULL,
+    at REAL NOT NULL, data TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS history_conversation ON history (conversation_id, id);
+CREATE INDEX IF NOT EXISTS history_at ON history (at);
+CREATE INDEX IF NOT EXISTS history_contact ON history (sender_id, contact);
 CREATE TABLE IF NOT EXISTS claims (key TEXT PRIMARY KEY, expires_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS jobs (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, kind TEXT NOT NULL, key TEXT NOT NULL,
@@ -85,6 +107,33 @@ CREATE INDEX IF NOT EXISTS event_failures_subscription ON event_failures (subscr
 OUTBOUND_BY_SENDER = """
 CREATE UNIQUE INDEX IF NOT EXISTS outbound_sender_provider ON outbound (sender_id, provider_message_id)
     WHERE provider_message_id IS NOT NULL;
+"""
+# What history filters and erases outbound messages by, as columns (filled
+# from the records for a database made before them; account from the sender).
+OUTBOUND_HISTORY_COLUMNS = {
+    "account_id": "TEXT",
+    "contact": "TEXT",
+    "conversation_id": "TEXT",
+    "state": "TEXT",
+    "external_id": "TEXT",
+    "created_at": "REAL",
+    "updated_at": "REAL",
+}
+FILL_OUTBOUND_HISTORY = """
+UPDATE outbound SET
+    account_id = coalesce(json_extract(data, '$.account_id'),
+                          (SELECT account_id FROM senders WHERE senders.id = outbound.sender_id)),
+    contact = json_extract(data, '$.contact'),
+    conversation_id = json_extract(data, '$.conversation_id'),
+    state = json_extract(data, '$.state'),
+    external_id = json_extract(data, '$.external_id'),
+    created_at = (julianday(json_extract(data, '$.created_at')) - 2440587.5) * 86400.0,
+    updated_at = (julianday(json_extract(data, '$.updated_at')) - 2440587.5) * 86400.0;
+"""
+OUTBOUND_INDEXES = """
+CREATE INDEX IF NOT EXISTS outbound_account ON outbound (account_id, id);
+CREATE INDEX IF NOT EXISTS outbound_contact ON outbound (sender_id, contact);
+CREATE INDEX IF NOT EXISTS outbound_updated ON outbound (updated_at);
 """
 MIGRATE_OUTBOUND = """
 ALTER TABLE outbound ADD COLUMN sender_id TEXT;
@@ -125,17 +174,50 @@ PUT_CONVERSATION = (
     "INSERT INTO conversations VALUES (?, ?, ?) ON CONFLICT(sender_id, contact) DO UPDATE SET data=excluded.data"
 )
 PUT_OUTBOUND = (
-    "INSERT INTO outbound (id, channel, provider_message_id, data, sender_id) VALUES (?, ?, ?, ?, ?) "
-    "ON CONFLICT(id) DO UPDATE SET provider_message_id=excluded.provider_message_id, data=excluded.data"
+    "INSERT INTO outbound (id, channel, provider_message_id, data, sender_id, account_id, contact, conversation_id,"
+    " state, external_id, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT(id) DO UPDATE SET provider_message_id=excluded.provider_message_id, data=excluded.data,"
+    " state=excluded.state, updated_at=excluded.updated_at"
 )
+PUT_CONVERSATION_LOG = (
+    "INSERT INTO conversation_log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET"
+    " state=excluded.state, closed_at=excluded.closed_at, data=excluded.data"
+)
+ADD_HISTORY = "INSERT OR IGNORE INTO history VALUES (?, ?, ?, ?, ?, ?)"
 
 
-def conversation_row(conversation: Conversation) -> tuple[str, str, str]:
-    return conversation.sender_id, conversation.contact, conversation.model_dump_json()
+def conversation_log_row(conversation: Conversation, data: str) -> tuple[Any, ...]:
+    c = conversation
+    return c.id, c.account_id, c.sender_id, c.connector_id, c.contact, c.state, c.opened_at, c.closed_at, data
 
 
-def outbound_row(message: OutboundMessage, channel: str) -> tuple[str, str, str | None, str, str]:
-    return message.id, channel, message.provider_message_id, message.model_dump_json(), message.sender_id
+def outbound_row(message: OutboundMessage, channel: str) -> tuple[Any, ...]:
+    m = message
+    return (
+        m.id,
+        channel,
+        m.provider_message_id,
+        m.model_dump_json(),
+        m.sender_id,
+        m.account_id,
+        m.contact,
+        m.conversation_id,
+        m.state,
+        m.external_id,
+        m.created_at.timestamp(),
+        m.updated_at.timestamp(),
+    )
+
+
+def history_row(entry: HistoryEntry) -> tuple[Any, ...]:
+    e = entry
+    return e.id, e.conversation_id, e.sender_id, e.contact, e.at, e.model_dump_json()
+
+
+def _where(clauses: list[tuple[str, object]]) -> tuple[str, list[object]]:
+    """`AND`-joined conditions for the filters given (None: not filtered); the SQL is ours, the values bound."""
+    given = [(sql, value) for sql, value in clauses if value is not None]
+    return "".join(f" AND {sql}" for sql, _ in given), [value for _, value in given]
 
 
 # Per record kind: list ids, read one, write one.
@@ -227,7 +309,11 @@ class SQLiteStore(Store):
         columns = {row[1] for row in db.execute("PRAGMA table_info(outbound)")}
         if "sender_id" not in columns:
             db.executescript(f"BEGIN; {MIGRATE_OUTBOUND} COMMIT;")
-        db.executescript(OUTBOUND_BY_SENDER)
+        missing = [name for name in OUTBOUND_HISTORY_COLUMNS if name not in columns]
+        if missing:
+            added = "".join(f"ALTER TABLE outbound ADD COLUMN {n} {OUTBOUND_HISTORY_COLUMNS[n]};" for n in missing)
+            db.executescript(f"BEGIN; {added} {FILL_OUTBOUND_HISTORY} COMMIT;")
+        db.executescript(OUTBOUND_BY_SENDER + OUTBOUND_INDEXES)
         # Heads are derived from jobs: rebuilt at each start (also for a database made before them).
         db.executescript(f"BEGIN; {REBUILD_HEADS} COMMIT;")
 
@@ -467,7 +553,126 @@ class SQLiteStore(Store):
         return Conversation.model_validate_json(row[0]) if row else None
 
     async def put_conversation(self, conversation: Conversation) -> None:
-        await self._run(self._write, PUT_CONVERSATION, *conversation_row(conversation))
+        await self.write(Writes(conversations=[conversation]))
+
+    # --- history ---
+
+    async def get_conversation_by_id(self, conversation_id: str) -> Conversation | None:
+        row = await self._run(self._one, "SELECT data FROM conversation_log WHERE id=?", conversation_id)
+        return Conversation.model_validate_json(row[0]) if row else None
+
+    async def list_conversations(
+        self, account_id: str, where: ConversationFilter, *, limit: int = 50, before: str | None = None
+    ) -> list[Conversation]:
+        conditions, values = _where(
+            [
+                ("sender_id=?", where.sender_id),
+                ("connector_id=?", where.connector_id),
+                ("contact=?", where.contact),
+                ("state=?", where.state),
+                ("opened_at>=?", where.since),
+                ("opened_at<?", where.until),
+                ("id<?", before),
+            ]
+        )
+        sql = f"SELECT data FROM conversation_log WHERE account_id=?{conditions} ORDER BY id DESC LIMIT ?"  # noqa: S608
+        rows = await self._run(self._all, sql, account_id, *values, limit)
+        return [Conversation.model_validate_json(r[0]) for r in rows]
+
+    async def add_history(self, entry: HistoryEntry) -> None:
+        await self.write(Writes(history=[entry]))
+
+    async def list_history(
+        self, conversation_id: str, *, limit: int = 200, after: str | None = None
+    ) -> list[HistoryEntry]:
+        rows = await self._run(
+            self._all,
+            "SELECT data FROM history WHERE conversation_id=? AND id>? ORDER BY id LIMIT ?",
+            conversation_id,
+            after or "",
+            limit,
+        )
+        return [HistoryEntry.model_validate_json(r[0]) for r in rows]
+
+    async def list_outbound(
+        self, account_id: str, where: MessageFilter, *, limit: int = 50, before: str | None = None
+    ) -> list[OutboundMessage]:
+        conditions, values = _where(
+            [
+                ("sender_id=?", where.sender_id),
+                ("contact=?", where.contact),
+                ("state=?", where.state),
+                ("external_id=?", where.external_id),
+                ("conversation_id=?", where.conversation_id),
+                ("created_at>=?", where.since),
+                ("created_at<?", where.until),
+                ("id<?", before),
+            ]
+        )
+        sql = f"SELECT data FROM outbound WHERE account_id=?{conditions} ORDER BY id DESC LIMIT ?"  # noqa: S608
+        rows = await self._run(self._all, sql, account_id, *values, limit)
+        return [OutboundMessage.model_validate_json(r[0]) for r in rows]
+
+    def _purge(self, before: float) -> int:
+        with self._transaction() as db:
+            gone = db.execute("DELETE FROM history WHERE at<?", (before,)).rowcount
+            gone += db.execute(
+                "DELETE FROM conversation_log WHERE state='closed' AND coalesce(closed_at, opened_at)<?"
+                " AND id NOT IN (SELECT json_extract(data, '$.id') FROM conversations)",
+                (before,),
+            ).rowcount
+            gone += db.execute("DELETE FROM outbound WHERE updated_at<?", (before,)).rowcount
+        return gone
+
+    async def purge_history(self, before: float) -> int:
+        return await self._run(self._purge, before)
+
+    def _erase(self, account_id: str, contact: str, sender_ids: list[str]) -> int:
+        senders = ",".join("?" * len(sender_ids))
+        with self._transaction() as db:
+            gone = 0
+            for table in ("conversations", "conversation_log", "history", "outbound"):
+                gone += db.execute(
+                    f"DELETE FROM {table} WHERE sender_id IN ({senders}) AND contact=?",  # noqa: S608
+                    (*sender_ids, contact),
+                ).rowcount
+            subscriptions = [r[0] for r in db.execute("SELECT id FROM subscriptions WHERE account_id=?", (account_id,))]
+            marks = ",".join("?" * len(subscriptions))
+            failures = [
+                failure.id
+                for (data,) in db.execute(
+                    f"SELECT data FROM event_failures WHERE subscription_id IN ({marks})",  # noqa: S608
+                    subscriptions,
+                )
+                if names_contact((failure := EventFailure.model_validate_json(data)).event, contact)
+            ]
+            gone += db.executemany("DELETE FROM event_failures WHERE id=?", [(i,) for i in failures]).rowcount
+            keys = {conversation_key(sender_id, contact) for sender_id in sender_ids}
+            doomed = [
+                (seq, key)
+                for seq, key, kind, data in db.execute(
+                    f"SELECT seq, key, kind, data FROM jobs WHERE key IN ({','.join('?' * len(keys))})"  # noqa: S608
+                    " OR kind='event'",
+                    list(keys),
+                )
+                if key in keys or self._event_job_names(data, set(subscriptions), contact)
+            ]
+            for seq, key in doomed:
+                db.execute("DELETE FROM jobs WHERE seq=?", (seq,))
+                if db.execute("DELETE FROM heads WHERE seq=?", (seq,)).rowcount:
+                    db.execute(PROMOTE, (key,))
+            gone += len(doomed)
+        return gone
+
+    @staticmethod
+    def _event_job_names(data: str, subscriptions: set[str], contact: str) -> bool:
+        payload = Job.model_validate_json(data).payload
+        return payload.get("subscription_id") in subscriptions and names_contact(payload.get("event", {}), contact)
+
+    async def erase_contact(self, account_id: str, contact: str, sender_ids: Sequence[str]) -> int:
+        if not sender_ids:
+            return 0
+        return await self._run(self._erase, account_id, contact, list(sender_ids))
 
     # --- dedupe ---
 
@@ -566,8 +771,12 @@ class SQLiteStore(Store):
 
     @staticmethod
     def _write_records(db: sqlite3.Connection, writes: Writes) -> None:
-        db.executemany(PUT_CONVERSATION, [conversation_row(c) for c in writes.conversations])
+        for conversation in writes.conversations:
+            data = conversation.model_dump_json()
+            db.execute(PUT_CONVERSATION, (conversation.sender_id, conversation.contact, data))
+            db.execute(PUT_CONVERSATION_LOG, conversation_log_row(conversation, data))
         db.executemany(PUT_OUTBOUND, [outbound_row(m, channel) for m, channel in writes.outbound])
+        db.executemany(ADD_HISTORY, [history_row(e) for e in writes.history])
 
     def _write_all(self, writes: Writes) -> None:
         with self._transaction() as db:

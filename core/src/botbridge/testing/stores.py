@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import random
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -16,12 +17,23 @@ from botbridge.models import (
     Connector,
     Conversation,
     EventFailure,
+    HistoryEntry,
     Job,
     OutboundMessage,
     Sender,
+    StateChange,
     Subscription,
+    from_epoch,
 )
-from botbridge.store import Store, Take, Writes, send_window
+from botbridge.store import (
+    ConversationFilter,
+    MessageFilter,
+    Store,
+    Take,
+    Writes,
+    conversation_key,
+    send_window,
+)
 
 
 @pytest.mark.anyio
@@ -474,6 +486,182 @@ class StoreContract:
         await store.write(Writes(conversations=[conversation], outbound=[(message, "bird")]))
         assert await store.get_outbound(message.id) == message
         assert await store.get_conversation("s", "+1") == conversation
+
+    # --- history ---
+
+    async def test_every_conversation_is_kept_by_id_and_listed_newest_first(
+        self, store: Store, clock: FakeClock
+    ) -> None:
+        def conversation(account: str, sender: str, contact: str, at: float, connector: str = "c1") -> Conversation:
+            return Conversation(
+                account_id=account,
+                sender_id=sender,
+                contact=contact,
+                connector_id=connector,
+                opened_at=at,
+                last_mo_at=at,
+            )
+
+        first = conversation("a", "s1", "+1", 100.0)
+        await store.put_conversation(first)
+        first.state, first.closed_at = "closed", 150.0
+        await store.put_conversation(first)  # a later version of the same conversation
+        second = conversation("a", "s1", "+1", 200.0)  # the same contact's next conversation
+        third = conversation("a", "s2", "+2", 300.0, connector="c2")
+        theirs = conversation("b", "s9", "+1", 250.0)
+        for c in (second, third, theirs):
+            await store.put_conversation(c)
+        assert await store.get_conversation("s1", "+1") == second  # the latest, for the engine
+        assert await store.get_conversation_by_id(first.id) == first  # and every one, for history
+        listed = await store.list_conversations("a", ConversationFilter())
+        assert [c.id for c in listed] == [third.id, second.id, first.id]
+        assert listed[2].state == "closed"
+        assert [c.id for c in await store.list_conversations("a", ConversationFilter(contact="+1"))] == [
+            second.id,
+            first.id,
+        ]
+        assert [c.id for c in await store.list_conversations("a", ConversationFilter(state="closed"))] == [first.id]
+        assert [c.id for c in await store.list_conversations("a", ConversationFilter(sender_id="s2"))] == [third.id]
+        assert [c.id for c in await store.list_conversations("a", ConversationFilter(connector_id="c2"))] == [third.id]
+        window = ConversationFilter(since=150.0, until=300.0)
+        assert [c.id for c in await store.list_conversations("a", window)] == [second.id]
+        page = await store.list_conversations("a", ConversationFilter(), limit=2)
+        rest = await store.list_conversations("a", ConversationFilter(), limit=2, before=page[-1].id)
+        assert [c.id for c in page + rest] == [third.id, second.id, first.id]
+        assert [c.id for c in await store.list_conversations("b", ConversationFilter())] == [theirs.id]
+
+    async def test_history_entries_come_back_in_order(self, store: Store) -> None:
+        def entry(conversation: str, kind: Any, at: float) -> HistoryEntry:
+            return HistoryEntry(
+                account_id="a", conversation_id=conversation, sender_id="s", contact="+1", kind=kind, at=at
+            )
+
+        entries = [entry("c1", "conversation_opened", 1.0), entry("c1", "mo", 2.0), entry("c1", "bot_error", 3.0)]
+        entries[1].data = {"text": "hello", "provider_message_id": "p1"}
+        writes = Writes()
+        for e in entries:
+            writes.add_history(e)
+        await store.write(writes)
+        await store.add_history(entry("c2", "mo", 2.5))
+        assert await store.list_history("c1") == entries
+        assert await store.list_history("c1", limit=1, after=entries[0].id) == [entries[1]]
+        assert [e.conversation_id for e in await store.list_history("c2")] == ["c2"]
+
+    async def test_outbound_messages_are_listed_per_account_with_filters(self, store: Store) -> None:
+        def message(account: str, sender: str, contact: str, **fields: Any) -> OutboundMessage:
+            return OutboundMessage(account_id=account, sender_id=sender, contact=contact, text="x", **fields)
+
+        one = message("a", "s1", "+1", conversation_id="c1")
+        two = message("a", "s1", "+2", external_id="ext-2")
+        three = message("a", "s2", "+1")
+        theirs = message("b", "s9", "+1")
+        for m in (one, two, three, theirs):
+            await store.put_outbound(m, "sinch")
+        one.state = "DELIVERED"
+        one.states.append(StateChange(state="DELIVERED", at=one.updated_at))
+        await store.put_outbound(one, "sinch")
+        everything = await store.list_outbound("a", MessageFilter())
+        assert [m.id for m in everything] == [three.id, two.id, one.id]
+        assert everything[2] == one
+        assert [m.id for m in await store.list_outbound("a", MessageFilter(contact="+1"))] == [three.id, one.id]
+        assert [m.id for m in await store.list_outbound("a", MessageFilter(state="DELIVERED"))] == [one.id]
+        assert [m.id for m in await store.list_outbound("a", MessageFilter(external_id="ext-2"))] == [two.id]
+        assert [m.id for m in await store.list_outbound("a", MessageFilter(sender_id="s2"))] == [three.id]
+        assert [m.id for m in await store.list_outbound("a", MessageFilter(conversation_id="c1"))] == [one.id]
+        created = one.created_at.timestamp()
+        assert one.id in [m.id for m in await store.list_outbound("a", MessageFilter(since=created - 1))]
+        assert await store.list_outbound("a", MessageFilter(until=created - 1)) == []
+        page = await store.list_outbound("a", MessageFilter(), limit=2)
+        assert [m.id for m in await store.list_outbound("a", MessageFilter(), before=page[-1].id)] == [one.id]
+        assert [m.id for m in await store.list_outbound("b", MessageFilter())] == [theirs.id]
+
+    async def test_history_older_than_the_retention_is_purged(self, store: Store) -> None:
+        old = Conversation(
+            account_id="a", sender_id="s", contact="+1", connector_id="c", opened_at=10.0, last_mo_at=10.0
+        )
+        old.state, old.closed_at = "closed", 20.0
+        await store.put_conversation(old)
+        latest = Conversation(
+            account_id="a", sender_id="s", contact="+1", connector_id="c", opened_at=30.0, last_mo_at=30.0
+        )
+        await store.put_conversation(latest)
+        closed_latest = Conversation(
+            account_id="a", sender_id="s", contact="+2", connector_id="c", opened_at=10.0, last_mo_at=10.0
+        )
+        closed_latest.state, closed_latest.closed_at = "closed", 20.0
+        await store.put_conversation(closed_latest)  # the latest of its contact: the engine still reads it
+        await store.add_history(
+            HistoryEntry(account_id="a", conversation_id=old.id, sender_id="s", contact="+1", kind="mo", at=15.0)
+        )
+        recent = HistoryEntry(
+            account_id="a", conversation_id=latest.id, sender_id="s", contact="+1", kind="mo", at=35.0
+        )
+        await store.add_history(recent)
+        stale = OutboundMessage(account_id="a", sender_id="s", contact="+1", updated_at=from_epoch(15.0))
+        fresh = OutboundMessage(account_id="a", sender_id="s", contact="+1", updated_at=from_epoch(35.0))
+        await store.put_outbound(stale, "sinch")
+        await store.put_outbound(fresh, "sinch")
+        assert await store.purge_history(before=25.0) >= 3
+        assert await store.get_conversation_by_id(old.id) is None
+        assert await store.get_conversation_by_id(latest.id) == latest
+        assert await store.get_conversation("s", "+2") == closed_latest
+        assert await store.list_history(old.id) == []
+        assert await store.list_history(latest.id) == [recent]
+        assert await store.get_outbound(stale.id) is None
+        assert await store.get_outbound(fresh.id) == fresh
+
+    async def test_erasing_a_contact_leaves_nothing_of_them(self, store: Store) -> None:
+        subscription = Subscription(account_id="a", url="https://x.example/hook")
+        await store.create_subscription(subscription)
+
+        async def leave_traces(sender: str, contact: str) -> Conversation:
+            c = Conversation(
+                account_id="a", sender_id=sender, contact=contact, connector_id="c", opened_at=1.0, last_mo_at=1.0
+            )
+            await store.put_conversation(c)
+            await store.add_history(
+                HistoryEntry(account_id="a", conversation_id=c.id, sender_id=sender, contact=contact, kind="mo", at=1.0)
+            )
+            await store.put_outbound(
+                OutboundMessage(account_id="a", sender_id=sender, contact=contact, provider_message_id=f"p-{contact}"),
+                "sinch",
+            )
+            event = {"event": {"fld-val-list": {"from_address": contact, "to_address": "66000"}}}
+            await store.add_event_failure(
+                EventFailure(subscription_id=subscription.id, event=event, attempts=8, last_error="500")
+            )
+            await store.enqueue(
+                [
+                    Job(kind="mo", key=conversation_key(sender, contact), payload={"contact": contact}),
+                    Job(
+                        kind="event",
+                        key=f"event:{contact}",
+                        payload={"subscription_id": subscription.id, "event": event},
+                    ),
+                ]
+            )
+            return c
+
+        gone = await leave_traces("s1", "+1555")
+        also_gone = await leave_traces("s2", "+1555")
+        kept = await leave_traces("s1", "+1666")
+        assert await store.erase_contact("a", "+1555", ["s1", "s2"]) > 0
+        for c in (gone, also_gone):
+            assert await store.get_conversation(c.sender_id, "+1555") is None
+            assert await store.get_conversation_by_id(c.id) is None
+            assert await store.list_history(c.id) == []
+            assert await store.outbound_by_provider_id(c.sender_id, "p-+1555") is None
+        assert await store.list_outbound("a", MessageFilter(contact="+1555")) == []
+        assert await store.list_conversations("a", ConversationFilter(contact="+1555")) == []
+        failures = await store.list_event_failures(subscription.id)
+        assert [f.event["event"]["fld-val-list"]["from_address"] for f in failures] == ["+1666"]
+        claimed = await store.claim_jobs(["mo", "event"], limit=10, lease=30)
+        assert sorted(j.kind for j in claimed) == ["event", "mo"]
+        assert all("+1555" not in j.model_dump_json() for j in claimed)
+        # the rest of the account is as it was
+        assert await store.get_conversation_by_id(kept.id) == kept
+        assert len(await store.list_history(kept.id)) == 1
+        assert len(await store.list_outbound("a", MessageFilter(contact="+1666"))) == 1
 
     # --- outbound, subscriptions, failures ---
 

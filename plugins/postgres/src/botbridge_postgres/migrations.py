@@ -85,6 +85,55 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         CREATE INDEX send_times_until ON send_times (key, until);
         """,
     ),
+    (
+        # Conversation history. `conversation_log` keeps every conversation by
+        # id (`conversations` keeps the latest of each sender and contact, for
+        # the engine), `history` what happened in them; outbound messages get
+        # the columns history filters, erases and purges them by, filled from
+        # their records (the account from the sender when a record has none).
+        # The conversations of now start the log.
+        5,
+        """
+        SET LOCAL TimeZone = 'UTC';
+        CREATE TABLE conversation_log (
+            id TEXT PRIMARY KEY, account_id TEXT, sender_id TEXT NOT NULL, connector_id TEXT, contact TEXT NOT NULL,
+            state TEXT NOT NULL, opened_at DOUBLE PRECISION NOT NULL, closed_at DOUBLE PRECISION,
+            data JSONB NOT NULL);
+        CREATE INDEX conversation_log_account ON conversation_log (account_id, id);
+        CREATE INDEX conversation_log_contact ON conversation_log (sender_id, contact);
+        CREATE INDEX conversation_log_closed ON conversation_log ((coalesce(closed_at, opened_at)))
+            WHERE state = 'closed';
+        INSERT INTO conversation_log
+            SELECT c.data->>'id', coalesce(c.data->>'account_id', s.account_id), c.sender_id,
+                c.data->>'connector_id', c.contact, coalesce(c.data->>'state', 'open'),
+                coalesce((c.data->>'opened_at')::float8, 0), (c.data->>'closed_at')::float8, c.data
+            FROM conversations c LEFT JOIN senders s ON s.id = c.sender_id
+            WHERE c.data->>'id' IS NOT NULL
+            ON CONFLICT (id) DO NOTHING;
+        CREATE TABLE history (
+            id TEXT PRIMARY KEY, conversation_id TEXT NOT NULL, sender_id TEXT NOT NULL, contact TEXT NOT NULL,
+            at DOUBLE PRECISION NOT NULL, data JSONB NOT NULL);
+        CREATE INDEX history_conversation ON history (conversation_id, id);
+        CREATE INDEX history_contact ON history (sender_id, contact);
+        CREATE INDEX history_at ON history (at);
+        ALTER TABLE outbound
+            ADD COLUMN account_id TEXT, ADD COLUMN contact TEXT, ADD COLUMN conversation_id TEXT,
+            ADD COLUMN state TEXT, ADD COLUMN external_id TEXT, ADD COLUMN created_at DOUBLE PRECISION,
+            ADD COLUMN updated_at DOUBLE PRECISION;
+        UPDATE outbound SET
+            account_id = coalesce(data->>'account_id',
+                                  (SELECT s.account_id FROM senders s WHERE s.id = outbound.sender_id)),
+            contact = data->>'contact',
+            conversation_id = data->>'conversation_id',
+            state = data->>'state',
+            external_id = data->>'external_id',
+            created_at = extract(epoch FROM (data->>'created_at')::timestamptz),
+            updated_at = extract(epoch FROM coalesce(data->>'updated_at', data->>'created_at')::timestamptz);
+        CREATE INDEX outbound_account ON outbound (account_id, id);
+        CREATE INDEX outbound_contact ON outbound (sender_id, contact);
+        CREATE INDEX outbound_updated ON outbound (updated_at);
+        """,
+    ),
 )
 
 LATEST = MIGRATIONS[-1][0]

@@ -36,6 +36,7 @@ from botbridge.models import (
     Connector,
     Conversation,
     EventFailure,
+    HistoryEntry,
     Job,
     OutboundMessage,
     SecretKind,
@@ -44,12 +45,15 @@ from botbridge.models import (
 )
 from botbridge.store import (
     SLOT_MARGIN,
+    ConversationFilter,
     Durability,
+    MessageFilter,
     Store,
     Take,
     Writes,
     admission_wait,
     check_secret_fields,
+    conversation_key,
     send_window,
 )
 from botbridge_postgres.migrations import LATEST, current_version, migrate, quote
@@ -59,6 +63,7 @@ logger = logging.getLogger("botbridge.postgres")
 DEFAULT_SCHEMA = "botbridge"
 DEFAULT_POOL = 10
 SWEEP_EVERY = 1000  # dedupe claims between two deletions of expired ones
+PURGE_BATCH = 2000  # rows one statement of `purge_history` deletes: no long lock, no statement timeout
 # Connection trouble (refused, reset, terminated by an administrator, too
 # many clients, a standby that cannot take writes): the host answers 503.
 UNAVAILABLE: tuple[type[BaseException], ...] = (
@@ -178,22 +183,118 @@ FROM send_times WHERE key = $1
 """
 
 
+# Transaction advisory locks of job keys, taken in one statement in a fixed
+# order (of their hashes), so two transactions locking keys never deadlock.
+LOCK_KEYS = (
+    "SELECT pg_advisory_xact_lock(h) FROM "
+    "(SELECT DISTINCT hashtextextended(k, 0) AS h FROM unnest($1::text[]) AS k ORDER BY h) AS keys"
+)
+
 PUT_CONVERSATION = (
     "INSERT INTO conversations VALUES ($1, $2, $3::jsonb) "
     "ON CONFLICT (sender_id, contact) DO UPDATE SET data = excluded.data"
 )
-PUT_OUTBOUND = (
-    "INSERT INTO outbound VALUES ($1, $2, $3, $4, $5::jsonb) ON CONFLICT (id) DO UPDATE SET "
-    "provider_message_id = excluded.provider_message_id, data = excluded.data"
+# Every conversation by id, in its latest version. A record without an
+# account (made before history was kept) is listed under its sender's.
+PUT_CONVERSATION_LOG = """
+INSERT INTO conversation_log (id, account_id, sender_id, connector_id, contact, state, opened_at, closed_at, data)
+VALUES ($1, coalesce($2, (SELECT account_id FROM senders WHERE id = $3)), $3, $4, $5, $6, $7, $8, $9::jsonb)
+ON CONFLICT (id) DO UPDATE SET account_id = excluded.account_id, connector_id = excluded.connector_id,
+    state = excluded.state, closed_at = excluded.closed_at, data = excluded.data
+"""
+PUT_OUTBOUND = """
+INSERT INTO outbound (id, sender_id, channel, provider_message_id, data, account_id, contact, conversation_id, state,
+    external_id, created_at, updated_at)
+VALUES ($1, $2, $3, $4, $5::jsonb, coalesce($6, (SELECT account_id FROM senders WHERE id = $2)), $7, $8, $9, $10,
+    $11, $12)
+ON CONFLICT (id) DO UPDATE SET provider_message_id = excluded.provider_message_id, data = excluded.data,
+    account_id = coalesce(excluded.account_id, outbound.account_id), contact = excluded.contact,
+    conversation_id = excluded.conversation_id, state = excluded.state, external_id = excluded.external_id,
+    created_at = excluded.created_at, updated_at = excluded.updated_at
+"""
+ADD_HISTORY = "INSERT INTO history VALUES ($1, $2, $3, $4, $5, $6::jsonb) ON CONFLICT (id) DO NOTHING"
+
+
+def conversation_row(conversation: Conversation, data: str) -> tuple[str, str, str]:
+    return conversation.sender_id, conversation.contact, data
+
+
+def conversation_log_row(conversation: Conversation, data: str) -> tuple[Any, ...]:
+    c = conversation
+    closed_at = None if c.closed_at is None else float(c.closed_at)
+    return c.id, c.account_id, c.sender_id, c.connector_id, c.contact, c.state, float(c.opened_at), closed_at, data
+
+
+def outbound_row(message: OutboundMessage, channel: str) -> tuple[Any, ...]:
+    m = message
+    return (
+        m.id,
+        m.sender_id,
+        channel,
+        m.provider_message_id,
+        m.model_dump_json(),
+        m.account_id,
+        m.contact,
+        m.conversation_id,
+        m.state,
+        m.external_id,
+        m.created_at.timestamp(),
+        m.updated_at.timestamp(),
+    )
+
+
+def history_row(entry: HistoryEntry) -> tuple[Any, ...]:
+    e = entry
+    return e.id, e.conversation_id, e.sender_id, e.contact, float(e.at), e.model_dump_json()
+
+
+def filtered(sql: str, args: list[object], conditions: Sequence[tuple[str, object]]) -> str:
+    """`sql` with ` AND <column> <op> $n` for each condition whose value is given (None: not filtered).
+
+    The SQL is ours; the values are bound parameters, appended to `args`.
+    """
+    for condition, value in conditions:
+        if value is not None:
+            args.append(float(value) if isinstance(value, int | float) else value)
+            sql += f" AND {condition} ${len(args)}"
+    return sql
+
+
+# What erasure deletes of the queue: every job of the contact's conversation
+# keys, and the event jobs of the account's subscriptions whose event names the
+# contact. That is `botbridge.store.names_contact`: `->` on anything but an
+# object is NULL, and jsonb equality with `to_jsonb(text)` holds only for a
+# string equal to the contact.
+ERASED_JOBS = """
+FROM jobs WHERE key = ANY($1::text[]) OR (kind = 'event'
+    AND data -> 'payload' ->> 'subscription_id' IN (SELECT id FROM subscriptions WHERE account_id = $2)
+    AND to_jsonb($3::text) IN (data -> 'payload' -> 'event' -> 'event' -> 'fld-val-list' -> 'from_address',
+                               data -> 'payload' -> 'event' -> 'event' -> 'fld-val-list' -> 'to_address'))
+"""
+ERASE_EVENT_FAILURES = """
+DELETE FROM event_failures
+WHERE subscription_id IN (SELECT id FROM subscriptions WHERE account_id = $1)
+  AND to_jsonb($2::text) IN (data -> 'event' -> 'event' -> 'fld-val-list' -> 'from_address',
+                             data -> 'event' -> 'event' -> 'fld-val-list' -> 'to_address')
+"""
+
+# Purged a batch at a time; the outer conditions are checked again on a row another transaction changed meanwhile.
+PURGE_HISTORY = "DELETE FROM history WHERE id IN (SELECT id FROM history WHERE at < $1 LIMIT $2)"
+PURGE_CONVERSATIONS = """
+DELETE FROM conversation_log WHERE state = 'closed' AND coalesce(closed_at, opened_at) < $1 AND id IN (
+    SELECT l.id FROM conversation_log l
+    WHERE l.state = 'closed' AND coalesce(l.closed_at, l.opened_at) < $1
+      AND NOT EXISTS (SELECT 1 FROM conversations c
+                      WHERE c.sender_id = l.sender_id AND c.contact = l.contact AND c.data ->> 'id' = l.id)
+    LIMIT $2)
+"""
+PURGE_OUTBOUND = (
+    "DELETE FROM outbound WHERE updated_at < $1 AND id IN (SELECT id FROM outbound WHERE updated_at < $1 LIMIT $2)"
 )
 
 
-def conversation_row(conversation: Conversation) -> tuple[str, str, str]:
-    return conversation.sender_id, conversation.contact, conversation.model_dump_json()
-
-
-def outbound_row(message: OutboundMessage, channel: str) -> tuple[str, str, str, str | None, str]:
-    return message.id, message.sender_id, channel, message.provider_message_id, message.model_dump_json()
+def deleted(status: str) -> int:
+    return int(status.rsplit(" ", 1)[-1])  # "DELETE 3"
 
 
 SELECT_KEYS = "SELECT id, key_hash, account_id, name, source, created_at, last_used_at, revoked_at FROM api_keys"
@@ -602,7 +703,116 @@ class PostgresStore(Store):
 
     @guarded
     async def put_conversation(self, conversation: Conversation) -> None:
-        await self._execute(PUT_CONVERSATION, *conversation_row(conversation))
+        await self._write(Writes(conversations=[conversation]))
+
+    # --- history ---
+
+    @guarded
+    async def get_conversation_by_id(self, conversation_id: str) -> Conversation | None:
+        raw = await self._fetchval("SELECT data::text FROM conversation_log WHERE id = $1", conversation_id)
+        return Conversation.model_validate_json(raw) if raw else None
+
+    @guarded
+    async def list_conversations(
+        self, account_id: str, where: ConversationFilter, *, limit: int = 50, before: str | None = None
+    ) -> list[Conversation]:
+        args: list[object] = [account_id]
+        sql = filtered(
+            "SELECT data::text FROM conversation_log WHERE account_id = $1",
+            args,
+            [
+                ("sender_id =", where.sender_id),
+                ("connector_id =", where.connector_id),
+                ("contact =", where.contact),
+                ("state =", where.state),
+                ("opened_at >=", where.since),
+                ("opened_at <", where.until),
+                ("id <", before),
+            ],
+        )
+        args.append(limit)
+        rows = await self._data(sql + f" ORDER BY id DESC LIMIT ${len(args)}", *args)
+        return [Conversation.model_validate_json(r) for r in rows]
+
+    @guarded
+    async def add_history(self, entry: HistoryEntry) -> None:
+        await self._execute(ADD_HISTORY, *history_row(entry))
+
+    @guarded
+    async def list_history(
+        self, conversation_id: str, *, limit: int = 200, after: str | None = None
+    ) -> list[HistoryEntry]:
+        rows = await self._data(
+            "SELECT data::text FROM history WHERE conversation_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+            conversation_id,
+            after or "",
+            limit,
+        )
+        return [HistoryEntry.model_validate_json(r) for r in rows]
+
+    @guarded
+    async def list_outbound(
+        self, account_id: str, where: MessageFilter, *, limit: int = 50, before: str | None = None
+    ) -> list[OutboundMessage]:
+        args: list[object] = [account_id]
+        sql = filtered(
+            "SELECT data::text FROM outbound WHERE account_id = $1",
+            args,
+            [
+                ("sender_id =", where.sender_id),
+                ("contact =", where.contact),
+                ("state =", where.state),
+                ("external_id =", where.external_id),
+                ("conversation_id =", where.conversation_id),
+                ("created_at >=", where.since),
+                ("created_at <", where.until),
+                ("id <", before),
+            ],
+        )
+        args.append(limit)
+        rows = await self._data(sql + f" ORDER BY id DESC LIMIT ${len(args)}", *args)
+        return [OutboundMessage.model_validate_json(r) for r in rows]
+
+    @guarded
+    async def purge_history(self, before: float) -> int:
+        """Delete a batch at a time (each its own short statement): a large purge never holds locks for long."""
+        gone = 0
+        for sql in (PURGE_HISTORY, PURGE_CONVERSATIONS, PURGE_OUTBOUND):
+            while True:
+                batch = await self._execute(sql, float(before), PURGE_BATCH)
+                gone += batch
+                if batch < PURGE_BATCH:
+                    break
+        return gone
+
+    @guarded
+    async def erase_contact(self, account_id: str, contact: str, sender_ids: Sequence[str]) -> int:
+        """One transaction; locks in the order every writer takes them, so it never deadlocks with one.
+
+        The job keys' advisory locks come first (a finishing job takes its
+        follow-ups' before writing, an enqueue before inserting): an enqueue of
+        the contact's conversation still committing is waited for and its job
+        erased too, and the keys' remaining jobs stay a prefix of their
+        sequence. Then the records, in the order a finishing job writes them,
+        and the jobs.
+        """
+        senders = list(dict.fromkeys(sender_ids))
+        keys = [conversation_key(sender_id, contact) for sender_id in senders]
+        async with self._tx() as conn:
+            events = await conn.fetch(f"SELECT DISTINCT key {ERASED_JOBS}", [], account_id, contact)
+            await conn.execute(LOCK_KEYS, [*keys, *(row[0] for row in events)])
+            gone = 0
+            for table in ("conversations", "conversation_log", "outbound", "history"):
+                gone += deleted(
+                    await conn.execute(
+                        f"DELETE FROM {table} WHERE sender_id = ANY($1::text[]) AND contact = $2",  # noqa: S608
+                        senders,
+                        contact,
+                    )
+                )
+            gone += deleted(await conn.execute(ERASE_EVENT_FAILURES, account_id, contact))
+            gone += deleted(await conn.execute(f"DELETE {ERASED_JOBS}", keys, account_id, contact))
+        return gone
 
     # --- dedupe ---
 
@@ -622,15 +832,12 @@ class PostgresStore(Store):
 
     # --- the durable work queue ---
 
-    async def _insert_jobs(self, conn: asyncpg.Connection, jobs: Sequence[Job]) -> None:
+    async def _insert_jobs(self, conn: asyncpg.Connection, jobs: Sequence[Job], *, locked: bool = False) -> None:
         if not jobs:
             return
-        # Held to commit: a key's jobs commit in the order of their sequence numbers.
-        await conn.execute(
-            "SELECT pg_advisory_xact_lock(h) FROM "
-            "(SELECT DISTINCT hashtextextended(k, 0) AS h FROM unnest($1::text[]) AS k ORDER BY h) AS keys",
-            [job.key for job in jobs],
-        )
+        if not locked:
+            # Held to commit: a key's jobs commit in the order of their sequence numbers.
+            await conn.execute(LOCK_KEYS, [job.key for job in jobs])
         await conn.executemany(
             "INSERT INTO jobs (id, kind, key, not_before, data) VALUES ($1, $2, $3, $4, $5::jsonb)",
             [(j.id, j.kind, j.key, float(j.not_before), j.model_dump_json()) for j in jobs],
@@ -665,31 +872,43 @@ class PostgresStore(Store):
         # A job no longer queued (another host took it over after its lease
         # and finished it) is left alone, follow-ups included.
         async with self._tx() as conn:
+            if then:
+                # The follow-ups' key locks before any row lock: the order `erase_contact` takes them in.
+                await conn.execute(LOCK_KEYS, [j.key for j in then])
             if writes:
                 await self._write_records(conn, writes)
-            deleted = await conn.fetchval("DELETE FROM jobs WHERE id = $1 RETURNING 1", job.id)
-            if deleted is None:
+            done = await conn.fetchval("DELETE FROM jobs WHERE id = $1 RETURNING 1", job.id)
+            if done is None:
                 return None
-            await self._insert_jobs(conn, then)
+            await self._insert_jobs(conn, then, locked=True)
             now = self.clock.now()
             follow_up = next((j for j in then if take and j.kind in take.kinds), None)
             if take is None or follow_up is None or follow_up.not_before > now:
                 return None
-            # The key's advisory lock (taken by _insert_jobs) is held: no job of it can commit ahead of this one.
+            # The key's advisory lock (taken above) is held: no job of it can commit ahead of this one.
             leased = await conn.fetchval(TAKE, now + take.lease, follow_up.id)
             return follow_up if leased else None
 
     @staticmethod
     async def _write_records(conn: asyncpg.Connection, writes: Writes) -> None:
+        # In this order in every transaction that writes them (`erase_contact` deletes them in it too).
         if writes.conversations:
-            await conn.executemany(PUT_CONVERSATION, [conversation_row(c) for c in writes.conversations])
+            data = [c.model_dump_json() for c in writes.conversations]
+            pairs = list(zip(writes.conversations, data, strict=True))
+            await conn.executemany(PUT_CONVERSATION, [conversation_row(c, d) for c, d in pairs])
+            await conn.executemany(PUT_CONVERSATION_LOG, [conversation_log_row(c, d) for c, d in pairs])
         if writes.outbound:
             await conn.executemany(PUT_OUTBOUND, [outbound_row(m, channel) for m, channel in writes.outbound])
+        if writes.history:
+            await conn.executemany(ADD_HISTORY, [history_row(e) for e in writes.history])
+
+    async def _write(self, writes: Writes) -> None:
+        async with self._tx() as conn:
+            await self._write_records(conn, writes)
 
     @guarded
     async def write(self, writes: Writes) -> None:
-        async with self._tx() as conn:
-            await self._write_records(conn, writes)
+        await self._write(writes)
 
     @guarded
     async def retry_job(self, job: Job, *, not_before: float, error: str) -> None:

@@ -421,3 +421,106 @@ if ARGV[5] == '1' then return redis.call('HSETNX', rec, ARGV[3], ARGV[4]) end
 redis.call('HSET', rec, ARGV[3], ARGV[4])
 return 1
 """
+
+# --- history ---
+#
+# `contact:{sender_id}:{contact}` is a zset of what a contact left under one
+# sender (members `conversation:{id}`, `entry:{id}`, `outbound:{id}`: the
+# record keys without the prefix), scored by when each record expires ('inf':
+# never). It is what an erasure reads; the key lives as long as its longest
+# member and drops members a margin past their expiry on each write.
+
+# ARGV: prefix, now, margin (seconds), sender_id, contact, then (member,
+# score) pairs. Runs inside the writes' MULTI.
+INDEX_CONTACT = """
+local P = ARGV[1]
+local now = tonumber(ARGV[2])
+local margin = tonumber(ARGV[3])
+local k = P .. 'contact:' .. ARGV[4] .. ':' .. ARGV[5]
+for i = 6, #ARGV, 2 do
+  redis.call('ZADD', k, ARGV[i + 1], ARGV[i])
+end
+redis.call('ZREMRANGEBYSCORE', k, '-inf', '(' .. string.format('%.6f', now - margin))
+if redis.call('ZCOUNT', k, '+inf', '+inf') > 0 then
+  redis.call('PERSIST', k)
+  return 1
+end
+local top = redis.call('ZREVRANGE', k, 0, 0, 'WITHSCORES')
+if top[2] then
+  redis.call('PEXPIRE', k, math.max(1, math.ceil((tonumber(top[2]) - now + margin) * 1000)))
+end
+return 1
+"""
+
+# Erasure of queued jobs, leaving the queue consistent: a key whose head job
+# goes loses its token (stream entry acked and deleted, lease or delayed
+# member removed) and gets a new one for its next job, if any; depth counts
+# follow. A worker running a removed head finds it gone at COMPLETE or RETRY
+# (both change nothing then).
+# ARGV: prefix, now, n, n whole keys (every job of each goes), m, m (key, job
+# id) pairs (that job goes), then (lane, entry id, key) triples: stream
+# entries naming those keys, dropped unless they are the key's token.
+# Returns how many jobs went.
+ERASE_JOBS = (
+    _QUEUE_LIB
+    + """
+local now = tonumber(ARGV[2])
+local removed = 0
+
+local function drop_job(q, id)
+  if redis.call('LREM', q, 0, id) > 0 then
+    local kind = redis.call('HGET', P .. 'job:' .. id, 'kind')
+    if kind then redis.call('HINCRBY', P .. 'depth', kind, -1) end
+    removed = removed + 1
+  end
+  redis.call('DEL', P .. 'job:' .. id)
+end
+
+-- The head of `key` was `head` before: if it changed, its token goes with it.
+local function settle(key, head)
+  local q = P .. 'q:' .. key
+  if redis.call('LINDEX', q, 0) ~= head then
+    release(key)
+    dispatch(key, now)
+  end
+  if redis.call('LLEN', q) == 0 then
+    release(key)
+    for _, lane in ipairs({'message', 'event'}) do
+      redis.call('ZREM', P .. 'delayed:' .. lane, key)
+      redis.call('ZREM', P .. 'leases:' .. lane, 'taken|' .. key)
+    end
+  end
+end
+
+local n = tonumber(ARGV[3])
+local i = 4
+for _ = 1, n do
+  local key = ARGV[i]
+  local q = P .. 'q:' .. key
+  local ids = redis.call('LRANGE', q, 0, -1)
+  for _, id in ipairs(ids) do drop_job(q, id) end
+  settle(key, ids[1] or false)
+  i = i + 1
+end
+local m = tonumber(ARGV[i])
+i = i + 1
+for _ = 1, m do
+  local key, id = ARGV[i], ARGV[i + 1]
+  local q = P .. 'q:' .. key
+  local head = redis.call('LINDEX', q, 0)
+  drop_job(q, id)
+  settle(key, head)
+  i = i + 2
+end
+while i + 2 <= #ARGV do
+  local lane, id, key = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  if redis.call('HGET', P .. 'tok', key) ~= lane .. '|' .. id then
+    redis.call('XACK', stream(lane), GROUP, id)
+    redis.call('XDEL', stream(lane), id)
+    redis.call('ZREM', P .. 'leases:' .. lane, id)
+  end
+  i = i + 3
+end
+return removed
+"""
+)

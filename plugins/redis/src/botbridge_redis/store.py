@@ -37,6 +37,7 @@ from botbridge.models import (
     Connector,
     Conversation,
     EventFailure,
+    HistoryEntry,
     Job,
     OutboundMessage,
     SecretKind,
@@ -45,12 +46,16 @@ from botbridge.models import (
 )
 from botbridge.store import (
     SLOT_MARGIN,
+    ConversationFilter,
     Durability,
+    MessageFilter,
     Store,
     Take,
     Writes,
     admission_wait,
     check_secret_fields,
+    conversation_key,
+    names_contact,
     send_window,
 )
 from botbridge_redis import scripts
@@ -61,10 +66,20 @@ DEFAULT_PREFIX = "botbridge:"
 DURABILITY_MODES = ("warn", "required")
 OUTBOUND_RETENTION = 30 * 86400.0  # outbound messages and their provider-id index
 CONVERSATION_GRACE = 86400.0  # a conversation record outlives its timeout by a day
+# A contact's index (`contact:{sender}:{contact}`) keeps a member this long past its record's expiry.
+CONTACT_MARGIN = 86400.0
+PURGE_BATCH = 200
+LIST_BATCH = 1000  # the most records a filtered listing reads per round trip
 MESSAGE_KINDS = ("mo", "mt", "dr")
 LANES = ("message", "event")
 # Set once the keys of the first schema (`apikey:{hash}` -> account) are converted.
 API_KEYS_SCHEMA = "2"
+# Set once outbound messages written before history was kept are indexed.
+HISTORY_SCHEMA = "1"
+# The aging sets: per kind of history record, members `{id}:{owner}` scored by
+# the earliest time the record may be purged or has expired.
+AGING = {"history": "entry", "conversations": "conversation", "outbound": "outbound"}
+LISTING = {"conversations": "conversations", "outbound": "outbounds"}  # per account, by kind
 # Connection trouble (refused, reset, timed out, still loading after a
 # restart, a replica that cannot take writes): the host answers 503.
 UNAVAILABLE: tuple[type[BaseException], ...] = (
@@ -222,12 +237,15 @@ class RedisStore(Store):
                 "DELETE_CONNECTOR",
                 "CREATE_API_KEY",
                 "SET_API_KEY_FIELD",
+                "INDEX_CONTACT",
+                "ERASE_JOBS",
             ):
                 self._scripts[name] = self._redis.register_script(getattr(scripts, name))
         await self._check_persistence()
         await self._ensure_groups()
         await self._forget_idle_consumers()
         await self._migrate_api_keys()
+        await self._migrate_history()
 
     async def _check_persistence(self) -> None:
         config: dict[str, str] | None = {}
@@ -305,6 +323,42 @@ class RedisStore(Store):
             cursor = f"({ids[-1]}"
         return found
 
+    async def _list_newest(
+        self,
+        index: str,
+        record: str,
+        before: str | None,
+        limit: int,
+        load: Callable[[str], T],
+        keep: Callable[[T], bool],
+    ) -> list[T]:
+        """Like `_list`, newest first, ids below `before`.
+
+        Filters are applied here, so a page reads on (in growing batches) until
+        it has `limit` matches or the index ends; members whose record expired
+        are skipped (`purge_history` removes them).
+        """
+        found: list[T] = []
+        cursor = f"({before}" if before else "+"
+        batch = max(limit, 50)
+        while len(found) < limit:
+            ids = await self.redis.zrevrangebylex(index, cursor, "-", start=0, num=batch)
+            if not ids:
+                break
+            for raw in await self.redis.mget([self.k(record, i) for i in ids]):
+                if raw is None:
+                    continue
+                item = load(raw)
+                if keep(item):
+                    found.append(item)
+                    if len(found) >= limit:
+                        break
+            if len(ids) < batch:
+                break
+            cursor = f"({ids[-1]}"
+            batch = min(batch * 2, max(limit, LIST_BATCH))
+        return found
+
     # --- API keys ---
 
     async def _migrate_api_keys(self) -> None:
@@ -324,6 +378,36 @@ class RedisStore(Store):
                 )
             await self.redis.delete(name)
         await self.redis.set(self.k("schema", "apikeys"), API_KEYS_SCHEMA)
+
+    async def _migrate_history(self) -> None:
+        # Outbound messages written before history was kept are in no listing
+        # and no contact's index: index them once (under their sender's
+        # account), leaving the records and their TTLs as they are. Idempotent.
+        if await self.redis.get(self.k("schema", "history")) == HISTORY_SCHEMA:
+            return
+        names: list[str] = []
+        async for name in self.redis.scan_iter(match=_glob_escape(self.k("outbound", "")) + "*", count=500):
+            names.append(name)
+            if len(names) >= PURGE_BATCH:
+                await self._index_old_outbound(names)
+                names = []
+        if names:
+            await self._index_old_outbound(names)
+        await self.redis.set(self.k("schema", "history"), HISTORY_SCHEMA)
+
+    async def _index_old_outbound(self, names: list[str]) -> None:
+        messages = [OutboundMessage.model_validate_json(raw) for raw in await self.redis.mget(names) if raw]
+        accounts: dict[str, str] = {}
+        for sender_id in {m.sender_id for m in messages if not m.account_id}:
+            sender = await self.get_sender(sender_id)
+            accounts[sender_id] = sender.account_id if sender else ""
+        now = self.clock.now()
+        contacts: dict[tuple[str, str], dict[str, float]] = {}
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for message in messages:
+                self._index_outbound(pipe, message, message.account_id or accounts[message.sender_id], now, contacts)
+            await self._index_contacts(pipe, contacts, now)
+            await pipe.execute()
 
     @guarded
     async def create_api_key(self, key: ApiKey) -> bool:
@@ -605,7 +689,7 @@ class RedisStore(Store):
         ]
         if writes:
             async with self.redis.pipeline(transaction=True) as pipe:
-                self._queue_writes(pipe, writes)
+                await self._queue_writes(pipe, writes)
                 await self._scripts["COMPLETE"](keys=[], args=args, client=pipe)
                 answer = (await pipe.execute())[-1]
         else:
@@ -646,24 +730,79 @@ class RedisStore(Store):
     async def put_outbound(self, message: OutboundMessage, channel: str) -> None:
         await self.write(Writes(outbound=[(message, channel)]))
 
-    def _queue_writes(self, pipe: Pipeline, writes: Writes) -> None:
+    def _outbound_expiry(self, now: float) -> float:
+        """When an outbound message or history entry written now expires (inf: kept until purged)."""
+        return now + self.outbound_ttl if self.outbound_ttl > 0 else math.inf
+
+    async def _queue_writes(self, pipe: Pipeline, writes: Writes) -> None:
+        now = self.clock.now()
+        contacts: dict[tuple[str, str], dict[str, float]] = {}
+        history_ttl = _ms(self.outbound_ttl) if self.outbound_ttl > 0 else None
         for conversation in writes.conversations:
-            # Kept for its timeout (counted from now, when it last moved) plus a day,
-            # so the engine still finds an expired one to close at the bot.
+            # The latest of a contact is kept for its timeout (counted from now, when
+            # it last moved) plus a day, so the engine still finds an expired one to
+            # close at the bot; its copy by id is history, kept as long as messages.
             ttl = math.ceil(conversation.timeout + CONVERSATION_GRACE) if conversation.timeout else None
-            key = self.k("conv", conversation.sender_id, conversation.contact)
-            pipe.set(key, conversation.model_dump_json(), ex=ttl)
+            data = conversation.model_dump_json()
+            pipe.set(self.k("conv", conversation.sender_id, conversation.contact), data, ex=ttl)
+            pipe.set(self.k("conversation", conversation.id), data, px=history_ttl)
+            expiry = self._outbound_expiry(now)
+            account = conversation.account_id or ""
+            if account:
+                pipe.zadd(self.k("conversations", account), {conversation.id: 0})
+                pipe.zrem(self.k("aging", "conversations"), f"{conversation.id}:")  # written before it had one
+            closed = conversation.closed_at or conversation.last_mo_at
+            purgeable = closed if conversation.state == "closed" else math.inf
+            pipe.zadd(self.k("aging", "conversations"), {f"{conversation.id}:{account}": min(purgeable, expiry)})
+            member = f"conversation:{conversation.id}"
+            contacts.setdefault((conversation.sender_id, conversation.contact), {})[member] = expiry
         outbound_ttl = _ms(self.outbound_ttl) if self.outbound_ttl > 0 else None
         for message, _ in writes.outbound:
             pipe.set(self.k("outbound", message.id), message.model_dump_json(), px=outbound_ttl)
             if message.provider_message_id:
                 index = self.k("outbound-by-sender", message.sender_id, message.provider_message_id)
                 pipe.set(index, message.id, px=outbound_ttl)
+            self._index_outbound(pipe, message, message.account_id or "", now, contacts)
+        for entry in writes.history:
+            expiry = self._outbound_expiry(now)
+            pipe.set(self.k("entry", entry.id), entry.model_dump_json(), px=outbound_ttl)
+            pipe.zadd(self.k("history", entry.conversation_id), {entry.id: 0})
+            pipe.zadd(self.k("aging", "history"), {f"{entry.id}:{entry.conversation_id}": min(entry.at, expiry)})
+            contacts.setdefault((entry.sender_id, entry.contact), {})[f"entry:{entry.id}"] = expiry
+        await self._index_contacts(pipe, contacts, now)
+
+    def _index_outbound(
+        self,
+        pipe: Pipeline,
+        message: OutboundMessage,
+        account: str,
+        now: float,
+        contacts: dict[tuple[str, str], dict[str, float]],
+    ) -> None:
+        """Queue the listing and aging entries of an outbound message; add it to `contacts`."""
+        expiry = self._outbound_expiry(now)
+        if account:
+            pipe.zadd(self.k("outbounds", account), {message.id: 0})
+            pipe.zrem(self.k("aging", "outbound"), f"{message.id}:")
+        updated = message.updated_at.timestamp()
+        pipe.zadd(self.k("aging", "outbound"), {f"{message.id}:{account}": min(updated, expiry)})
+        contacts.setdefault((message.sender_id, message.contact), {})[f"outbound:{message.id}"] = expiry
+
+    async def _index_contacts(
+        self, pipe: Pipeline, contacts: dict[tuple[str, str], dict[str, float]], now: float
+    ) -> None:
+        for (sender_id, contact), members in contacts.items():
+            pairs = [part for member, expiry in members.items() for part in (member, repr(expiry))]
+            await self._scripts["INDEX_CONTACT"](
+                keys=[],
+                args=[self.prefix, repr(now), repr(CONTACT_MARGIN), sender_id, contact, *pairs],
+                client=pipe,
+            )
 
     @guarded
     async def write(self, writes: Writes) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
-            self._queue_writes(pipe, writes)
+            await self._queue_writes(pipe, writes)
             await pipe.execute()
 
     @guarded
@@ -684,6 +823,300 @@ class RedisStore(Store):
         message_id = await self.redis.get(self.k("outbound-by-provider", sender.channel, provider_message_id))
         message = await self.get_outbound(message_id) if message_id else None
         return message if message is not None and message.sender_id == sender_id else None
+
+    # --- history ---
+
+    @guarded
+    async def get_conversation_by_id(self, conversation_id: str) -> Conversation | None:
+        raw = await self.redis.get(self.k("conversation", conversation_id))
+        return Conversation.model_validate_json(raw) if raw else None
+
+    @guarded
+    async def list_conversations(
+        self, account_id: str, where: ConversationFilter, *, limit: int = 50, before: str | None = None
+    ) -> list[Conversation]:
+        return await self._list_newest(
+            self.k("conversations", account_id),
+            "conversation",
+            before,
+            limit,
+            Conversation.model_validate_json,
+            lambda c: c.account_id == account_id and where.matches(c),
+        )
+
+    @guarded
+    async def add_history(self, entry: HistoryEntry) -> None:
+        await self.write(Writes(history=[entry]))
+
+    @guarded
+    async def list_history(
+        self, conversation_id: str, *, limit: int = 200, after: str | None = None
+    ) -> list[HistoryEntry]:
+        return await self._list(
+            self.k("history", conversation_id), "entry", after, limit, HistoryEntry.model_validate_json, lambda e: True
+        )
+
+    @guarded
+    async def list_outbound(
+        self, account_id: str, where: MessageFilter, *, limit: int = 50, before: str | None = None
+    ) -> list[OutboundMessage]:
+        # A message without account_id was written before history was kept and
+        # indexed under its sender's account when the store was first opened since.
+        return await self._list_newest(
+            self.k("outbounds", account_id),
+            "outbound",
+            before,
+            limit,
+            OutboundMessage.model_validate_json,
+            lambda m: m.account_id in (account_id, None) and where.matches(m),
+        )
+
+    @guarded
+    async def purge_history(self, before: float) -> int:
+        """Read the aging sets up to `before`: purge what is old, drop members whose records expired.
+
+        Each batch is read and removed in one WATCH/MULTI: a record that
+        changes meanwhile (a late delivery report) is read again, not lost.
+        """
+        gone = 0
+        for kind in AGING:
+            kept = 0
+            while True:
+                aging = self.k("aging", kind)
+                members = await self.redis.zrangebyscore(aging, "-inf", f"({before!r}", start=kept, num=PURGE_BATCH)
+                if not members:
+                    break
+                try:
+                    went, stayed = await self._purge_batch(kind, members, before)
+                except redis_errors.WatchError:
+                    continue
+                gone += went
+                kept += stayed
+        return gone
+
+    async def _purge_batch(self, kind: str, members: list[str], before: float) -> tuple[int, int]:
+        """Purge or drop these members of one aging set; return (records purged, members kept)."""
+        aging = self.k("aging", kind)
+        split = [(member, *member.split(":", 1)) for member in members]
+        keys = [self.k(AGING[kind], record_id) for _, record_id, _ in split]
+        gone = kept = 0
+        async with self.redis.pipeline(transaction=True) as pipe:
+            await pipe.watch(*keys)
+            raws = await pipe.mget(keys)
+            records: list[Any] = []
+            derived: list[str] = []  # the latest conversation of each; each message's provider-id index
+            for raw in raws:
+                record: Any = None
+                if raw is not None and kind == "history":
+                    record = HistoryEntry.model_validate_json(raw)
+                elif raw is not None and kind == "conversations":
+                    record = Conversation.model_validate_json(raw)
+                    derived.append(self.k("conv", record.sender_id, record.contact))
+                elif raw is not None:
+                    record = OutboundMessage.model_validate_json(raw)
+                    if record.provider_message_id:
+                        derived.append(self.k("outbound-by-sender", record.sender_id, record.provider_message_id))
+                records.append(record)
+            values: dict[str, str | None] = {}
+            if derived:
+                await pipe.watch(*derived)
+                values = dict(zip(derived, await pipe.mget(derived), strict=True))
+            pipe.multi()
+            for (member, record_id, owner), key, record in zip(split, keys, records, strict=True):
+                if record is None:  # expired: only its index entries are left
+                    pipe.zrem(aging, member)
+                    if kind == "history":
+                        pipe.zrem(self.k("history", owner), record_id)
+                    elif owner:
+                        pipe.zrem(self.k(LISTING[kind], owner), record_id)
+                    continue
+                if isinstance(record, HistoryEntry):
+                    old = record.at < before
+                elif isinstance(record, Conversation):
+                    latest = values.get(self.k("conv", record.sender_id, record.contact))
+                    old = (
+                        record.state == "closed"
+                        and (record.closed_at or record.last_mo_at) < before
+                        and (latest is None or Conversation.model_validate_json(latest).id != record.id)
+                    )
+                else:
+                    old = record.updated_at.timestamp() < before
+                if not old:
+                    kept += 1
+                    continue
+                gone += 1
+                pipe.delete(key)
+                pipe.zrem(aging, member)
+                pipe.zrem(self.k("contact", record.sender_id, record.contact), f"{AGING[kind]}:{record_id}")
+                if isinstance(record, HistoryEntry):
+                    pipe.zrem(self.k("history", record.conversation_id), record_id)
+                else:
+                    pipe.zrem(self.k(LISTING[kind], record.account_id or owner), record_id)
+                if isinstance(record, OutboundMessage) and record.provider_message_id:
+                    index = self.k("outbound-by-sender", record.sender_id, record.provider_message_id)
+                    if values.get(index) == record_id:
+                        pipe.delete(index)
+            await pipe.execute()
+        return gone, kept
+
+    @guarded
+    async def erase_contact(self, account_id: str, contact: str, sender_ids: Sequence[str]) -> int:
+        """Erase a contact's records (through `contact:{sender}:{contact}`), dead letters and queued jobs.
+
+        Records and dead letters go in WATCH/MULTI transactions, one per
+        sender and per batch; the conversations' queued jobs in one script.
+        Event jobs are picked by reading the queue first: one enqueued while
+        the erasure runs can be missed (as one written by a job that was
+        running when it started).
+        """
+        senders = list(dict.fromkeys(sender_ids))
+        if not senders:
+            return 0
+        gone = 0
+        for sender_id in senders:
+            gone += await self._erase_records(account_id, contact, sender_id)
+        subscriptions = await self.redis.zrange(self.k("subscriptions", account_id), 0, -1)
+        for subscription_id in subscriptions:
+            gone += await self._erase_failures(subscription_id, contact)
+        gone += await self._erase_jobs(set(subscriptions), contact, senders)
+        return gone
+
+    async def _erase_records(self, account_id: str, contact: str, sender_id: str) -> int:
+        index, latest = self.k("contact", sender_id, contact), self.k("conv", sender_id, contact)
+        sender = await self.get_sender(sender_id)
+        while True:
+            try:
+                async with self.redis.pipeline(transaction=True) as pipe:
+                    await pipe.watch(index, latest)
+                    members = await pipe.zrange(index, 0, -1)
+                    keys = [self.prefix + member for member in members]
+                    if keys:
+                        await pipe.watch(*keys)
+                    raws = await pipe.mget(keys) if keys else []
+                    gone = int(await pipe.exists(latest))
+                    provider_keys: list[str] = []
+                    for member, raw in zip(members, raws, strict=True):
+                        if raw is not None and member.startswith("outbound:"):
+                            message = OutboundMessage.model_validate_json(raw)
+                            if message.provider_message_id:
+                                provider_keys.append(
+                                    self.k("outbound-by-sender", sender_id, message.provider_message_id)
+                                )
+                                if sender is not None:  # the index of an earlier version, per channel
+                                    provider_keys.append(
+                                        self.k("outbound-by-provider", sender.channel, message.provider_message_id)
+                                    )
+                    provider_ids: dict[str, str | None] = {}
+                    if provider_keys:
+                        provider_ids = dict(zip(provider_keys, await pipe.mget(provider_keys), strict=True))
+                    pipe.multi()
+                    pipe.delete(latest, index)
+                    for member, raw in zip(members, raws, strict=True):
+                        gone += raw is not None
+                        self._queue_erase(pipe, account_id, member, raw, provider_ids)
+                    await pipe.execute()
+                    return gone
+            except redis_errors.WatchError:
+                continue
+
+    def _queue_erase(
+        self, pipe: Pipeline, account_id: str, member: str, raw: str | None, provider_ids: dict[str, str | None]
+    ) -> None:
+        """Queue the deletion of one record of a contact's index and of its index entries."""
+        kind, record_id = member.split(":", 1)
+        pipe.delete(self.prefix + member)
+        if kind == "entry":
+            if raw is not None:
+                entry = HistoryEntry.model_validate_json(raw)
+                pipe.zrem(self.k("history", entry.conversation_id), record_id)
+                pipe.zrem(self.k("aging", "history"), f"{record_id}:{entry.conversation_id}")
+            return  # one that expired left only ids, which purge_history drops
+        owners = {account_id, ""}
+        if raw is not None:
+            record: Conversation | OutboundMessage
+            if kind == "conversation":
+                record = Conversation.model_validate_json(raw)
+            else:
+                record = OutboundMessage.model_validate_json(raw)
+                for name, value in provider_ids.items():
+                    if value == record_id:
+                        pipe.delete(name)
+            owners.add(record.account_id or "")
+        listing, aging = ("conversations", "conversations") if kind == "conversation" else ("outbounds", "outbound")
+        for owner in owners:
+            if owner:
+                pipe.zrem(self.k(listing, owner), record_id)
+            pipe.zrem(self.k("aging", aging), f"{record_id}:{owner}")
+
+    async def _erase_failures(self, subscription_id: str, contact: str) -> int:
+        index = self.k("failures", subscription_id)
+        gone, after = 0, "-"
+        while True:
+            ids = await self.redis.zrangebylex(index, after, "+", start=0, num=PURGE_BATCH)
+            if not ids:
+                return gone
+            raws = await self.redis.mget([self.k("failure", i) for i in ids])
+            doomed = [
+                i
+                for i, raw in zip(ids, raws, strict=True)
+                if raw is None or names_contact(EventFailure.model_validate_json(raw).event, contact)
+            ]
+            if doomed:
+                async with self.redis.pipeline(transaction=True) as pipe:
+                    pipe.delete(*[self.k("failure", i) for i in doomed])
+                    pipe.zrem(index, *doomed)
+                    deleted, _ = await pipe.execute()
+                gone += int(deleted)
+            after = f"({ids[-1]}"
+
+    async def _erase_jobs(self, subscriptions: set[str], contact: str, senders: list[str]) -> int:
+        whole = [conversation_key(sender_id, contact) for sender_id in senders]
+        pairs: list[tuple[str, str]] = []  # (key, job id) of event jobs naming the contact
+        if subscriptions:
+            keys = [key async for key, _ in self.redis.hscan_iter(self.k("tok"), count=500) if key not in whole]
+            for start in range(0, len(keys), PURGE_BATCH):
+                pairs += await self._event_jobs_naming(keys[start : start + PURGE_BATCH], subscriptions, contact)
+        targets = set(whole) | {key for key, _ in pairs}
+        stale: list[str] = []  # stream entries naming those keys: dropped unless they are a key's token
+        for lane in LANES:
+            cursor = "-"
+            while True:
+                entries = await self.redis.xrange(self.k("stream", lane), min=cursor, max="+", count=1000)
+                if not entries:
+                    break
+                stale += [
+                    part
+                    for entry_id, fields in entries
+                    if fields.get("k") in targets
+                    for part in (lane, entry_id, fields["k"])
+                ]
+                cursor = f"({entries[-1][0]}"
+        flat = [part for pair in pairs for part in pair]
+        removed = await self._script(
+            "ERASE_JOBS", repr(self.clock.now()), len(whole), *whole, len(pairs), *flat, *stale
+        )
+        return int(removed)
+
+    async def _event_jobs_naming(self, keys: list[str], subscriptions: set[str], contact: str) -> list[tuple[str, str]]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.lrange(self.k("q", key), 0, -1)
+            queued = [(key, job_id) for key, ids in zip(keys, await pipe.execute(), strict=True) for job_id in ids]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for _, job_id in queued:
+                pipe.hget(self.k("job", job_id), "kind")
+            events = [q for q, kind in zip(queued, await pipe.execute(), strict=True) if kind == "event"]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for _, job_id in events:
+                pipe.hget(self.k("job", job_id), "data")
+            found = []
+            for (key, job_id), data in zip(events, await pipe.execute(), strict=True):
+                payload = Job.model_validate_json(data).payload if data else {}
+                event = payload.get("event")
+                if payload.get("subscription_id") in subscriptions and isinstance(event, dict):
+                    if names_contact(event, contact):
+                        found.append((key, job_id))
+        return found
 
     # --- subscriptions ---
 

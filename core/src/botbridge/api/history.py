@@ -1,0 +1,189 @@
+"""What happened, for an operator: conversations and their timelines, outbound messages, erasure.
+
+Tenant-scoped like everything else: another account's conversation or
+message answers 404, and a filter never reaches outside the caller's account.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from botbridge.api.common import account, not_found, page_params, runtime
+from botbridge.bot import default_session_id
+from botbridge.errors import APIError
+from botbridge.models import (
+    Conversation,
+    ConversationView,
+    ErasureView,
+    HistoryEntry,
+    MessageHistoryView,
+    OutboundMessage,
+    TimelineItem,
+    from_epoch,
+)
+from botbridge.runtime import Runtime
+from botbridge.store import ConversationFilter, MessageFilter
+
+# A timeline reads this many entries and messages at most (a conversation ends after its timeout).
+TIMELINE_LIMIT = 1000
+
+
+def _invalid(message: str) -> APIError:
+    return APIError(message, status_code=422, code="validation_error")
+
+
+def _time(request: Request, name: str) -> float | None:
+    """A time filter: ISO 8601 with a zone (`2026-12-01T10:00:00Z`) or epoch seconds."""
+    raw = request.query_params.get(name) or None
+    if raw is None:
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        raise _invalid(f"{name} must be ISO 8601 or epoch seconds") from None
+    if moment.tzinfo is None:
+        raise _invalid(f"{name} needs a time zone (e.g. Z)")
+    return moment.timestamp()
+
+
+def _one_of(request: Request, name: str, choices: tuple[str, ...]) -> str | None:
+    value = request.query_params.get(name) or None
+    if value is not None and value not in choices:
+        raise _invalid(f"{name} must be one of {', '.join(choices)}")
+    return value
+
+
+def _page(items: list[dict[str, Any]], limit: int) -> JSONResponse:
+    """One page; `next_cursor` only when another page exists (the store was asked for one more)."""
+    shown = items[:limit]
+    return JSONResponse({"items": shown, "next_cursor": shown[-1]["id"] if len(items) > limit else None})
+
+
+async def _session_id(rt: Runtime, conversation: Conversation) -> str | None:
+    connector = await rt.cache.connector(conversation.connector_id)
+    if connector is not None and connector.type in rt.plugins.bot_backends:
+        return rt.bot(connector.type).session_id(conversation.backend_state)
+    return default_session_id(conversation.backend_state)
+
+
+async def conversation_view(rt: Runtime, conversation: Conversation) -> dict[str, Any]:
+    return ConversationView(
+        id=conversation.id,
+        sender_id=conversation.sender_id,
+        connector_id=conversation.connector_id,
+        contact=conversation.contact,
+        state=conversation.state,
+        opened_at=from_epoch(conversation.opened_at),
+        last_mo_at=from_epoch(conversation.last_mo_at),
+        closed_at=from_epoch(conversation.closed_at) if conversation.closed_at is not None else None,
+        backend_session_id=await _session_id(rt, conversation),
+    ).model_dump(mode="json")
+
+
+def message_view(message: OutboundMessage) -> dict[str, Any]:
+    return MessageHistoryView.model_validate(message.model_dump()).model_dump(mode="json")
+
+
+async def _owned_conversation(rt: Runtime, account_id: str, conversation_id: str) -> Conversation:
+    conversation = await rt.store.get_conversation_by_id(conversation_id)
+    if conversation is None or conversation.account_id != account_id:
+        raise not_found("conversation", conversation_id)
+    return conversation
+
+
+async def list_conversations(request: Request) -> Response:
+    account_id = await account(request)
+    rt = runtime(request)
+    limit, cursor = page_params(request)
+    where = ConversationFilter(
+        sender_id=request.query_params.get("sender_id") or None,
+        connector_id=request.query_params.get("connector_id") or None,
+        contact=request.query_params.get("contact") or None,
+        state=_one_of(request, "state", ("open", "closed")),
+        since=_time(request, "since"),
+        until=_time(request, "until"),
+    )
+    found = await rt.store.list_conversations(account_id, where, limit=limit + 1, before=cursor)
+    return _page([await conversation_view(rt, c) for c in found], limit)
+
+
+async def get_conversation(request: Request) -> Response:
+    account_id = await account(request)
+    rt = runtime(request)
+    conversation = await _owned_conversation(rt, account_id, request.path_params["conversation_id"])
+    return JSONResponse(await conversation_view(rt, conversation))
+
+
+def _entry_item(entry: HistoryEntry) -> TimelineItem:
+    data = entry.data
+    return TimelineItem.model_validate(
+        {
+            "type": entry.kind,
+            "id": entry.id,
+            "at": from_epoch(entry.at),
+            "text": data.get("text"),
+            "media": data.get("media"),
+            "postback": data.get("postback"),
+            "provider_message_id": data.get("provider_message_id"),
+            "message_id": data.get("message_id"),
+            "reason": data.get("reason"),
+        }
+    )
+
+
+async def conversation_timeline(request: Request) -> Response:
+    """Every MO, bot reply (each with its state history), bot error, opening and closing, in order."""
+    account_id = await account(request)
+    rt = runtime(request)
+    conversation = await _owned_conversation(rt, account_id, request.path_params["conversation_id"])
+    entries = await rt.store.list_history(conversation.id, limit=TIMELINE_LIMIT)
+    messages = await rt.store.list_outbound(
+        account_id, MessageFilter(conversation_id=conversation.id), limit=TIMELINE_LIMIT
+    )
+    items = [_entry_item(e) for e in entries] + [
+        TimelineItem(type="mt", id=m.id, at=m.created_at, message=MessageHistoryView.model_validate(m.model_dump()))
+        for m in messages
+    ]
+    # at one instant a conversation opens before the MO that opened it, and closes last
+    rank = {"conversation_opened": 0, "conversation_closed": 2}
+    items.sort(key=lambda item: (item.at, rank.get(item.type, 1), item.id))
+    return JSONResponse({"items": [i.model_dump(mode="json", exclude_none=True) for i in items]})
+
+
+async def list_messages(request: Request) -> Response:
+    account_id = await account(request)
+    rt = runtime(request)
+    limit, cursor = page_params(request)
+    where = MessageFilter(
+        sender_id=request.query_params.get("sender_id") or None,
+        contact=request.query_params.get("to") or None,
+        state=request.query_params.get("state") or None,
+        external_id=request.query_params.get("external_id") or None,
+        conversation_id=request.query_params.get("conversation_id") or None,
+        since=_time(request, "since"),
+        until=_time(request, "until"),
+    )
+    found = await rt.store.list_outbound(account_id, where, limit=limit + 1, before=cursor)
+    return _page([message_view(m) for m in found], limit)
+
+
+async def erase_contact(request: Request) -> Response:
+    """A right-to-erasure request: everything the account's senders hold about one contact."""
+    account_id = await account(request)
+    rt = runtime(request)
+    contact = request.path_params["contact"]
+    sender_ids: list[str] = []
+    after = None
+    while batch := await rt.store.list_senders(account_id, limit=200, after=after):
+        sender_ids += [s.id for s in batch]
+        after = batch[-1].id
+    erased = await rt.store.erase_contact(account_id, contact, sender_ids)
+    return JSONResponse(ErasureView(contact=contact, records_erased=erased).model_dump(mode="json"))

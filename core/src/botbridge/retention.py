@@ -1,0 +1,42 @@
+"""History is kept BOTBRIDGE_HISTORY_DAYS and then forgotten, by the host itself.
+
+Each host purges at start and then every hour; hosts sharing a store may all
+do it (deleting what is already gone is harmless). A failing store is only
+logged: the next round tries again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from botbridge.clock import Clock
+from botbridge.store import Store
+
+logger = logging.getLogger("botbridge.retention")
+
+EVERY = 3600.0
+
+
+class Retention:
+    def __init__(self, store: Store, clock: Clock, days: float) -> None:
+        self.store = store
+        self.clock = clock
+        self.days = days
+
+    async def purge(self) -> int:
+        before = self.clock.now() - self.days * 86400.0
+        gone = await self.store.purge_history(before)
+        if gone:
+            logger.info("forgot %d history records older than %g days", gone, self.days)
+        return gone
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.purge()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.warning("purging history failed (tried again in an hour): %s", exc)
+            await self.clock.sleep(EVERY)
