@@ -395,3 +395,38 @@ async def test_a_providers_own_refusals_are_retried_when_declared_not_processed(
     with pytest.raises(ProviderError):  # undeclared, a 409 is final
         await call_with_retry(lambda: client.post("/"), "bot", clock=RecordingClock(), policy=ONCE)
     assert len(calls) == 1
+
+
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+async def test_transport_failures_say_what_happened(transport: str) -> None:
+    """A DNS failure, a refused connection and a failed TLS handshake are told apart (not all 'timed out')."""
+    from botbridge.http import describe_failure, never_sent, transport_error
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    closed_port = listener.getsockname()[1]
+    listener.close()  # nothing listens there now
+    plain = socket.socket()
+    plain.bind(("127.0.0.1", 0))
+    plain.listen()
+    settings = Settings(store="memory://", allow_private_urls=True, http_transport=transport, http_timeout=3)
+    client = create_http_client(settings)
+    try:
+        cases = {
+            f"http://127.0.0.1:{closed_port}/": "connection refused",
+            "http://no-such-host.invalid/": "DNS lookup failed",
+            f"https://127.0.0.1:{plain.getsockname()[1]}/": "",  # a plain socket that never speaks TLS
+        }
+        for url, expected in cases.items():
+            with pytest.raises(httpx.HTTPError) as caught:
+                await client.get(url, timeout=httpx.Timeout(3.0, connect=1.0, read=1.0))
+            said = describe_failure(caught.value)
+            if expected:
+                assert said == expected, (url, said)
+                assert never_sent(caught.value), url  # nothing left: safe to retry any call
+                assert transport_error(caught.value, "Lex RecognizeText").args[0] == f"Lex RecognizeText failed: {said}"
+            else:
+                assert said in ("TLS handshake failed", "connecting timed out", "connection reset"), said
+    finally:
+        plain.close()
+        await client.aclose()

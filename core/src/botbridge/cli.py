@@ -9,7 +9,7 @@ import sys
 
 from pydantic import ValidationError
 
-from botbridge import logs, security_cli
+from botbridge import logs, security_cli, tail
 from botbridge.plugins import Plugins
 from botbridge.settings import Settings, SettingsInvalid, settings_errors
 
@@ -147,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     store = commands.add_parser("store", help="store maintenance").add_subparsers(dest="action", required=True)
     store.add_parser("migrate", help="apply the store's pending schema migrations").set_defaults(func=_store_migrate)
     security_cli.register(commands)
+    tail.register(commands)
     return parser
 
 

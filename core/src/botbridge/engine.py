@@ -53,6 +53,7 @@ from botbridge.models import (
     Sender,
     SendResult,
     StateChange,
+    StreamItem,
     from_epoch,
     utcnow,
 )
@@ -388,6 +389,8 @@ class Engine:
                     "completing a job",
                     lambda: self.store.finish_job(job, then=follow_ups, writes=writes, take=take),
                 )
+                if writes.stream:
+                    self.rt.stream_broadcast.notify()
                 self._wake_for([j for j in follow_ups if taken is None or j.id != taken.id])
                 return Taken(taken, writes) if taken is not None else None
         finally:
@@ -434,7 +437,7 @@ class Engine:
         mo_event = make_event(
             "mo_message_received", mo_fields(message, sender), self.clock.now(), job.payload.get("event_id")
         )
-        events = await self._event_jobs(sender.account_id, mo_event, first_attempt=job.attempts == 0)
+        events = await self._event_jobs(sender.account_id, mo_event, writes, first_attempt=job.attempts == 0)
         connector = await self.rt.cache.connector_for_sender(sender.id)
         if connector is None:
             dropped = make_event(
@@ -443,7 +446,7 @@ class Engine:
                 self.clock.now(),
             )
             logger.info("MO %s from %s dropped: no connector", message.id, mask(message.contact))
-            return events + await self._event_jobs(sender.account_id, dropped)
+            return events + await self._event_jobs(sender.account_id, dropped, writes)
         bot = self.rt.bot(connector.type)
         # Until a backend session exists, a failure is answered on a conversation that is never stored.
         conversation = Conversation(
@@ -486,7 +489,7 @@ class Engine:
         conversation.timeout = connector.settings.conversation_timeout
         # A number answers the turn's options, numbered on across its replies (a carousel's cards)
         conversation.options = [option for reply in replies for option in reply.options]
-        writes.put_conversation(conversation)
+        self._put_conversation(writes, conversation)
         return events + await self._replies(sender, connector, conversation, replies, writes)
 
     async def _resolve(
@@ -505,7 +508,7 @@ class Engine:
         if conversation is not None and conversation.state == "open":
             conversation.state, conversation.closed_at = "closed", now
             conversation.account_id = conversation.account_id or sender.account_id
-            writes.put_conversation(conversation)
+            self._put_conversation(writes, conversation)
             writes.add_history(self._entry(conversation, "conversation_closed", {"reason": "expired"}))
             self.rt.metrics.conversations_expired.labels(connector.type).inc()
             try:
@@ -522,7 +525,7 @@ class Engine:
             timeout=timeout,
         )
         await bot.open(self.rt.bot_session(connector, fresh))
-        writes.put_conversation(fresh)
+        self._put_conversation(writes, fresh)
         writes.add_history(self._entry(fresh, "conversation_opened", {"connector_id": connector.id}))
         self.rt.metrics.conversations_opened.labels(connector.type).inc()
         logger.info("conversation %s opened with %s", fresh.id, mask(message.contact))
@@ -567,14 +570,14 @@ class Engine:
                 raise Retry(f"bot: {reason}", delay)
         logger.warning("bot %s failed for MO %s: %s", connector.type, message.id, reason)
         if conversation.state == "open":
-            writes.put_conversation(conversation)
+            self._put_conversation(writes, conversation)
             writes.add_history(self._entry(conversation, "bot_error", {"reason": reason}))
         failure = make_event(
             "bot_error",
             {**mo_fields(message, sender), "connector_id": connector.id, "reason_description": reason},
             self.clock.now(),
         )
-        jobs = await self._event_jobs(sender.account_id, failure)
+        jobs = await self._event_jobs(sender.account_id, failure, writes)
         fallback = connector.settings.fallback_text
         if fallback:
             jobs += await self._replies(
@@ -595,6 +598,25 @@ class Engine:
                 return
             except StoreError:
                 logger.info("connector %s changed while marking it %s; reading it again", connector.id, state)
+
+    def _put_conversation(self, writes: Writes, conversation: Conversation) -> None:
+        """Write a conversation, and tell the live stream how it stands now."""
+        writes.put_conversation(conversation)
+        if conversation.account_id:
+            summary = conversation.model_dump(
+                mode="json", include={"id", "sender_id", "connector_id", "contact", "state", "last_mo_at", "closed_at"}
+            )
+            # one item per conversation and job: how it stands when the job ends
+            writes.stream = [
+                item for item in writes.stream if item.data.get("conversation", {}).get("id") != conversation.id
+            ]
+            writes.add_stream(
+                StreamItem(
+                    account_id=conversation.account_id,
+                    at=self.clock.now(),
+                    data={"type": "conversation", "conversation": summary},
+                )
+            )
 
     def _entry(
         self, conversation: Conversation, kind: HistoryKind, data: dict[str, Any], *, entry_id: str | None = None
@@ -738,6 +760,9 @@ class Engine:
         else:
             code = str(exc.status_code) if exc.status_code else "send_failed"
         self.rt.metrics.mt_failed.labels(sender.channel).inc()
+        logger.warning(
+            "MT %s to %s failed for good (%s): %s", message.id, mask(message.contact), code, tenant_reason(exc)
+        )
         if exc.provider_code:
             message.provider_error_code = tenant_text(exc.provider_code, 64)
         return await self._transition(sender, message, "FAILED", code, str(exc), writes=writes, request_level=True)
@@ -806,7 +831,7 @@ class Engine:
         self.rt.notify("on_outbound_message", message=message, sender=sender)
         evt_tp = "message_request_state_change" if request_level else "message_state_change"
         event = make_event(evt_tp, state_fields(message, sender, previous, reason_code, reason), self.clock.now())
-        return await self._event_jobs(sender.account_id, event)
+        return await self._event_jobs(sender.account_id, event, writes)
 
     # --- delivery reports ---
 
@@ -835,11 +860,17 @@ class Engine:
 
     # --- events ---
 
-    async def _event_jobs(self, account_id: str, event: Any, *, first_attempt: bool = True) -> list[Job]:
+    async def _event_jobs(
+        self, account_id: str, event: Any, writes: Writes, *, first_attempt: bool = True
+    ) -> list[Job]:
+        payload = event.payload()
         if first_attempt:
             self.rt.notify("on_event", event=event, account_id=account_id)
+            # the live stream gets the body subscribers get, once (a retried job's writes are kept)
+            writes.add_stream(
+                StreamItem(account_id=account_id, at=self.clock.now(), data={"type": "event", "event": payload})
+            )
         subscriptions = await self.rt.cache.subscriptions(account_id, event.topic)
-        payload = event.payload()
         return [
             Job(kind="event", key=f"event:{s.id}:{event.event_id}", payload={"subscription_id": s.id, "event": payload})
             for s in subscriptions

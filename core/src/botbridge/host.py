@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from botbridge.api import connectors, history, keys, messages, senders, subscriptions, system, webhooks
+from botbridge.api import connectors, history, keys, messages, senders, stream, subscriptions, system, webhooks
 from botbridge.clock import Clock
 from botbridge.errors import APIError, StoreUnavailable
 from botbridge.plugins import Plugins
@@ -52,6 +52,7 @@ ROUTES = [
     Route("/v1/conversations/{conversation_id}", history.get_conversation, methods=["GET"]),
     Route("/v1/conversations/{conversation_id}/messages", history.conversation_timeline, methods=["GET"]),
     Route("/v1/contacts/{contact}", history.erase_contact, methods=["DELETE"]),
+    Route("/v1/events/stream", stream.event_stream, methods=["GET"]),
     Route("/v1/webhooks/{channel}/{sender_id}", webhooks.receive_webhook, methods=["POST"]),
     Route("/v1/webhooks/{channel}/{sender_id}/{route:path}", webhooks.channel_route, methods=["GET", "POST"]),
     Route("/metrics", system.metrics, methods=["GET"]),

@@ -71,7 +71,10 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        addresses = await self.policy.resolve(host, port)
+        try:
+            addresses = await self.policy.resolve(host, port)
+        except OSError as exc:  # a name that does not resolve: nothing was sent
+            raise httpcore.ConnectError(f"DNS lookup of {host!r} failed: {exc}") from exc
         last: Exception | None = None
         for _, address in addresses:
             try:
@@ -293,12 +296,54 @@ def error_for(
     )
 
 
+def _chain(exc: BaseException) -> list[BaseException]:
+    found: list[BaseException] = []
+    link: BaseException | None = exc
+    while link is not None and link not in found:
+        found.append(link)
+        link = link.__cause__ or link.__context__
+    return found
+
+
+# aiohttp's errors by name: the aiohttp transport is optional (BOTBRIDGE_HTTP_TRANSPORT=httpx)
+_TLS_ERRORS = ("ClientConnectorCertificateError", "ClientConnectorSSLError", "ClientSSLError")
+
+
+def describe_failure(exc: BaseException) -> str:
+    """What went wrong on the wire, in the words an operator acts on.
+
+    Both transports wrap the real cause (the aiohttp one reports even a DNS
+    failure as a `ConnectTimeout`): the chain of causes says what it was.
+    """
+    chain = _chain(exc)
+    for link in chain:
+        name = type(link).__name__
+        if isinstance(link, socket.gaierror) or name == "ClientConnectorDNSError" or "DNS lookup" in str(link):
+            return "DNS lookup failed"
+        if isinstance(link, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(link, ssl.SSLError) or name in _TLS_ERRORS:
+            return "TLS handshake failed"
+        if isinstance(link, ConnectionResetError):
+            return "connection reset"
+        if name == "ServerDisconnectedError" or isinstance(link, httpx.RemoteProtocolError):
+            return "the server closed the connection"
+    if isinstance(exc, httpx.ConnectTimeout):
+        return "connecting timed out"
+    if isinstance(exc, httpx.ReadTimeout):
+        return "timed out waiting for the answer"
+    if isinstance(exc, httpx.WriteTimeout):
+        return "timed out sending the request"
+    if isinstance(exc, httpx.PoolTimeout):
+        return "timed out waiting for a free connection"
+    if isinstance(exc, httpx.TimeoutException):
+        return "timed out"
+    return f"transport error ({type(exc).__name__})"
+
+
 def transport_error(exc: httpx.HTTPError, what: str, *, error: type[ProviderError] = ProviderError) -> ProviderError:
     """The error a timeout or transport failure stands for; `outcome_unknown` unless nothing was sent."""
-    if isinstance(exc, httpx.TimeoutException):
-        message = f"{what} timed out"
-    else:
-        message = f"{what} unreachable: {type(exc).__name__}"
+    message = f"{what} failed: {describe_failure(exc)}"
     failure = error(message, retryable=True, outcome_unknown=not never_sent(exc))
     failure.__cause__ = exc
     return failure

@@ -33,6 +33,12 @@ class Metrics:
             "botbridge_job_errors", "Jobs that raised an unexpected error (retried)", ["kind"], registry=r
         )
         self.bot_errors = Counter("botbridge_bot_errors", "Bot calls that failed", ["bot"], registry=r)
+        self.webhooks_rejected = Counter(
+            "botbridge_webhooks_rejected",
+            "Webhooks refused: signature, malformed, unknown_sender, unknown_channel, too_large, too_slow",
+            ["channel", "reason"],
+            registry=r,
+        )
         self.bot_latency = Histogram(
             "botbridge_bot_call_seconds", "Bot call latency", ["bot"], buckets=LATENCY_BUCKETS, registry=r
         )

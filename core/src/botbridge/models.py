@@ -351,6 +351,20 @@ class HistoryEntry(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict)
 
 
+class StreamItem(BaseModel):
+    """What `GET /v1/events/stream` sends an account: an event (as subscribers get it) or a conversation's change.
+
+    `data`: `{"type": "event", "event": <the event body>}` or
+    `{"type": "conversation", "conversation": {...}}`. Ids are time-ordered:
+    a client resumes after the last one it saw (`Last-Event-ID`).
+    """
+
+    id: str = Field(default_factory=new_id)
+    account_id: str
+    at: float
+    data: dict[str, Any]
+
+
 # --- events -------------------------------------------------------------
 
 

@@ -217,6 +217,24 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         response=TIMELINE,
         errors=(404,),
     ),
+    ("/v1/events/stream", "get"): {
+        **_op(
+            "The account's events as Server-Sent Events (event: event, the bodies subscribers get; event: "
+            "conversation, a conversation's change); resume with Last-Event-ID",
+            params=[
+                {"name": "sender_id", "in": "query", "schema": {"type": "string"}},
+                {"name": "contact", "in": "query", "schema": {"type": "string"}},
+                {"name": "Last-Event-ID", "in": "header", "schema": {"type": "string"}},
+            ],
+        ),
+        "responses": {
+            "200": {"description": "a stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+            "401": {
+                "description": "error",
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+            },
+        },
+    },
     ("/v1/contacts/{contact}", "delete"): _op(
         "Erase everything the account holds about one contact (right to erasure)", response="ErasureView"
     ),

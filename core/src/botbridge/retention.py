@@ -1,4 +1,5 @@
-"""History is kept BOTBRIDGE_HISTORY_DAYS and then forgotten, by the host itself.
+"""History is kept BOTBRIDGE_HISTORY_DAYS and then forgotten, by the host itself; the live
+stream's buffer an hour.
 
 Each host purges at start and then every hour; hosts sharing a store may all
 do it (deleting what is already gone is harmless). A failing store is only
@@ -16,6 +17,8 @@ from botbridge.store import Store
 logger = logging.getLogger("botbridge.retention")
 
 EVERY = 3600.0
+# The live stream's buffer: what a reconnecting client can still catch up on (an hour, up to two).
+STREAM_KEEP = 3600.0
 
 
 class Retention:
@@ -25,8 +28,9 @@ class Retention:
         self.days = days
 
     async def purge(self) -> int:
-        before = self.clock.now() - self.days * 86400.0
-        gone = await self.store.purge_history(before)
+        now = self.clock.now()
+        await self.store.trim_stream(now - STREAM_KEEP)
+        gone = await self.store.purge_history(now - self.days * 86400.0)
         if gone:
             logger.info("forgot %d history records older than %g days", gone, self.days)
         return gone

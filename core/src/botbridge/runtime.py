@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from botbridge.bot import BotBackend, BotSession, LateReplies
+from botbridge.broadcast import Broadcast
 from botbridge.cache import ReadCache
 from botbridge.channel import WEBHOOK_VIA, Channel, SenderContext
 from botbridge.clock import Clock, SystemClock
@@ -52,6 +53,15 @@ def open_store(settings: Settings, plugins: Plugins, clock: Clock) -> Store:
             f" (installed: {known})"
         )
     return factory(settings.store, clock)
+
+
+def store_location(url: str) -> str:
+    """The store's URL as a log may show it: never its password."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:…@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return parts._replace(netloc=netloc).geturl()
 
 
 def secret_key_for(settings: Settings) -> str:
@@ -98,6 +108,7 @@ class Runtime:
         # secrets: the host is then not ready and runs no work.
         self.secret_problem: str | None = None
         self.retention = Retention(store, clock, settings.history_days)
+        self.stream_broadcast = Broadcast()
         self._retention: asyncio.Task[None] | None = None
         self.engine = Engine(
             self,
@@ -143,6 +154,15 @@ class Runtime:
             return
         await self.engine.start()
         self._retention = asyncio.create_task(self.retention.run(), name="retention")
+        loaded = sorted(info["name"] for info in self.plugins.describe() if not info["errors"])
+        logger.info(
+            "host started: store %s, %d plugins (%s), %d workers, console %s",
+            store_location(self.settings.store),
+            len(loaded),
+            ", ".join(loaded),
+            self.settings.workers,
+            "on at /console" if getattr(self.settings, "console", False) else "off",
+        )
 
     def require_secrets(self) -> None:
         """Refuse (503) what needs stored secrets on a host whose key does not fit the store."""

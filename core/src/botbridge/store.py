@@ -28,6 +28,7 @@ from botbridge.models import (
     OutboundMessage,
     SecretKind,
     Sender,
+    StreamItem,
     Subscription,
 )
 
@@ -85,6 +86,7 @@ class Writes:
     conversations: list[Conversation] = field(default_factory=list)
     outbound: list[tuple[OutboundMessage, str]] = field(default_factory=list)  # (message, its channel)
     history: list[HistoryEntry] = field(default_factory=list)
+    stream: list[StreamItem] = field(default_factory=list)
 
     def put_conversation(self, conversation: Conversation) -> None:
         self.conversations.append(conversation)
@@ -95,8 +97,11 @@ class Writes:
     def add_history(self, entry: HistoryEntry) -> None:
         self.history.append(entry)
 
+    def add_stream(self, item: StreamItem) -> None:
+        self.stream.append(item)
+
     def __bool__(self) -> bool:
-        return bool(self.conversations or self.outbound or self.history)
+        return bool(self.conversations or self.outbound or self.history or self.stream)
 
 
 @dataclass(frozen=True)
@@ -360,6 +365,8 @@ class Store(ABC):
             await self.put_outbound(message, channel)
         for entry in writes.history:
             await self.add_history(entry)
+        if writes.stream:
+            await self.append_stream(writes.stream)
 
     async def finish_job(
         self,
@@ -464,6 +471,18 @@ class Store(ABC):
         dead-lettered event of `contact` through `sender_ids` (the account's
         senders): nothing naming them is left in the store.
         """
+
+    # --- the live stream: a short buffer of each account's events, shared by every host ---
+    @abstractmethod
+    async def append_stream(self, items: Sequence[StreamItem]) -> None: ...
+
+    @abstractmethod
+    async def read_stream(self, account_id: str, *, after: str | None = None, limit: int = 100) -> list[StreamItem]:
+        """The account's items in order (by id), ids above `after`."""
+
+    @abstractmethod
+    async def trim_stream(self, before: float) -> int:
+        """Drop items older than `before` (epoch seconds); return how many went."""
 
     # --- subscriptions ---
     @abstractmethod

@@ -14,13 +14,14 @@ from redis.asyncio import Redis
 
 from botbridge.clock import FakeClock
 from botbridge.errors import StoreUnavailable
-from botbridge.models import Conversation, HistoryEntry, Job, OutboundMessage, Sender, from_epoch
+from botbridge.models import Conversation, HistoryEntry, Job, OutboundMessage, Sender, StreamItem, from_epoch
 from botbridge.plugins import Plugins
 from botbridge.settings import Settings
 from botbridge.store import ConversationFilter, MessageFilter, Store, Take, Writes, conversation_key
 from botbridge.testing import StoreContract
 from botbridge_redis import NotDurable, RedisStore, parse_url
-from botbridge_redis.store import DEFAULT_PREFIX, OUTBOUND_RETENTION, judge_persistence
+from botbridge_redis import store as store_module
+from botbridge_redis.store import DEFAULT_PREFIX, OUTBOUND_RETENTION, STREAM_TTL, judge_persistence
 from botbridge_redis.testing import OwnRedis, store_url
 
 pytestmark = pytest.mark.redis
@@ -425,6 +426,44 @@ async def test_outbound_messages_from_before_history_are_indexed_at_open(
         finally:
             await store.close()
         assert [text for text in everything_under(client, prefix) if "+9" in text or "p-9" in text] == []
+    finally:
+        client.close()
+
+
+# --- the live stream -------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_the_live_stream_expires_by_itself_and_trims_records_with_their_index(
+    prefix: str, redis_url: str, hosts: tuple[RedisStore, RedisStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    one, two = hosts
+    mine = [StreamItem(account_id="a", at=100.0 + n, data={"type": "event", "n": n}) for n in range(3)]
+    theirs = StreamItem(account_id="b", at=100.0, data={"type": "event"})
+    await one.append_stream([*mine, theirs])
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        # records and indexes expire a few hours after the last append, should trimming stop
+        for key in [*("live-item:" + i.id for i in [*mine, theirs]), "live:a", "live:b", "live-aging"]:
+            assert STREAM_TTL - 10 < client.ttl(prefix + key) <= STREAM_TTL, key
+        assert client.zrange(prefix + "live:a", 0, -1) == [i.id for i in mine]
+        assert client.zscore(prefix + "live-aging", f"{theirs.id}:b") == 100.0
+        # a record Redis expired is skipped, and its id leaves the account's index
+        client.delete(prefix + "live-item:" + mine[1].id)
+        assert await two.read_stream("a") == [mine[0], mine[2]]
+        assert client.zrange(prefix + "live:a", 0, -1) == [mine[0].id, mine[2].id]
+        # trimming takes each record with its index entries; the expired one left only its aging member
+        assert await two.trim_stream(before=102.0) == 2
+        assert client.zrange(prefix + "live-aging", 0, -1) == [f"{mine[2].id}:a"]
+        assert client.zrange(prefix + "live:a", 0, -1) == [mine[2].id]
+        assert client.exists(prefix + "live:b") == 0
+        assert client.keys(prefix + "live-item:*") == [prefix + "live-item:" + mine[2].id]
+        # in batches
+        monkeypatch.setattr(store_module, "PURGE_BATCH", 2)
+        await one.append_stream([StreamItem(account_id="c", at=50.0, data={}) for _ in range(5)])
+        assert await two.trim_stream(before=101.0) == 5
+        assert await two.read_stream("c") == [] and client.exists(prefix + "live:c") == 0
+        assert await two.read_stream("a") == [mine[2]]
     finally:
         client.close()
 

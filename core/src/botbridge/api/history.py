@@ -51,7 +51,9 @@ def _time(request: Request, name: str) -> float | None:
         raise _invalid(f"{name} must be ISO 8601 or epoch seconds") from None
     if moment.tzinfo is None:
         raise _invalid(f"{name} needs a time zone (e.g. Z)")
-    return moment.timestamp()
+    # Times are shown to the microsecond, rounded: a time copied from an answer
+    # (`opened_at` as `since`) may be up to half a microsecond late.
+    return moment.timestamp() - 1e-6
 
 
 def _one_of(request: Request, name: str, choices: tuple[str, ...]) -> str | None:

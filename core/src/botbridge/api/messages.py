@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from botbridge.api.common import account, json_body, not_found, runtime
 from botbridge.api.senders import owned_sender
 from botbridge.errors import ConfigInvalid, NotFound
+from botbridge.logs import correlation_id, mask
 from botbridge.models import MessageCreate, MessageView, OutboundMessage, StateChange, from_epoch
+
+logger = logging.getLogger("botbridge.api")
 
 
 def view(message: OutboundMessage) -> dict[str, object]:
@@ -39,6 +44,8 @@ async def send_message(request: Request) -> Response:
         options=body.options,
         external_id=body.external_id,
     )
+    correlation_id.set(message.id)  # its send and its events log under the message's id
+    logger.info("MT %s queued through the API for %s", message.id, mask(message.contact))
     await rt.engine.send_message(sender, message)
     return JSONResponse(view(message), status_code=202)
 

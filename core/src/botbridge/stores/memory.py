@@ -23,6 +23,7 @@ from botbridge.models import (
     OutboundMessage,
     SecretKind,
     Sender,
+    StreamItem,
     Subscription,
 )
 from botbridge.store import (
@@ -63,6 +64,7 @@ class MemoryStore(Store):
         self.conversations: dict[tuple[str, str], Conversation] = {}
         self.conversation_log: dict[str, Conversation] = {}
         self.history: dict[str, HistoryEntry] = {}
+        self.stream: dict[str, StreamItem] = {}
         self.claims: dict[str, float] = {}
 
     async def create_api_key(self, key: ApiKey) -> bool:
@@ -272,6 +274,23 @@ class MemoryStore(Store):
             reverse=True,
         )
         return [m.model_copy(deep=True) for m in found[:limit]]
+
+    async def append_stream(self, items: Sequence[StreamItem]) -> None:
+        for item in items:
+            self.stream[item.id] = item.model_copy(deep=True)
+
+    async def read_stream(self, account_id: str, *, after: str | None = None, limit: int = 100) -> list[StreamItem]:
+        found = sorted(
+            (i for i in self.stream.values() if i.account_id == account_id and (after is None or i.id > after)),
+            key=lambda i: i.id,
+        )
+        return [i.model_copy(deep=True) for i in found[:limit]]
+
+    async def trim_stream(self, before: float) -> int:
+        old = [i for i, item in self.stream.items() if item.at < before]
+        for i in old:
+            del self.stream[i]
+        return len(old)
 
     async def purge_history(self, before: float) -> int:
         entries = [i for i, e in self.history.items() if e.at < before]

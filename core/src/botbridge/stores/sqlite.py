@@ -32,6 +32,7 @@ from botbridge.models import (
     OutboundMessage,
     SecretKind,
     Sender,
+    StreamItem,
     Subscription,
 )
 from botbridge.store import (
@@ -82,6 +83,10 @@ CREATE TABLE IF NOT EXISTS history (
 CREATE INDEX IF NOT EXISTS history_conversation ON history (conversation_id, id);
 CREATE INDEX IF NOT EXISTS history_at ON history (at);
 CREATE INDEX IF NOT EXISTS history_contact ON history (sender_id, contact);
+CREATE TABLE IF NOT EXISTS stream (
+    id TEXT PRIMARY KEY, account_id TEXT NOT NULL, at REAL NOT NULL, data TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS stream_account ON stream (account_id, id);
+CREATE INDEX IF NOT EXISTS stream_at ON stream (at);
 CREATE TABLE IF NOT EXISTS claims (key TEXT PRIMARY KEY, expires_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS jobs (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, kind TEXT NOT NULL, key TEXT NOT NULL,
@@ -613,6 +618,22 @@ class SQLiteStore(Store):
         rows = await self._run(self._all, sql, account_id, *values, limit)
         return [OutboundMessage.model_validate_json(r[0]) for r in rows]
 
+    async def append_stream(self, items: Sequence[StreamItem]) -> None:
+        await self.write(Writes(stream=list(items)))
+
+    async def read_stream(self, account_id: str, *, after: str | None = None, limit: int = 100) -> list[StreamItem]:
+        rows = await self._run(
+            self._all,
+            "SELECT data FROM stream WHERE account_id=? AND id>? ORDER BY id LIMIT ?",
+            account_id,
+            after or "",
+            limit,
+        )
+        return [StreamItem.model_validate_json(r[0]) for r in rows]
+
+    async def trim_stream(self, before: float) -> int:
+        return await self._run(self._write, "DELETE FROM stream WHERE at<?", before)
+
     def _purge(self, before: float) -> int:
         with self._transaction() as db:
             gone = db.execute("DELETE FROM history WHERE at<?", (before,)).rowcount
@@ -777,6 +798,10 @@ class SQLiteStore(Store):
             db.execute(PUT_CONVERSATION_LOG, conversation_log_row(conversation, data))
         db.executemany(PUT_OUTBOUND, [outbound_row(m, channel) for m, channel in writes.outbound])
         db.executemany(ADD_HISTORY, [history_row(e) for e in writes.history])
+        db.executemany(
+            "INSERT OR IGNORE INTO stream VALUES (?, ?, ?, ?)",
+            [(i.id, i.account_id, i.at, i.model_dump_json()) for i in writes.stream],
+        )
 
     def _write_all(self, writes: Writes) -> None:
         with self._transaction() as db:

@@ -12,6 +12,7 @@ import pytest
 
 from botbridge.clock import FakeClock
 from botbridge.errors import SenderTaken, VersionConflict
+from botbridge.ids import new_id
 from botbridge.models import (
     ApiKey,
     Connector,
@@ -22,6 +23,7 @@ from botbridge.models import (
     OutboundMessage,
     Sender,
     StateChange,
+    StreamItem,
     Subscription,
     from_epoch,
 )
@@ -662,6 +664,45 @@ class StoreContract:
         assert await store.get_conversation_by_id(kept.id) == kept
         assert len(await store.list_history(kept.id)) == 1
         assert len(await store.list_outbound("a", MessageFilter(contact="+1666"))) == 1
+
+    # --- the live stream ---
+
+    async def test_the_live_stream_keeps_each_accounts_items_in_order(self, store: Store) -> None:
+        def item(n: int, account: str = "a", at: float | None = None) -> StreamItem:
+            # ids made at 1_700_000_000 + n seconds; `at` (what trimming goes by) on another clock
+            return StreamItem(
+                id=new_id(1_700_000_000 + n),
+                account_id=account,
+                at=100.0 + n if at is None else at,
+                data={"type": "event", "event": {"n": n, "fld-val-list": {"to_address": "+1"}}},
+            )
+
+        mine = [item(n) for n in range(6)]
+        old_theirs, new_theirs = item(6, "b", at=50.0), item(7, "b", at=500.0)
+        await store.write(Writes(stream=[mine[3], mine[1], new_theirs]))  # written out of order
+        await store.enqueue([Job(kind="mo", key="conv")])
+        [job] = await store.claim_jobs(["mo"], limit=1, lease=30)
+        writes = Writes()
+        for written in (mine[2], old_theirs, mine[0]):
+            writes.add_stream(written)
+        await store.finish_job(job, writes=writes)
+        await store.append_stream([mine[5], mine[4]])
+        assert await store.read_stream("a") == mine
+        first = await store.read_stream("a", limit=2)
+        assert first == mine[:2]
+        assert await store.read_stream("a", after=first[-1].id, limit=3) == mine[2:5]
+        assert await store.read_stream("a", after=mine[4].id) == [mine[5]]
+        assert await store.read_stream("a", after=mine[5].id) == []
+        assert await store.read_stream("b") == [old_theirs, new_theirs]
+        assert await store.read_stream("nobody") == []
+        # trimming goes by `at`: older than `before` goes, of every account; `at == before` stays
+        assert await store.trim_stream(before=102.0) == 3
+        assert await store.read_stream("a") == mine[2:]
+        assert await store.read_stream("a", limit=1) == [mine[2]]
+        assert await store.read_stream("b") == [new_theirs]
+        assert await store.trim_stream(before=102.0) == 0
+        assert await store.trim_stream(before=1000.0) == 5
+        assert await store.read_stream("a") == [] and await store.read_stream("b") == []
 
     # --- outbound, subscriptions, failures ---
 

@@ -134,6 +134,17 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         CREATE INDEX outbound_updated ON outbound (updated_at);
         """,
     ),
+    (
+        # The live stream: a short buffer of each account's events, read in id
+        # order per account and trimmed by `at`.
+        6,
+        """
+        CREATE TABLE stream (
+            id TEXT PRIMARY KEY, account_id TEXT NOT NULL, at DOUBLE PRECISION NOT NULL, data JSONB NOT NULL);
+        CREATE INDEX stream_account ON stream (account_id, id);
+        CREATE INDEX stream_at ON stream (at);
+        """,
+    ),
 )
 
 LATEST = MIGRATIONS[-1][0]

@@ -41,6 +41,7 @@ from botbridge.models import (
     OutboundMessage,
     SecretKind,
     Sender,
+    StreamItem,
     Subscription,
 )
 from botbridge.store import (
@@ -213,6 +214,7 @@ ON CONFLICT (id) DO UPDATE SET provider_message_id = excluded.provider_message_i
     created_at = excluded.created_at, updated_at = excluded.updated_at
 """
 ADD_HISTORY = "INSERT INTO history VALUES ($1, $2, $3, $4, $5, $6::jsonb) ON CONFLICT (id) DO NOTHING"
+ADD_STREAM = "INSERT INTO stream VALUES ($1, $2, $3, $4::jsonb) ON CONFLICT (id) DO NOTHING"
 
 
 def conversation_row(conversation: Conversation, data: str) -> tuple[str, str, str]:
@@ -246,6 +248,10 @@ def outbound_row(message: OutboundMessage, channel: str) -> tuple[Any, ...]:
 def history_row(entry: HistoryEntry) -> tuple[Any, ...]:
     e = entry
     return e.id, e.conversation_id, e.sender_id, e.contact, float(e.at), e.model_dump_json()
+
+
+def stream_row(item: StreamItem) -> tuple[Any, ...]:
+    return item.id, item.account_id, float(item.at), item.model_dump_json()
 
 
 def filtered(sql: str, args: list[object], conditions: Sequence[tuple[str, object]]) -> str:
@@ -288,6 +294,7 @@ DELETE FROM conversation_log WHERE state = 'closed' AND coalesce(closed_at, open
                       WHERE c.sender_id = l.sender_id AND c.contact = l.contact AND c.data ->> 'id' = l.id)
     LIMIT $2)
 """
+TRIM_STREAM = "DELETE FROM stream WHERE at < $1 AND id IN (SELECT id FROM stream WHERE at < $1 LIMIT $2)"
 PURGE_OUTBOUND = (
     "DELETE FROM outbound WHERE updated_at < $1 AND id IN (SELECT id FROM outbound WHERE updated_at < $1 LIMIT $2)"
 )
@@ -785,6 +792,32 @@ class PostgresStore(Store):
                     break
         return gone
 
+    # --- the live stream ---
+
+    @guarded
+    async def append_stream(self, items: Sequence[StreamItem]) -> None:
+        await self._write(Writes(stream=list(items)))
+
+    @guarded
+    async def read_stream(self, account_id: str, *, after: str | None = None, limit: int = 100) -> list[StreamItem]:
+        rows = await self._data(
+            "SELECT data::text FROM stream WHERE account_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+            account_id,
+            after or "",
+            limit,
+        )
+        return [StreamItem.model_validate_json(r) for r in rows]
+
+    @guarded
+    async def trim_stream(self, before: float) -> int:
+        """Delete a batch at a time, as `purge_history` does."""
+        gone = 0
+        while True:
+            batch = await self._execute(TRIM_STREAM, float(before), PURGE_BATCH)
+            gone += batch
+            if batch < PURGE_BATCH:
+                return gone
+
     @guarded
     async def erase_contact(self, account_id: str, contact: str, sender_ids: Sequence[str]) -> int:
         """One transaction; locks in the order every writer takes them, so it never deadlocks with one.
@@ -901,6 +934,8 @@ class PostgresStore(Store):
             await conn.executemany(PUT_OUTBOUND, [outbound_row(m, channel) for m, channel in writes.outbound])
         if writes.history:
             await conn.executemany(ADD_HISTORY, [history_row(e) for e in writes.history])
+        if writes.stream:
+            await conn.executemany(ADD_STREAM, [stream_row(i) for i in writes.stream])
 
     async def _write(self, writes: Writes) -> None:
         async with self._tx() as conn:

@@ -524,3 +524,28 @@ end
 return removed
 """
 )
+
+# --- the live stream ---
+#
+# `live:{account}` zset (score 0) of the account's item ids, read in id order
+# with ZRANGEBYLEX; `live-item:{id}` the item's JSON; `live-aging` zset of
+# `{id}:{account}` scored by the item's `at`: what trimming reads. Records
+# and both indexes carry a TTL (refreshed on each append) as a safety net.
+
+# Trim up to ARGV[3] items whose `at` is below ARGV[2]: each record goes with
+# its account's index entry and its aging member, in one step. ARGV: prefix,
+# before, batch. Returns {records deleted, aging members read}.
+TRIM_STREAM = """
+local P = ARGV[1]
+local aging = P .. 'live-aging'
+local members = redis.call('ZRANGEBYSCORE', aging, '-inf', '(' .. ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))
+local gone = 0
+for _, member in ipairs(members) do
+  local sep = string.find(member, ':', 1, true)
+  local id, account = string.sub(member, 1, sep - 1), string.sub(member, sep + 1)
+  gone = gone + redis.call('DEL', P .. 'live-item:' .. id)
+  redis.call('ZREM', P .. 'live:' .. account, id)
+  redis.call('ZREM', aging, member)
+end
+return {gone, #members}
+"""

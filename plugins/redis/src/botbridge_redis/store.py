@@ -42,6 +42,7 @@ from botbridge.models import (
     OutboundMessage,
     SecretKind,
     Sender,
+    StreamItem,
     Subscription,
 )
 from botbridge.store import (
@@ -69,6 +70,9 @@ CONVERSATION_GRACE = 86400.0  # a conversation record outlives its timeout by a 
 # A contact's index (`contact:{sender}:{contact}`) keeps a member this long past its record's expiry.
 CONTACT_MARGIN = 86400.0
 PURGE_BATCH = 200
+# The live stream's records and indexes expire this long after their last write:
+# the host trims the buffer hourly, this only collects it if trimming stops.
+STREAM_TTL = 6 * 3600.0
 LIST_BATCH = 1000  # the most records a filtered listing reads per round trip
 MESSAGE_KINDS = ("mo", "mt", "dr")
 LANES = ("message", "event")
@@ -239,6 +243,7 @@ class RedisStore(Store):
                 "SET_API_KEY_FIELD",
                 "INDEX_CONTACT",
                 "ERASE_JOBS",
+                "TRIM_STREAM",
             ):
                 self._scripts[name] = self._redis.register_script(getattr(scripts, name))
         await self._check_persistence()
@@ -770,6 +775,25 @@ class RedisStore(Store):
             pipe.zadd(self.k("aging", "history"), {f"{entry.id}:{entry.conversation_id}": min(entry.at, expiry)})
             contacts.setdefault((entry.sender_id, entry.contact), {})[f"entry:{entry.id}"] = expiry
         await self._index_contacts(pipe, contacts, now)
+        self._queue_stream(pipe, writes.stream)
+
+    def _queue_stream(self, pipe: Pipeline, items: Sequence[StreamItem]) -> None:
+        """Queue live-stream items: each record, its account's index entry and its aging member.
+
+        Every key written gets the stream TTL again: the indexes outlive none of their records by more than it.
+        """
+        if not items:
+            return
+        ttl = _ms(STREAM_TTL)
+        accounts: dict[str, dict[str, float]] = {}
+        for item in items:
+            pipe.set(self.k("live-item", item.id), item.model_dump_json(), px=ttl)
+            accounts.setdefault(item.account_id, {})[item.id] = 0
+        for account, ids in accounts.items():
+            pipe.zadd(self.k("live", account), ids)
+            pipe.pexpire(self.k("live", account), ttl)
+        pipe.zadd(self.k("live-aging"), {f"{item.id}:{item.account_id}": float(item.at) for item in items})
+        pipe.pexpire(self.k("live-aging"), ttl)
 
     def _index_outbound(
         self,
@@ -870,6 +894,47 @@ class RedisStore(Store):
             OutboundMessage.model_validate_json,
             lambda m: m.account_id in (account_id, None) and where.matches(m),
         )
+
+    # --- the live stream ---
+
+    @guarded
+    async def append_stream(self, items: Sequence[StreamItem]) -> None:
+        await self.write(Writes(stream=list(items)))
+
+    @guarded
+    async def read_stream(self, account_id: str, *, after: str | None = None, limit: int = 100) -> list[StreamItem]:
+        """The account's ids in order (`ZRANGEBYLEX`), then their records.
+
+        An id whose record is gone (expired: trimming stopped for longer than
+        the TTL) is skipped and dropped from the index.
+        """
+        index = self.k("live", account_id)
+        found: list[StreamItem] = []
+        cursor = f"({after}" if after else "-"
+        while len(found) < limit:
+            wanted = limit - len(found)
+            ids = await self.redis.zrangebylex(index, cursor, "+", start=0, num=wanted)
+            if not ids:
+                break
+            raws = await self.redis.mget([self.k("live-item", i) for i in ids])
+            found += [StreamItem.model_validate_json(raw) for raw in raws if raw is not None]
+            expired = [i for i, raw in zip(ids, raws, strict=True) if raw is None]
+            if expired:
+                await self.redis.zrem(index, *expired)
+            if len(ids) < wanted:
+                break
+            cursor = f"({ids[-1]}"
+        return found
+
+    @guarded
+    async def trim_stream(self, before: float) -> int:
+        """Read `live-aging` up to `before` a batch at a time (`TRIM_STREAM`: records and indexes together)."""
+        gone = 0
+        while True:
+            deleted, read = await self._script("TRIM_STREAM", repr(float(before)), PURGE_BATCH)
+            gone += int(deleted)
+            if int(read) < PURGE_BATCH:
+                return gone
 
     @guarded
     async def purge_history(self, before: float) -> int:
