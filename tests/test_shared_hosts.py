@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -149,6 +150,35 @@ async def test_one_conversation_across_two_hosts(store: str, tmp_path: Path, sid
         await eventually(lambda: len(channel.texts_to(contact)) >= 10, "ten replies")
         assert channel.texts_to(contact) == [f"echo: turn {n}" for n in range(10)]
         assert len(bot.sessions()) == 1, bot.sessions()  # one continuous session at the bot
+
+
+async def test_the_live_stream_of_one_host_shows_what_the_other_did(store: str, tmp_path: Path, sides: Any) -> None:
+    from botbridge.tail import frames
+
+    channel, _, channel_url, bot, bot_url = sides
+    with two_hosts(store, tmp_path) as (one, two):
+        path = await setup(one, channel, channel_url, bot, bot_url, rate_limit=1000)
+        contact = "+15557400001"
+        seen: list[tuple[str, dict[str, Any]]] = []
+
+        async def read(after: str | None) -> str | None:
+            headers = {"Authorization": f"Bearer {KEY}"}
+            async with httpx.AsyncClient(base_url=two.url, headers=headers, timeout=30) as client:
+                async for event_id, kind, data in frames(client, {"contact": contact}, after):
+                    seen.append((kind, json.loads(data)))
+                    after = event_id
+                    if sum(1 for k, _ in seen if k == "event") >= 2:
+                        return after
+            return after
+
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as group:
+                group.start_soon(read, None)
+                await anyio.sleep(0.3)
+                assert await channel.phone_says(one.url + path, "across hosts", contact) == 200
+        tps = [body["event"]["evt-tp"] for kind, body in seen if kind == "event"]
+        assert tps == ["mo_message_received", "message_request_state_change"], tps
+        assert any(kind == "conversation" and body["contact"] == contact for kind, body in seen)
 
 
 async def rate_limited_load(store: str, tmp_path: Path, sides: Any, within: float = 40) -> None:
