@@ -7,6 +7,7 @@ import botbridge.testing
 
 PUBLIC = {
     "BotBackend",
+    "Botbridge",
     "BotCredentialsInvalid",
     "BotError",
     "BotSession",

@@ -41,11 +41,23 @@ from botbridge.store import Store
 # pyproject.toml is the one place the version is written
 __version__ = importlib.metadata.version("botbridge")
 
+
+def __getattr__(name: str) -> object:
+    # `Botbridge` (embedding) pulls in the whole host: imported when first used, so a
+    # plugin importing `from botbridge import BotBackend` does not load Starlette's app.
+    if name == "Botbridge":
+        from botbridge.embed import Botbridge
+
+        return Botbridge
+    raise AttributeError(f"module 'botbridge' has no attribute {name!r}")
+
+
 __all__ = [
     "BotBackend",
     "BotCredentialsInvalid",
     "BotError",
     "BotSession",
+    "Botbridge",
     "Capabilities",
     "Channel",
     "Clock",

@@ -10,9 +10,11 @@ from typing import Any
 import httpx
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from botbridge.api import connectors, history, keys, messages, senders, stream, subscriptions, system, webhooks
 from botbridge.clock import Clock
@@ -83,6 +85,19 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return JSONResponse(body, status_code=500)
 
 
+class _MountPath:
+    """Learns where an outer application mounted the host (ASGI `root_path`), for the URLs it hands out."""
+
+    def __init__(self, app: ASGIApp, runtime: Runtime) -> None:
+        self.app = app
+        self.runtime = runtime
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not self.runtime.root_path_given:
+            self.runtime.root_path = str(scope.get("root_path", "")).rstrip("/")
+        await self.app(scope, receive, send)
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -90,9 +105,16 @@ def create_app(
     store: Store | None = None,
     http: httpx.AsyncClient | None = None,
     clock: Clock | None = None,
+    root_path: str | None = None,
 ) -> Starlette:
-    """Build the host. Everything may be injected; what is not comes from settings."""
+    """Build the host. Everything may be injected; what is not comes from settings.
+
+    `root_path`: where an outer application mounts it (e.g. "/bridge"); the
+    URLs it hands out (webhook URLs) include it. Learnt from requests when not given.
+    """
     rt = Runtime.build(settings, plugins=plugins, store=store, http=http, clock=clock)
+    if root_path is not None:
+        rt.root_path, rt.root_path_given = root_path.rstrip("/"), True
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
@@ -105,6 +127,7 @@ def create_app(
     app = Starlette(
         routes=ROUTES,
         lifespan=lifespan,
+        middleware=[Middleware(_MountPath, runtime=rt)],
         exception_handlers={
             APIError: _api_error,
             HTTPException: _http_error,

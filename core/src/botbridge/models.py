@@ -430,6 +430,8 @@ class MessageCreate(_Model):
     media: list[Media] = Field(default_factory=list, max_length=10)
     options: list[Option] = Field(default_factory=list, max_length=10)
     external_id: str | None = Field(default=None, max_length=256)
+    # An agent's answer in a conversation (shown in its timeline); `to` must be its contact.
+    conversation_id: str | None = Field(default=None, max_length=128)
 
 
 class MessageView(BaseModel):

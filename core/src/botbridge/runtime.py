@@ -109,6 +109,9 @@ class Runtime:
         self.secret_problem: str | None = None
         self.retention = Retention(store, clock, settings.history_days)
         self.stream_broadcast = Broadcast()
+        # Where an outer application mounts the host ("" at the root): given, or learnt from requests.
+        self.root_path = ""
+        self.root_path_given = False
         self._retention: asyncio.Task[None] | None = None
         self.engine = Engine(
             self,
@@ -232,7 +235,8 @@ class Runtime:
         return f"/v1/webhooks/{sender.channel}/{sender.id}"
 
     def webhook_url(self, sender: Sender) -> str:
-        return (self.settings.public_url or "") + self.webhook_path(sender)
+        """BOTBRIDGE_PUBLIC_URL (the outer application's base URL), where the host is mounted, the path."""
+        return (self.settings.public_url or "") + self.root_path + self.webhook_path(sender)
 
     def sender_context(self, sender: Sender) -> SenderContext:
         self.require_secrets()

@@ -19,17 +19,13 @@ from botbridge.models import (
     Conversation,
     ConversationView,
     ErasureView,
-    HistoryEntry,
     MessageHistoryView,
     OutboundMessage,
-    TimelineItem,
     from_epoch,
 )
 from botbridge.runtime import Runtime
 from botbridge.store import ConversationFilter, MessageFilter
-
-# A timeline reads this many entries and messages at most (a conversation ends after its timeout).
-TIMELINE_LIMIT = 1000
+from botbridge.timeline import timeline
 
 
 def _invalid(message: str) -> APIError:
@@ -124,39 +120,12 @@ async def get_conversation(request: Request) -> Response:
     return JSONResponse(await conversation_view(rt, conversation))
 
 
-def _entry_item(entry: HistoryEntry) -> TimelineItem:
-    data = entry.data
-    return TimelineItem.model_validate(
-        {
-            "type": entry.kind,
-            "id": entry.id,
-            "at": from_epoch(entry.at),
-            "text": data.get("text"),
-            "media": data.get("media"),
-            "postback": data.get("postback"),
-            "provider_message_id": data.get("provider_message_id"),
-            "message_id": data.get("message_id"),
-            "reason": data.get("reason"),
-        }
-    )
-
-
 async def conversation_timeline(request: Request) -> Response:
     """Every MO, bot reply (each with its state history), bot error, opening and closing, in order."""
     account_id = await account(request)
     rt = runtime(request)
     conversation = await _owned_conversation(rt, account_id, request.path_params["conversation_id"])
-    entries = await rt.store.list_history(conversation.id, limit=TIMELINE_LIMIT)
-    messages = await rt.store.list_outbound(
-        account_id, MessageFilter(conversation_id=conversation.id), limit=TIMELINE_LIMIT
-    )
-    items = [_entry_item(e) for e in entries] + [
-        TimelineItem(type="mt", id=m.id, at=m.created_at, message=MessageHistoryView.model_validate(m.model_dump()))
-        for m in messages
-    ]
-    # at one instant a conversation opens before the MO that opened it, and closes last
-    rank = {"conversation_opened": 0, "conversation_closed": 2}
-    items.sort(key=lambda item: (item.at, rank.get(item.type, 1), item.id))
+    items = await timeline(rt.store, conversation)
     return JSONResponse({"items": [i.model_dump(mode="json", exclude_none=True) for i in items]})
 
 

@@ -11,7 +11,8 @@ from botbridge.api.common import account, json_body, not_found, runtime
 from botbridge.api.senders import owned_sender
 from botbridge.errors import ConfigInvalid, NotFound
 from botbridge.logs import correlation_id, mask
-from botbridge.models import MessageCreate, MessageView, OutboundMessage, StateChange, from_epoch
+from botbridge.models import MessageCreate, MessageView, OutboundMessage, Sender, StateChange, from_epoch
+from botbridge.runtime import Runtime
 
 logger = logging.getLogger("botbridge.api")
 
@@ -20,19 +21,13 @@ def view(message: OutboundMessage) -> dict[str, object]:
     return MessageView.model_validate(message.model_dump()).model_dump(mode="json")
 
 
-async def send_message(request: Request) -> Response:
-    account_id = await account(request)
-    rt = runtime(request)
-    body = await json_body(request, MessageCreate)
-    try:
-        sender = await owned_sender(rt, account_id, body.sender_id)
-    except NotFound:
-        raise ConfigInvalid("sender_id", f"no sender {body.sender_id!r} in this account") from None
+async def queue_message(rt: Runtime, sender: Sender, body: MessageCreate) -> OutboundMessage:
+    """Queue an MT that did not come from a bot (the REST API, or an application embedding botbridge)."""
     if not (body.text or body.media):
         raise ConfigInvalid("text", "a message needs text or media")
     now = from_epoch(rt.clock.now())
     message = OutboundMessage(
-        account_id=account_id,
+        account_id=sender.account_id,
         origin="api",
         states=[StateChange(state="CREATED", at=now)],
         created_at=now,
@@ -43,10 +38,28 @@ async def send_message(request: Request) -> Response:
         media=body.media,
         options=body.options,
         external_id=body.external_id,
+        conversation_id=body.conversation_id,
     )
     correlation_id.set(message.id)  # its send and its events log under the message's id
     logger.info("MT %s queued through the API for %s", message.id, mask(message.contact))
-    await rt.engine.send_message(sender, message)
+    return await rt.engine.send_message(sender, message)
+
+
+async def send_message(request: Request) -> Response:
+    account_id = await account(request)
+    rt = runtime(request)
+    body = await json_body(request, MessageCreate)
+    try:
+        sender = await owned_sender(rt, account_id, body.sender_id)
+    except NotFound:
+        raise ConfigInvalid("sender_id", f"no sender {body.sender_id!r} in this account") from None
+    if body.conversation_id is not None:
+        conversation = await rt.store.get_conversation_by_id(body.conversation_id)
+        if conversation is None or conversation.account_id != account_id or conversation.sender_id != sender.id:
+            raise ConfigInvalid("conversation_id", "no conversation of this sender with that id")
+        if conversation.contact != body.to:
+            raise ConfigInvalid("to", "must be the conversation's contact")
+    message = await queue_message(rt, sender, body)
     return JSONResponse(view(message), status_code=202)
 
 
