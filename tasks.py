@@ -29,6 +29,7 @@ PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
 # definitions its tests check requests against) is installed with it.
 # hatchling: the packaging test builds every wheel in one process, without an isolated build environment each
 # pytest-timeout: a test that hangs fails (pyproject's `timeout`) instead of holding CI
+# playwright: drives the system's Chromium in the console's browser tests (never downloads a browser)
 TEST_TOOLS = [
     "pytest>=8",
     "pytest-timeout>=2.3",
@@ -37,6 +38,7 @@ TEST_TOOLS = [
     "ruff>=0.6",
     "mypy>=1.10",
     "hatchling>=1.24",
+    "playwright>=1.45",
 ]
 
 

@@ -123,11 +123,14 @@ class Demo:
                 public_url=f"http://127.0.0.1:{port}",
                 # the demo's provider fakes and subscriber listen on loopback
                 allow_private_urls=True,
+                console=True,
             )
             host_url = stack.enter_context(
                 serve_app(create_app(settings, plugins=self.plugins), port=port, lifespan="on")
             )
-            self.say(f"botbridge is serving on {host_url} (SQLite in a temporary directory)\n")
+            self.say(f"botbridge is serving on {host_url} (SQLite in a temporary directory)")
+            # the key is shown beside the URL, never in it: the console keeps it in the tab's session only
+            self.say(f"Web console: {host_url}/console (sign in with the API key {API_KEY})\n")
             headers = {"authorization": f"Bearer {API_KEY}"}
             async with httpx.AsyncClient(base_url=host_url, headers=headers, timeout=30) as client:
                 self.say("Setting up through the REST API:")

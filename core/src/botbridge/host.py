@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from botbridge import console
 from botbridge.api import connectors, history, keys, messages, senders, stream, subscriptions, system, webhooks
 from botbridge.clock import Clock
 from botbridge.errors import APIError, StoreUnavailable
@@ -46,6 +47,11 @@ ROUTES = [
     Route("/v1/subscriptions/{subscription_id}", subscriptions.get_subscription, methods=["GET"]),
     Route("/v1/subscriptions/{subscription_id}", subscriptions.delete_subscription, methods=["DELETE"]),
     Route("/v1/subscriptions/{subscription_id}/failures", subscriptions.list_failures, methods=["GET"]),
+    Route(
+        "/v1/subscriptions/{subscription_id}/failures/{failure_id}/redeliver",
+        subscriptions.redeliver_failure,
+        methods=["POST"],
+    ),
     Route("/v1/keys", keys.list_keys, methods=["GET"]),
     Route("/v1/messages", messages.send_message, methods=["POST"]),
     Route("/v1/messages", history.list_messages, methods=["GET"]),
@@ -58,6 +64,8 @@ ROUTES = [
     Route("/v1/webhooks/{channel}/{sender_id}", webhooks.receive_webhook, methods=["POST"]),
     Route("/v1/webhooks/{channel}/{sender_id}/{route:path}", webhooks.channel_route, methods=["GET", "POST"]),
     Route("/metrics", system.metrics, methods=["GET"]),
+    # the web console and the API reference: 404 unless BOTBRIDGE_CONSOLE is on
+    *console.ROUTES,
 ]
 
 

@@ -119,6 +119,20 @@ def _op(
     return op
 
 
+def _html(summary: str) -> dict[str, Any]:
+    """A page for a browser (no API key: the page asks for one and sends it to the API itself)."""
+    return {
+        "summary": summary,
+        "responses": {
+            "200": {"description": "a page", "content": {"text/html": {"schema": {"type": "string"}}}},
+            "404": {
+                "description": "the console is off (BOTBRIDGE_CONSOLE)",
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+            },
+        },
+    }
+
+
 CONNECTOR_FILTERS = [
     *PAGE_PARAMS,
     {"name": "type", "in": "query", "schema": {"type": "string"}},
@@ -194,6 +208,14 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("/v1/subscriptions/{subscription_id}/failures", "get"): _op(
         "Events that were dead-lettered after the last retry", params=PAGE_PARAMS, errors=(404,)
     ),
+    ("/v1/subscriptions/{subscription_id}/failures/{failure_id}/redeliver", "post"): _op(
+        "Deliver a dead-lettered event again: a fresh delivery job for the subscription, with the same event-id "
+        "and attempts counted from 1. The failure stays listed (dead letters are not removed by a redelivery; "
+        "if it fails again, a new failure is added)",
+        response={"type": "object", "required": ["redelivering"], "properties": {"redelivering": {"const": True}}},
+        status=202,
+        errors=(404,),
+    ),
     ("/v1/keys", "get"): _op(
         "The account's API keys: name, creation, last use, revocation (never the key)",
         response=_page_of("ApiKeyView"),
@@ -249,6 +271,20 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("/v1/webhooks/{channel}/{sender_id}/{route}", "get"): _op(
         "A channel's own route (e.g. inbound media it serves)", auth=False, errors=(401, 404)
     ),
+    ("/console", "get"): _html("The web console (BOTBRIDGE_CONSOLE; 404 when off); sign in there with an API key"),
+    ("/console/assets/{name}", "get"): {
+        "summary": "The console's static files (scripts, styles, icons; 404 when the console is off)",
+        "responses": {
+            "200": {
+                "description": "a file",
+                "content": {
+                    media: {"schema": {"type": "string"}} for media in ("text/javascript", "text/css", "image/svg+xml")
+                },
+            },
+            "404": _html("")["responses"]["404"],
+        },
+    },
+    ("/docs", "get"): _html("This API's reference, rendered from /openapi.json (BOTBRIDGE_CONSOLE; 404 when off)"),
     ("/v1/webhooks/{channel}/{sender_id}/{route}", "post"): {
         **_op("A channel's own route (e.g. an OAuth token endpoint)", auth=False, errors=(400, 401, 404, 413)),
         "requestBody": {"required": False, "content": {"*/*": {"schema": {}}}},

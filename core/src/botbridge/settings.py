@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     http_max_connections: int = Field(default=200, ge=1)
     # Days of conversation history (conversations, their timelines, outbound messages) the store keeps.
     history_days: float = Field(default=30.0, gt=0)
+    # The web console at /console and the API reference at /docs (off: both answer 404).
+    console: bool = False
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
 

@@ -7,7 +7,7 @@ from starlette.responses import JSONResponse, Response
 
 from botbridge.api.common import account, json_body, no_content, not_found, page, page_params, runtime
 from botbridge.errors import ConfigInvalid
-from botbridge.models import Subscription, SubscriptionCreate
+from botbridge.models import EventFailure, Job, Subscription, SubscriptionCreate
 from botbridge.outbound import UnsafeURL
 from botbridge.runtime import Runtime
 
@@ -64,3 +64,36 @@ async def list_failures(request: Request) -> Response:
     limit, cursor = page_params(request)
     failures = await rt.store.list_event_failures(subscription.id, limit=limit, after=cursor)
     return page([f.model_dump(mode="json") for f in failures], limit)
+
+
+async def _failure(rt: Runtime, subscription_id: str, failure_id: str) -> EventFailure | None:
+    after = None
+    while batch := await rt.store.list_event_failures(subscription_id, limit=200, after=after):
+        for failure in batch:
+            if failure.id == failure_id:
+                return failure
+        after = batch[-1].id
+    return None
+
+
+async def redeliver_failure(request: Request) -> Response:
+    """Queue a dead-lettered event for its subscription again: a fresh delivery job, same `event-id`.
+
+    The failure stays listed (the store keeps dead letters until retention or erasure removes them).
+    """
+    account_id = await account(request)
+    rt = runtime(request)
+    subscription = await owned_subscription(rt, account_id, request.path_params["subscription_id"])
+    failure_id = request.path_params["failure_id"]
+    failure = await _failure(rt, subscription.id, failure_id)
+    if failure is None:
+        raise not_found("failure", failure_id)
+    event_id = str(failure.event.get("event-id") or failure.id)
+    job = Job(
+        kind="event",
+        key=f"event:{subscription.id}:{event_id}",
+        payload={"subscription_id": subscription.id, "event": failure.event},
+    )
+    await rt.store.enqueue([job])
+    rt.engine.wake(1, "event")
+    return JSONResponse({"redelivering": True}, status_code=202)
