@@ -165,6 +165,30 @@ async def test_history_older_than_the_retention_is_forgotten(world: World) -> No
     assert [i["type"] for i in recent] == ["conversation_opened", "mo", "mt"]
 
 
+async def test_the_retention_task_stops_when_a_store_call_loses_the_cancel() -> None:
+    from botbridge.retention import Retention
+    from botbridge.stores.memory import MemoryStore
+
+    entered = asyncio.Event()
+
+    class LosesCancels(MemoryStore):
+        async def purge_history(self, before: float) -> int:
+            # What asyncio.wait_for does on Python 3.11 when a cancel lands as its inner await finishes.
+            entered.set()
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError:
+                pass
+            return 0
+
+    clock = FakeClock()
+    retention = Retention(LosesCancels(clock), clock, days=30)
+    retention.start()
+    await asyncio.wait_for(entered.wait(), 5)
+    await asyncio.wait_for(retention.stop(), 5)  # used to sleep an hour of the clock's time: forever here
+    assert clock.sleepers == 0
+
+
 async def test_erasing_a_contact_through_the_api_leaves_nothing_of_them(world: World) -> None:
     await world.mo("erase me", contact="+15550160")
     await world.mo("keep me", contact="+15550161")

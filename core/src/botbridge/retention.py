@@ -26,6 +26,8 @@ class Retention:
         self.store = store
         self.clock = clock
         self.days = days
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     async def purge(self) -> int:
         now = self.clock.now()
@@ -35,12 +37,29 @@ class Retention:
             logger.info("forgot %d history records older than %g days", gone, self.days)
         return gone
 
-    async def run(self) -> None:
-        while True:
+    def start(self) -> None:
+        self._stopping = False
+        self._task = asyncio.create_task(self._run(), name="retention")
+
+    async def stop(self) -> None:
+        # A flag beside the cancel: on Python 3.11 asyncio.wait_for, which store
+        # clients use inside their calls, loses a cancel that lands just as its
+        # inner await finishes; the purge then returns normally and, without the
+        # flag, the task would go on to sleep an hour while the host waits for it.
+        self._stopping = True
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while not self._stopping:
             try:
                 await self.purge()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 logger.warning("purging history failed (tried again in an hour): %s", exc)
+            if self._stopping:
+                return
             await self.clock.sleep(EVERY)

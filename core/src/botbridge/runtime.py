@@ -6,7 +6,6 @@ secret box and one instance of each channel and bot plugin.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 from pathlib import Path
@@ -112,7 +111,6 @@ class Runtime:
         # Where an outer application mounts the host ("" at the root): given, or learnt from requests.
         self.root_path = ""
         self.root_path_given = False
-        self._retention: asyncio.Task[None] | None = None
         self.engine = Engine(
             self,
             EngineSettings(workers=settings.workers, event_workers=settings.event_workers, lease=settings.job_lease),
@@ -156,7 +154,7 @@ class Runtime:
             logger.error("%s; this host is not ready and runs no work until it has the right key", self.secret_problem)
             return
         await self.engine.start()
-        self._retention = asyncio.create_task(self.retention.run(), name="retention")
+        self.retention.start()
         loaded = sorted(info["name"] for info in self.plugins.describe() if not info["errors"])
         logger.info(
             "host started: store %s, %d plugins (%s), %d workers, console %s",
@@ -178,10 +176,7 @@ class Runtime:
             )
 
     async def stop(self) -> None:
-        if self._retention is not None:
-            self._retention.cancel()
-            await asyncio.gather(self._retention, return_exceptions=True)
-            self._retention = None
+        await self.retention.stop()
         await self.engine.stop()
         plugins: list[Channel | BotBackend] = [*self._channels.values(), *self._bots.values()]
         for plugin in plugins:

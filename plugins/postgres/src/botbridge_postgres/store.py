@@ -339,6 +339,7 @@ class PostgresStore(Store):
         self._pool: asyncpg.Pool | None = None
         self._wake: Callable[[str, int], None] | None = None
         self._listener: asyncio.Task[None] | None = None
+        self._listening = False
         self._claims = 0
         self._durability: Durability | None = None
 
@@ -450,6 +451,9 @@ class PostgresStore(Store):
 
     async def close(self) -> None:
         if self._listener is not None:
+            # The flag as well as the cancel: asyncpg connects through asyncio.wait_for,
+            # which on Python 3.11 can lose a cancel that lands as the connect finishes.
+            self._listening = False
             self._listener.cancel()
             await asyncio.gather(self._listener, return_exceptions=True)
             self._listener = None
@@ -469,6 +473,7 @@ class PostgresStore(Store):
         """Call `wake(lane, jobs)` whenever any host commits new work (LISTEN on a connection of its own)."""
         self._wake = wake
         if self._listener is None:
+            self._listening = True
             self._listener = asyncio.create_task(self._listen(), name="postgres-listen")
 
     async def _listen(self) -> None:
@@ -477,7 +482,7 @@ class PostgresStore(Store):
             if self._wake is not None and wake is not None:
                 self._wake(*wake)
 
-        while True:
+        while self._listening:
             try:
                 conn = await self._connect()
             except (asyncio.CancelledError, KeyboardInterrupt):
@@ -489,6 +494,8 @@ class PostgresStore(Store):
             lost = asyncio.Event()
             conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
             try:
+                if not self._listening:
+                    return
                 await conn.add_listener(self.channel, notified)
                 # Work committed while nobody listened is found by the first claim.
                 if self._wake is not None:
