@@ -12,6 +12,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
@@ -163,5 +164,53 @@ async def test_a_direct_line_bot_that_answers_two_seconds_later_reaches_the_user
     try:
         assert await channel.phone_says(webhook_url, "ponder this", contact) == 200
         await eventually(lambda: "Here is my considered answer." in channel.texts_to(contact), "the late reply")
+    finally:
+        await api.aclose()
+
+
+@pytest.mark.parametrize("channel_name", list(CHANNELS))
+async def test_stop_start_and_help_on_every_channel(world: World, channel_name: str) -> None:
+    """STOP is confirmed and kept from the bot; a reply the bot makes later is not sent; HELP; START restores."""
+    bot, _ = world.bots["AZURE_BOT_DIRECT_LINE"]
+    bot.fake.add_rule("think about it", "A late thought.", delay=2.0)
+    _, webhook_url, api = await _pair(
+        world, channel_name, "AZURE_BOT_DIRECT_LINE", config={"reply_wait": 0.3, "poll_interval": 0.2}
+    )
+    channel, _ = world.channels[channel_name]
+    contact = f"+1555603{list(CHANNELS).index(channel_name):04d}"
+    try:
+        assert await channel.phone_says(webhook_url, "think about it", contact) == 200
+        assert await channel.phone_says(webhook_url, "Stop", contact) == 200
+        await eventually(lambda: len(channel.texts_to(contact)) == 1, "the STOP confirmation")
+        assert channel.texts_to(contact)[0].startswith("You are unsubscribed")
+        [opted_out] = (await api.get("/v1/opt-outs")).json()["items"][-1:]
+        stored_contact = opted_out["contact"]
+        assert stored_contact.lstrip("+") == contact.lstrip("+") and opted_out["keyword"] == "STOP"
+
+        # the bot's answer to the turn before the STOP arrives later: recorded, not sent
+        async def suppressed() -> list[dict[str, Any]]:
+            found = (await api.get("/v1/messages", params={"to": stored_contact, "state": "FAILED"})).json()
+            return [m for m in found["items"] if m["text"] == "A late thought."]
+
+        for _ in range(100):
+            if await suppressed():
+                break
+            await anyio.sleep(0.05)
+        [late] = await suppressed()
+        assert late["reason_code"] == "opted_out"
+        refused = await api.post(
+            "/v1/messages", json={"sender_id": opted_out["sender_id"], "to": stored_contact, "text": "promo"}
+        )
+        assert refused.status_code == 409 and refused.json()["error"]["code"] == "contact_opted_out"
+
+        assert await channel.phone_says(webhook_url, "HELP", contact) == 200
+        await eventually(lambda: len(channel.texts_to(contact)) == 2, "the HELP answer")
+        assert await channel.phone_says(webhook_url, "start", contact) == 200
+        await eventually(lambda: len(channel.texts_to(contact)) == 3, "the START confirmation")
+        assert await channel.phone_says(webhook_url, "hello again", contact) == 200
+        await eventually(lambda: bot.echo("hello again") in channel.texts_to(contact), "the bot's answer")
+        assert "A late thought." not in channel.texts_to(contact)
+        seen = [text for c in bot.fake.conversations.values() for text in c.user_texts()]
+        assert "think about it" in seen and not {"Stop", "HELP", "start"} & set(seen)  # the bot never saw them
     finally:
         await api.aclose()

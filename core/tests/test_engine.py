@@ -87,6 +87,8 @@ class ScriptBot(BotBackend):
                     options=[Option(label="Billing", value="billing"), Option(label="Sales", value="sales")],
                 )
             ]
+        if message.text.startswith("say:"):  # several messages in one turn: "say:one|two|three"
+            return [Reply(text=part) for part in message.text[4:].split("|")]
         return [Reply(text=f"echo: {message.text}")]
 
 
@@ -322,18 +324,23 @@ async def test_numbered_options_map_back_to_values(world: World) -> None:
 
 async def test_options_of_several_replies_are_numbered_on_across_the_turn(world: World) -> None:
     await world.mo("cards")
+    await world.until(lambda: len(world.channel.outbox) == 1)  # one SMS: a turn's messages are merged
+    assert world.channel.outbox[0]["text"] == (
+        "Plan A\n1. Buy A\n2. About A\nReply with a number.\n\nPlan B\n3. Buy B\nReply with a number."
+    )
+    await world.mo("3")  # the third option of the turn: the second card's button
     await world.until(lambda: len(world.channel.outbox) == 2)
-    texts = sorted(m["text"] for m in world.channel.outbox)
-    assert texts == [
+    off = {"config": {"shaping": {"merge_replies": False}}}
+    assert (await world.client.patch(f"/v1/senders/{world.sender_id}", json=off)).status_code == 200
+    world.rt.cache.clear()
+    await world.mo("cards")
+    await world.until(lambda: len(world.channel.outbox) == 4)
+    assert sorted(m["text"] for m in world.channel.outbox[2:]) == [
         "Plan A\n1. Buy A\n2. About A\nReply with a number.",
         "Plan B\n3. Buy B\nReply with a number.",
     ]
-    await world.mo("3")  # the third option of the turn: the second card's button
-    await world.until(lambda: len(world.channel.outbox) == 3)
-    await world.mo("cards")
-    await world.until(lambda: len(world.channel.outbox) == 5)
     await world.mo("about a")  # a label of any card of the turn
-    await world.until(lambda: len(world.channel.outbox) == 6)
+    await world.until(lambda: len(world.channel.outbox) == 5)
     assert [text for _, text in world.bot.seen] == ["cards", "buy-b", "cards", "a"]
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -22,6 +25,8 @@ from botbridge.shaping import (
     smart_encode,
     split,
 )
+
+from .test_engine import World, make_world
 
 EMOJI = "😀"  # outside the BMP: two UTF-16 code units
 
@@ -315,3 +320,43 @@ def test_merge_of_texts_that_fit_is_idempotent(texts: list[str], limit: Limit) -
 def test_shape_fits(texts: list[str], limit: Limit, smart: bool, merged: bool) -> None:
     parts = shape(texts, Shaping(limit, smart_encoding=smart, merge_replies=merged))
     assert all(part and limit.fits(part) for part in parts)
+
+
+# --- the engine's step: what a turn's replies become on the channel ------------------------------
+
+
+@pytest.fixture
+async def world(tmp_path: Any) -> AsyncIterator[World]:
+    async with make_world(tmp_path) as w:
+        yield w
+
+
+def sent(world: World) -> list[str]:
+    return [m["text"] for m in world.channel.outbox]
+
+
+@pytest.mark.anyio
+async def test_a_long_typographic_reply_goes_as_gsm7_parts_split_between_words(world: World) -> None:
+    limit = {"config": {"shaping": {"max_segments": 2}}}
+    assert (await world.client.patch(f"/v1/senders/{world.sender_id}", json=limit)).status_code == 200
+    world.rt.cache.clear()
+    text = "It’s " + " ".join(f"word{i}" for i in range(120))  # about 700 characters, one curly apostrophe
+    await world.mo("say:" + text)
+    await world.until(lambda: len(sent(world)) >= 3)
+    await asyncio.wait_for(world.rt.engine.idle(), 10)
+    parts = sent(world)
+    assert all(is_gsm7(p) and segments(p) <= 2 for p in parts)
+    assert " ".join(parts) == text.replace("’", "'")  # in order, nothing lost, cut only between words
+    messages = (await world.client.get("/v1/messages")).json()["items"]
+    assert sorted(m["text"] for m in messages) == sorted(parts)
+
+
+@pytest.mark.anyio
+async def test_a_turns_messages_are_merged_into_one_sms(world: World) -> None:
+    await world.mo("say:Hello!|I can help with bills.|What do you need?")
+    await world.until(lambda: len(sent(world)) == 1)
+    await asyncio.wait_for(world.rt.engine.idle(), 10)
+    assert sent(world) == ["Hello!\n\nI can help with bills.\n\nWhat do you need?"]
+    bad = {"config": {"shaping": {"max_segments": 0}}}
+    refused = await world.client.patch(f"/v1/senders/{world.sender_id}", json=bad)
+    assert refused.status_code == 422 and "config.shaping.max_segments" in refused.text

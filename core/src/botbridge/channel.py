@@ -149,11 +149,34 @@ class ChannelResponse:
         return cls(status, json.dumps(data, separators=(",", ":")).encode(), "application/json", headers or {})
 
 
+def config_section(config: dict[str, Any], key: str, model: type[BaseModel], **dump: Any) -> dict[str, Any]:
+    """Check core's own key of a sender's config (`opt_out`, `shaping`) against its model.
+
+    Raise `ConfigInvalid` naming the field (`config.opt_out.stop_text`);
+    return the config with the section as the model dumps it (`dump`: its options).
+    """
+    if key not in config:
+        return config
+    value = config[key]
+    if not isinstance(value, dict):
+        raise ConfigInvalid(f"config.{key}", "must be an object")
+    try:
+        section = model.model_validate(value)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"])
+        raise ConfigInvalid(f"config.{key}.{where}" if where else f"config.{key}", error["msg"]) from exc
+    return {**config, key: section.model_dump(**dump)}
+
+
 class Capabilities(BaseModel):
     options: bool = False  # native buttons / quick replies
     media: bool = False
     max_text_length: int = 1600
     sms: bool = True  # fragments are counted for SMS
+    # Carriers require STOP/START/HELP handling on it (SMS, MMS, RCS): opt-out
+    # handling is on by default. None: as `sms`.
+    carrier_compliance: bool | None = None
 
 
 class Channel:

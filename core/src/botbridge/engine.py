@@ -21,8 +21,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from botbridge import optout, shaping
 from botbridge.bot import BotBackend
-from botbridge.channel import Channel, WebhookResult
+from botbridge.channel import Capabilities, Channel, WebhookResult
 from botbridge.clock import Clock
 from botbridge.errors import (
     BotCredentialsInvalid,
@@ -34,7 +35,7 @@ from botbridge.errors import (
     tenant_reason,
     tenant_text,
 )
-from botbridge.events import delivery_body, make_event, mo_fields, state_fields
+from botbridge.events import contact_fields, delivery_body, make_event, mo_fields, state_fields
 from botbridge.http import OutboundRefused
 from botbridge.ids import new_id
 from botbridge.logs import correlation_id, mask
@@ -152,6 +153,7 @@ class Engine:
         self._tokens: dict[str, asyncio.Queue[None]] = {"message": asyncio.Queue(), "event": asyncio.Queue()}
         self._stopping = False
         self._breakers: dict[str, Breaker] = {}
+        self._shapings: dict[tuple[str, Any, bool, int], shaping.Shaping] = {}
         self.store_waits = StoreWaits()
         self.workers_restarted = 0
 
@@ -297,6 +299,16 @@ class Engine:
         self.wake()
         return message
 
+    async def announce(self, account_id: str, event: Any) -> None:
+        """Publish an event no job made (an operator's change through the API): subscribers and the live stream."""
+        writes = Writes()
+        jobs = await self._event_jobs(account_id, event, writes)
+        await self.store.write(writes)
+        if jobs:
+            await self.store.enqueue(jobs)
+            self._wake_for(jobs)
+        self.rt.stream_broadcast.notify()
+
     # --- workers ---
 
     async def _work(self, kinds: tuple[str, ...]) -> None:
@@ -438,6 +450,11 @@ class Engine:
             "mo_message_received", mo_fields(message, sender), self.clock.now(), job.payload.get("event_id")
         )
         events = await self._event_jobs(sender.account_id, mo_event, writes, first_attempt=job.attempts == 0)
+        keywords = optout.settings_for(sender, self._capabilities(sender))
+        if keywords is not None:  # before the bot: STOP, START, HELP
+            outcome = await optout.before_bot(self.store, sender, message, keywords)
+            if outcome.stop_reason is not None:
+                return events + await self._opt_out_answered(sender, message, outcome, writes)
         connector = await self.rt.cache.connector_for_sender(sender.id)
         if connector is None:
             dropped = make_event(
@@ -491,6 +508,48 @@ class Engine:
         conversation.options = [option for reply in replies for option in reply.options]
         self._put_conversation(writes, conversation)
         return events + await self._replies(sender, connector, conversation, replies, writes)
+
+    async def _opt_out_answered(
+        self, sender: Sender, message: InboundMessage, outcome: optout.Outcome, writes: Writes
+    ) -> list[Job]:
+        """An MO the opt-out step kept from the bot: its events, its answer, its place in the timeline."""
+        jobs: list[Job] = []
+        if outcome.changed:
+            kind = "contact_opted_out" if outcome.keyword == "stop" else "contact_opted_in"
+            fields = contact_fields(sender, message.contact, optout.normalize(message.text), message.id)
+            jobs += await self._event_jobs(sender.account_id, make_event(kind, fields, self.clock.now()), writes)
+            logger.info("%s %s of sender %s", mask(message.contact), kind.removeprefix("contact_"), sender.id)
+        if outcome.keyword is None:
+            dropped = {**mo_fields(message, sender), "reason_description": outcome.stop_reason}
+            jobs += await self._event_jobs(
+                sender.account_id, make_event("mo_message_dropped", dropped, self.clock.now()), writes
+            )
+        conversation = await self.store.get_conversation(sender.id, message.contact)
+        if conversation is not None and conversation.account_id:
+            writes.add_history(self._entry(conversation, "mo", mo_history(message), entry_id=message.id))
+        if outcome.answer:
+            reply = OutboundMessage(
+                account_id=sender.account_id,
+                origin="opt_out",
+                sender_id=sender.id,
+                contact=message.contact,
+                text=outcome.answer,
+                conversation_id=conversation.id if conversation is not None else None,
+            )
+            jobs.append(self._outbound(sender, reply, writes))
+        return jobs
+
+    def _capabilities(self, sender: Sender) -> Capabilities:
+        return self.rt.channel(sender.channel).capabilities(self.rt.sender_context(sender))
+
+    def _shaping(self, sender: Sender, capabilities: Capabilities) -> shaping.Shaping:
+        key = (sender.id, sender.updated_at, capabilities.sms, capabilities.max_text_length)
+        found = self._shapings.get(key)
+        if found is None:
+            if len(self._shapings) > 10_000:
+                self._shapings.clear()
+            found = self._shapings[key] = shaping.shaping_for(sender.config, capabilities)
+        return found
 
     async def _resolve(
         self, sender: Sender, connector: Connector, message: InboundMessage, bot: BotBackend, writes: Writes
@@ -652,17 +711,12 @@ class Engine:
         origin: str = "bot",
     ) -> list[Job]:
         jobs = []
-        option_start = 1
-        now = from_epoch(self.clock.now())  # history orders by the engine's clock
-        for reply in replies:
-            if not (reply.text or reply.media or reply.options):
-                continue
+        capabilities = self._capabilities(sender)
+        shaped = shaping.shape_replies(replies, self._shaping(sender, capabilities), capabilities)
+        for reply, option_start in shaped:
             message = OutboundMessage(
                 account_id=sender.account_id,
                 origin=origin,
-                states=[StateChange(state="CREATED", at=now)],
-                created_at=now,
-                updated_at=now,
                 option_start=option_start,
                 sender_id=sender.id,
                 contact=conversation.contact,
@@ -672,10 +726,15 @@ class Engine:
                 connector_id=connector.id,
                 conversation_id=conversation.id,
             )
-            option_start += len(reply.options)
-            writes.put_outbound(message, sender.channel)
-            jobs.append(self._mt_job(sender, message))
+            jobs.append(self._outbound(sender, message, writes))
         return jobs
+
+    def _outbound(self, sender: Sender, message: OutboundMessage, writes: Writes) -> Job:
+        """Write a new MT (created now, by the engine's clock: history orders by it); return its job."""
+        now = from_epoch(self.clock.now())
+        message.states, message.created_at, message.updated_at = [StateChange(state="CREATED", at=now)], now, now
+        writes.put_outbound(message, sender.channel)
+        return self._mt_job(sender, message)
 
     def _late_replies(self, sender: Sender, connector: Connector, conversation: Conversation):  # type: ignore[no-untyped-def]
         async def deliver(replies: list[Reply]) -> None:
@@ -701,6 +760,18 @@ class Engine:
         channel = self.rt.channel(sender.channel)
         context = self.rt.sender_context(sender)
         capabilities = channel.capabilities(context)
+        # A reply leased with its turn was checked as the turn began; anything else is checked now.
+        if written is None and await self._opted_out(sender, message, capabilities):
+            logger.info("MT %s to %s suppressed: the contact opted out", message.id, mask(message.contact))
+            return await self._transition(
+                sender,
+                message,
+                "FAILED",
+                optout.SUPPRESSED_CODE,
+                optout.SUPPRESSED_REASON,
+                writes=writes,
+                request_level=True,
+            )
         outgoing = message
         if (message.options and not capabilities.options) or (message.media and not capabilities.media):
             text = as_text(
@@ -732,6 +803,11 @@ class Engine:
             if connector is not None and ticket is not None:
                 await self._finish_send(connector, ticket)
         return await self._sent(sender, message, result, writes)
+
+    async def _opted_out(self, sender: Sender, message: OutboundMessage, capabilities: Capabilities) -> bool:
+        if message.origin in optout.EXEMPT_ORIGINS or optout.settings_for(sender, capabilities) is None:
+            return False
+        return await self.store.get_opt_out(sender.id, message.contact) is not None
 
     async def _sent(self, sender: Sender, message: OutboundMessage, result: SendResult, writes: Writes) -> list[Job]:
         self.rt.metrics.mt_sent.labels(sender.channel).inc()

@@ -3,7 +3,8 @@
 Field names follow `seeds/001`: `mo_message_received` for every MO,
 `message_request_state_change` when a channel accepts or refuses an MT,
 `message_state_change` for every delivery report after that. botbridge adds
-`mo_message_dropped` (no connector) and `bot_error` (the bot failed).
+`mo_message_dropped` (no connector, or a contact who opted out), `bot_error`
+(the bot failed), and `contact_opted_out` / `contact_opted_in`.
 """
 
 from __future__ import annotations
@@ -51,6 +52,11 @@ def mo_fields(message: InboundMessage, sender: Sender) -> dict[str, Any]:
     if message.media:
         fields["attachment_ids"] = ",".join(m.url for m in message.media)
     return fields
+
+
+def contact_fields(sender: Sender, contact: str, keyword: str, message_id: str | None) -> dict[str, Any]:
+    """An opt-out or opt-in: who, of which sender, how (the keyword they sent, or "api")."""
+    return {**_common(sender), "from_address": contact, "keyword": keyword, "message_id": message_id or ""}
 
 
 def state_fields(

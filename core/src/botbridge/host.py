@@ -17,7 +17,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from botbridge import console
-from botbridge.api import connectors, history, keys, messages, senders, stream, subscriptions, system, webhooks
+from botbridge.api import connectors, history, keys, messages, optouts, senders, stream, subscriptions, system, webhooks
 from botbridge.clock import Clock
 from botbridge.errors import APIError, StoreUnavailable
 from botbridge.plugins import Plugins
@@ -60,6 +60,9 @@ ROUTES = [
     Route("/v1/conversations/{conversation_id}", history.get_conversation, methods=["GET"]),
     Route("/v1/conversations/{conversation_id}/messages", history.conversation_timeline, methods=["GET"]),
     Route("/v1/contacts/{contact}", history.erase_contact, methods=["DELETE"]),
+    Route("/v1/opt-outs", optouts.list_opt_outs, methods=["GET"]),
+    Route("/v1/opt-outs", optouts.create_opt_out, methods=["POST"]),
+    Route("/v1/opt-outs/{sender_id}/{contact}", optouts.delete_opt_out, methods=["DELETE"]),
     Route("/v1/events/stream", stream.event_stream, methods=["GET"]),
     Route("/v1/webhooks/{channel}/{sender_id}", webhooks.receive_webhook, methods=["POST"]),
     Route("/v1/webhooks/{channel}/{sender_id}/{route:path}", webhooks.channel_route, methods=["GET", "POST"]),

@@ -505,6 +505,38 @@ class ErasureView(BaseModel):
     records_erased: int
 
 
+class OptOut(BaseModel):
+    """A contact who asked a sender to stop messaging them (STOP), until they opt in again.
+
+    Kept per (sender, contact): every MT from that sender to that contact is
+    suppressed while it exists. Erasing a contact's history leaves it: a
+    suppression list is what proves the opt-out is honoured.
+    """
+
+    id: str = Field(default_factory=new_id)
+    account_id: str
+    sender_id: str
+    contact: str
+    # What the contact sent ("STOP"), or "api" when an operator added it.
+    keyword: str
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class OptOutView(BaseModel):
+    id: str
+    sender_id: str
+    contact: str
+    keyword: str = Field(description='what the contact sent ("STOP"), or "api" when an operator added it')
+    created_at: datetime
+
+
+class OptOutCreate(_Model):
+    """An operator adding a contact to a sender's opt-outs (e.g. from a suppression list kept elsewhere)."""
+
+    sender_id: str = Field(min_length=1, max_length=128)
+    contact: str = Field(min_length=1, max_length=256)
+
+
 class Subscription(BaseModel):
     id: str = Field(default_factory=new_id)
     account_id: str

@@ -24,6 +24,8 @@ from botbridge.models import (
     MessageCreate,
     MessageHistoryView,
     MessageView,
+    OptOutCreate,
+    OptOutView,
     SenderCreate,
     SenderUpdate,
     SenderView,
@@ -48,6 +50,8 @@ MODELS: list[type[BaseModel]] = [
     MessageHistoryView,
     TimelineItem,
     ErasureView,
+    OptOutCreate,
+    OptOutView,
 ]
 
 ERROR_SCHEMA = {
@@ -222,7 +226,11 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         params=PAGE_PARAMS,
     ),
     ("/v1/messages", "post"): _op(
-        "Send an outbound message", request="MessageCreate", response="MessageView", status=202
+        "Send an outbound message (409 contact_opted_out: the contact opted out of the sender)",
+        request="MessageCreate",
+        response="MessageView",
+        status=202,
+        errors=(409,),
     ),
     ("/v1/messages/{message_id}", "get"): _op(
         "An outbound message and its state", response="MessageView", errors=(404,)
@@ -259,6 +267,20 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     },
     ("/v1/contacts/{contact}", "delete"): _op(
         "Erase everything the account holds about one contact (right to erasure)", response="ErasureView"
+    ),
+    ("/v1/opt-outs", "get"): _op(
+        "Contacts who opted out of the account's senders (STOP), in the order they did",
+        response=_page_of("OptOutView"),
+        params=[*PAGE_PARAMS, {"name": "sender_id", "in": "query", "schema": {"type": "string"}}],
+    ),
+    ("/v1/opt-outs", "post"): _op(
+        "Opt a contact out of a sender as an operator (201; 200 when they already were)",
+        request="OptOutCreate",
+        response="OptOutView",
+        status=201,
+    ),
+    ("/v1/opt-outs/{sender_id}/{contact}", "delete"): _op(
+        "Opt a contact back in as an operator (no text is sent to them)", status=204, errors=(404,)
     ),
     ("/metrics", "get"): {
         "summary": "Prometheus metrics",

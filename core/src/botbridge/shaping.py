@@ -48,6 +48,16 @@ The API
     (`max_segments=10`, `smart_encoding=True`, `merge_replies=True`);
     `Shaping.rich(4096)` sends each message as it is, split only when longer
     than the channel allows.
+
+The engine's step, after the bot
+--------------------------------
+`shaping_for(sender_config, capabilities)` is a sender's `config.shaping`
+(`ShapingConfig`) over its channel's defaults, and `shape_replies(replies,
+shaping, capabilities)` the messages to send for one turn: what the channel
+can only show as text (options, media on a text-only channel) is rendered as
+text first, with options numbered on across the turn, so that it is merged
+and split like the rest; a message keeping buttons or media is sent on its
+own, its text split before it if too long.
 """
 
 from __future__ import annotations
@@ -56,7 +66,13 @@ import unicodedata
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
+from botbridge.channel import Capabilities, config_section
+from botbridge.models import Reply
+from botbridge.render import as_text
 from botbridge.sms import GSM7_PART, GSM7_SINGLE, Encoding, encoding, is_gsm7, segments
 
 __all__ = [
@@ -65,13 +81,17 @@ __all__ = [
     "Encoding",
     "Limit",
     "Shaping",
+    "ShapingConfig",
     "encoding",
     "is_gsm7",
     "merge",
     "segments",
     "shape",
+    "shape_replies",
+    "shaping_for",
     "smart_encode",
     "split",
+    "validate",
 ]
 
 SEPARATOR = "\n\n"  # between merged messages
@@ -352,3 +372,73 @@ def shape(texts: Sequence[str], shaping: Shaping) -> list[str]:
 def _encode_part(part: str, limit: Limit) -> str:
     encoded = smart_encode(part)
     return encoded if limit.fits(encoded) else part
+
+
+# --- the engine's step, after the bot ----------------------------------------
+
+
+class ShapingConfig(BaseModel):
+    """A sender's `config.shaping`; what is left out follows the channel."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_segments: int | None = Field(default=None, ge=1, le=30, description="SMS: segments per message (10)")
+    smart_encoding: bool | None = Field(default=None, description="SMS: typographic look-alikes made GSM-7 (on)")
+    merge_replies: bool | None = Field(default=None, description="a turn's messages joined where they fit (SMS: on)")
+
+
+def validate(sender_config: dict[str, Any]) -> dict[str, Any]:
+    """Check `config.shaping` when a sender is saved."""
+    return config_section(sender_config, "shaping", ShapingConfig, exclude_none=True)
+
+
+def shaping_for(sender_config: Mapping[str, object], capabilities: Capabilities) -> Shaping:
+    """How a sender's replies are shaped: its `config.shaping` over the channel's defaults."""
+    raw = sender_config.get("shaping")
+    config = ShapingConfig.model_validate(raw) if isinstance(raw, dict) else ShapingConfig()
+    if capabilities.sms:
+        return Shaping.sms(
+            max_segments=config.max_segments or 10,
+            max_chars=capabilities.max_text_length,
+            smart_encoding=config.smart_encoding is not False,
+            merge_replies=config.merge_replies is not False,
+        )
+    return Shaping.rich(capabilities.max_text_length, merge_replies=bool(config.merge_replies))
+
+
+def shape_replies(replies: Sequence[Reply], shaping: Shaping, capabilities: Capabilities) -> list[tuple[Reply, int]]:
+    """The messages to send for one turn, each with the number its options start from."""
+    out: list[tuple[Reply, int]] = []
+    texts: list[str] = []  # text-only messages waiting to be merged
+    waiting: list[tuple[Reply, int]] = []  # and what they were
+
+    def flush() -> None:
+        parts = shape(texts, shaping)
+        if len(waiting) == 1 and parts == texts:
+            out.append(waiting[0])  # sent as the bot made it: its record keeps its options and media
+        else:
+            out.extend((Reply(text=part), 1) for part in parts)
+        texts.clear()
+        waiting.clear()
+
+    option_start = 1
+    for reply in replies:
+        if not (reply.text or reply.media or reply.options):
+            continue
+        rich = (reply.options and capabilities.options) or (reply.media and capabilities.media)
+        if not rich:
+            texts.append(as_text(reply, media_as_links=True, option_start=option_start))
+            waiting.append((reply, option_start))
+        else:
+            flush()
+            parts = shape([reply.text], Shaping(shaping.limit, shaping.smart_encoding)) if reply.text else []
+            out.extend((Reply(text=part), 1) for part in parts[:-1])
+            last = reply.model_copy(update={"text": parts[-1] if parts else ""})
+            if not capabilities.options and last.options:
+                last = last.model_copy(
+                    update={"text": as_text(last, media_as_links=False, option_start=option_start), "options": []}
+                )
+            out.append((last, option_start))
+        option_start += len(reply.options)
+    flush()
+    return out

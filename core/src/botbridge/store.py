@@ -25,6 +25,7 @@ from botbridge.models import (
     EventFailure,
     HistoryEntry,
     Job,
+    OptOut,
     OutboundMessage,
     SecretKind,
     Sender,
@@ -483,6 +484,24 @@ class Store(ABC):
     @abstractmethod
     async def trim_stream(self, before: float) -> int:
         """Drop items older than `before` (epoch seconds); return how many went."""
+
+    # --- opt-outs ---
+    @abstractmethod
+    async def put_opt_out(self, opt_out: OptOut) -> bool:
+        """Record that `opt_out.contact` opted out of `opt_out.sender_id`; False (nothing changed) if already so."""
+
+    @abstractmethod
+    async def get_opt_out(self, sender_id: str, contact: str) -> OptOut | None: ...
+
+    @abstractmethod
+    async def delete_opt_out(self, sender_id: str, contact: str) -> bool:
+        """Opt the contact back in; False if they had not opted out."""
+
+    @abstractmethod
+    async def list_opt_outs(
+        self, account_id: str, *, sender_id: str | None = None, limit: int = 50, after: str | None = None
+    ) -> list[OptOut]:
+        """An account's opt-outs in id order (ids sort by creation), after the id `after`."""
 
     # --- subscriptions ---
     @abstractmethod

@@ -7,9 +7,10 @@ import logging
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from botbridge import optout
 from botbridge.api.common import account, json_body, not_found, runtime
-from botbridge.api.senders import owned_sender
-from botbridge.errors import ConfigInvalid, NotFound
+from botbridge.api.senders import named_sender
+from botbridge.errors import APIError, ConfigInvalid
 from botbridge.logs import correlation_id, mask
 from botbridge.models import MessageCreate, MessageView, OutboundMessage, Sender, StateChange, from_epoch
 from botbridge.runtime import Runtime
@@ -25,6 +26,14 @@ async def queue_message(rt: Runtime, sender: Sender, body: MessageCreate) -> Out
     """Queue an MT that did not come from a bot (the REST API, or an application embedding botbridge)."""
     if not (body.text or body.media):
         raise ConfigInvalid("text", "a message needs text or media")
+    capabilities = rt.channel(sender.channel).capabilities(rt.sender_context(sender))
+    if optout.settings_for(sender, capabilities) and await rt.store.get_opt_out(sender.id, body.to):
+        raise APIError(
+            f"{body.to} opted out of this sender (STOP): nothing can be sent until they opt in with START "
+            "or an operator removes the opt-out (DELETE /v1/opt-outs/{sender_id}/{contact})",
+            status_code=409,
+            code="contact_opted_out",
+        )
     now = from_epoch(rt.clock.now())
     message = OutboundMessage(
         account_id=sender.account_id,
@@ -49,10 +58,7 @@ async def send_message(request: Request) -> Response:
     account_id = await account(request)
     rt = runtime(request)
     body = await json_body(request, MessageCreate)
-    try:
-        sender = await owned_sender(rt, account_id, body.sender_id)
-    except NotFound:
-        raise ConfigInvalid("sender_id", f"no sender {body.sender_id!r} in this account") from None
+    sender = await named_sender(rt, account_id, body.sender_id)
     if body.conversation_id is not None:
         conversation = await rt.store.get_conversation_by_id(body.conversation_id)
         if conversation is None or conversation.account_id != account_id or conversation.sender_id != sender.id:

@@ -7,6 +7,7 @@ import logging
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from botbridge import optout, shaping
 from botbridge.api.common import (
     account,
     check_credentials_text,
@@ -19,7 +20,15 @@ from botbridge.api.common import (
     runtime,
 )
 from botbridge.channel import WEBHOOK_VIA
-from botbridge.errors import APIError, ConfigInvalid, Conflict, CredentialsInvalid, ProviderError, tenant_reason
+from botbridge.errors import (
+    APIError,
+    ConfigInvalid,
+    Conflict,
+    CredentialsInvalid,
+    NotFound,
+    ProviderError,
+    tenant_reason,
+)
 from botbridge.models import Sender, SenderCreate, SenderUpdate, utcnow
 from botbridge.runtime import Runtime, api_error_from_config
 
@@ -33,9 +42,18 @@ async def owned_sender(rt: Runtime, account_id: str, sender_id: str) -> Sender:
     return sender
 
 
+async def named_sender(rt: Runtime, account_id: str, sender_id: str) -> Sender:
+    """The sender a request body names: a 422 on `sender_id` (not a 404) when it is not the account's."""
+    try:
+        return await owned_sender(rt, account_id, sender_id)
+    except NotFound:
+        raise ConfigInvalid("sender_id", f"no sender {sender_id!r} in this account") from None
+
+
 def _validated_config(rt: Runtime, channel: str, address: str, credentials: str, secret: str, config: dict) -> dict:  # type: ignore[type-arg]
     plugin = rt.channel(channel)
     check_credentials_text(credentials)
+    config = shaping.validate(optout.validate(config))  # core's own keys
     try:
         with plugin_validation(channel):
             return plugin.validate_sender(address, credentials, secret, dict(config))

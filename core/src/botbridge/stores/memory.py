@@ -20,6 +20,7 @@ from botbridge.models import (
     EventFailure,
     HistoryEntry,
     Job,
+    OptOut,
     OutboundMessage,
     SecretKind,
     Sender,
@@ -53,6 +54,7 @@ class MemoryStore(Store):
         self.outbound: dict[str, tuple[str, OutboundMessage]] = {}
         self.outbound_index: dict[tuple[str, str], str] = {}
         self.subscriptions: dict[str, Subscription] = {}
+        self.opt_outs: dict[tuple[str, str], OptOut] = {}
         self.failures: dict[str, EventFailure] = {}
         self.clock = clock
         self.api_keys: dict[str, ApiKey] = {}
@@ -446,6 +448,37 @@ class MemoryStore(Store):
     async def outbound_by_provider_id(self, sender_id: str, provider_message_id: str) -> OutboundMessage | None:
         message_id = self.outbound_index.get((sender_id, provider_message_id))
         return await self.get_outbound(message_id) if message_id else None
+
+    # --- opt-outs ---
+
+    async def put_opt_out(self, opt_out: OptOut) -> bool:
+        key = (opt_out.sender_id, opt_out.contact)
+        if key in self.opt_outs:
+            return False
+        self.opt_outs[key] = opt_out.model_copy(deep=True)
+        return True
+
+    async def get_opt_out(self, sender_id: str, contact: str) -> OptOut | None:
+        found = self.opt_outs.get((sender_id, contact))
+        return found.model_copy(deep=True) if found else None
+
+    async def delete_opt_out(self, sender_id: str, contact: str) -> bool:
+        return self.opt_outs.pop((sender_id, contact), None) is not None
+
+    async def list_opt_outs(
+        self, account_id: str, *, sender_id: str | None = None, limit: int = 50, after: str | None = None
+    ) -> list[OptOut]:
+        found = sorted(
+            (
+                o
+                for o in self.opt_outs.values()
+                if o.account_id == account_id
+                and (sender_id is None or o.sender_id == sender_id)
+                and (after is None or o.id > after)
+            ),
+            key=lambda o: o.id,
+        )
+        return [o.model_copy(deep=True) for o in found[:limit]]
 
     # --- subscriptions ---
 

@@ -29,6 +29,7 @@ from botbridge.models import (
     EventFailure,
     HistoryEntry,
     Job,
+    OptOut,
     OutboundMessage,
     SecretKind,
     Sender,
@@ -104,6 +105,11 @@ CREATE TABLE IF NOT EXISTS subscriptions (
 CREATE TABLE IF NOT EXISTS event_failures (
     id TEXT PRIMARY KEY, subscription_id TEXT NOT NULL, data TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS event_failures_subscription ON event_failures (subscription_id, id);
+CREATE TABLE IF NOT EXISTS opt_outs (
+    sender_id TEXT NOT NULL, contact TEXT NOT NULL, id TEXT NOT NULL, account_id TEXT NOT NULL, data TEXT NOT NULL,
+    PRIMARY KEY (sender_id, contact));
+CREATE INDEX IF NOT EXISTS opt_outs_account ON opt_outs (account_id, id);
+CREATE INDEX IF NOT EXISTS opt_outs_account_sender ON opt_outs (account_id, sender_id, id);
 """
 
 # Provider ids are indexed per sender (a provider id is unique only within one
@@ -846,6 +852,45 @@ class SQLiteStore(Store):
             provider_message_id,
         )
         return OutboundMessage.model_validate_json(row[0]) if row else None
+
+    # --- opt-outs ---
+    # Not erased by erase_contact: the suppression list is what proves an opt-out is honoured.
+
+    async def put_opt_out(self, opt_out: OptOut) -> bool:
+        # One statement: the primary key decides, an existing opt-out stays as it is.
+        inserted = await self._run(
+            self._write,
+            "INSERT INTO opt_outs VALUES (?, ?, ?, ?, ?) ON CONFLICT(sender_id, contact) DO NOTHING",
+            opt_out.sender_id,
+            opt_out.contact,
+            opt_out.id,
+            opt_out.account_id,
+            opt_out.model_dump_json(),
+        )
+        return inserted > 0
+
+    async def get_opt_out(self, sender_id: str, contact: str) -> OptOut | None:
+        row = await self._run(
+            self._one, "SELECT data FROM opt_outs WHERE sender_id=? AND contact=?", sender_id, contact
+        )
+        return OptOut.model_validate_json(row[0]) if row else None
+
+    async def delete_opt_out(self, sender_id: str, contact: str) -> bool:
+        deleted = await self._run(
+            self._write, "DELETE FROM opt_outs WHERE sender_id=? AND contact=?", sender_id, contact
+        )
+        return deleted > 0
+
+    async def list_opt_outs(
+        self, account_id: str, *, sender_id: str | None = None, limit: int = 50, after: str | None = None
+    ) -> list[OptOut]:
+        sql = "SELECT data FROM opt_outs WHERE account_id=? AND id>?"
+        args: list[object] = [account_id, after or ""]
+        if sender_id is not None:
+            sql += " AND sender_id=?"
+            args.append(sender_id)
+        rows = await self._run(self._all, sql + " ORDER BY id LIMIT ?", *args, limit)
+        return [OptOut.model_validate_json(r[0]) for r in rows]
 
     # --- subscriptions ---
 

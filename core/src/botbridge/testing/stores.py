@@ -20,6 +20,7 @@ from botbridge.models import (
     EventFailure,
     HistoryEntry,
     Job,
+    OptOut,
     OutboundMessage,
     Sender,
     StateChange,
@@ -741,6 +742,42 @@ class StoreContract:
         assert await store.list_event_failures(theirs.id) == []
         assert await store.delete_subscription(mine.id)
         assert await store.get_subscription(mine.id) is None
+
+    async def test_opt_outs_per_sender_and_contact(self, store: Store) -> None:
+        stop = OptOut(account_id="a", sender_id="s1", contact="+1555", keyword="STOP")
+        assert await store.put_opt_out(stop)
+        # a second STOP changes nothing: the first one's time and keyword stay
+        assert not await store.put_opt_out(OptOut(account_id="a", sender_id="s1", contact="+1555", keyword="QUIT"))
+        assert await store.get_opt_out("s1", "+1555") == stop
+        assert await store.get_opt_out("s2", "+1555") is None  # another sender may still write to them
+        assert await store.get_opt_out("s1", "+1556") is None
+        assert await store.delete_opt_out("s1", "+1555")
+        assert not await store.delete_opt_out("s1", "+1555")
+        assert await store.get_opt_out("s1", "+1555") is None
+        again = OptOut(account_id="a", sender_id="s1", contact="+1555", keyword="stop")
+        assert await store.put_opt_out(again)
+        assert await store.get_opt_out("s1", "+1555") == again
+
+    async def test_opt_outs_are_listed_per_account_and_sender(self, store: Store) -> None:
+        made = [OptOut(account_id="a", sender_id=f"s{i % 2}", contact=f"+1555000{i}", keyword="STOP") for i in range(5)]
+        theirs = OptOut(account_id="b", sender_id="s9", contact="+15550000", keyword="STOP")
+        for opt_out in [*made, theirs]:
+            await store.put_opt_out(opt_out)
+        ids = sorted(o.id for o in made)
+        assert [o.id for o in await store.list_opt_outs("a")] == ids
+        assert [o.id for o in await store.list_opt_outs("a", limit=2)] == ids[:2]
+        assert [o.id for o in await store.list_opt_outs("a", after=ids[1])] == ids[2:]
+        assert [o.id for o in await store.list_opt_outs("a", sender_id="s1")] == sorted(
+            o.id for o in made if o.sender_id == "s1"
+        )
+        assert await store.list_opt_outs("b") == [theirs]
+        assert await store.list_opt_outs("c") == []
+
+    async def test_concurrent_opt_outs_one_counts(self, store: Store) -> None:
+        results = await asyncio.gather(
+            *(store.put_opt_out(OptOut(account_id="a", sender_id="s", contact="+1", keyword="STOP")) for _ in range(8))
+        )
+        assert sum(results) == 1
 
     async def test_send_slots_are_spaced(self, store: Store) -> None:
         waits = [await store.reserve_send_slot("conn", 10, now=100.0) for _ in range(25)]

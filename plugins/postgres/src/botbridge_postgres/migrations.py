@@ -145,6 +145,19 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         CREATE INDEX stream_at ON stream (at);
         """,
     ),
+    (
+        # SMS opt-outs: one per sender and contact (the primary key decides
+        # between concurrent STOPs), listed per account in id order, optionally
+        # of one sender. Not erased with a contact's history.
+        7,
+        """
+        CREATE TABLE opt_outs (
+            sender_id TEXT NOT NULL, contact TEXT NOT NULL, id TEXT NOT NULL, account_id TEXT NOT NULL,
+            data JSONB NOT NULL, PRIMARY KEY (sender_id, contact));
+        CREATE INDEX opt_outs_account ON opt_outs (account_id, id);
+        CREATE INDEX opt_outs_account_sender ON opt_outs (account_id, sender_id, id);
+        """,
+    ),
 )
 
 LATEST = MIGRATIONS[-1][0]

@@ -38,6 +38,7 @@ from botbridge.models import (
     EventFailure,
     HistoryEntry,
     Job,
+    OptOut,
     OutboundMessage,
     SecretKind,
     Sender,
@@ -996,6 +997,46 @@ class PostgresStore(Store):
             provider_message_id,
         )
         return OutboundMessage.model_validate_json(raw) if raw else None
+
+    # --- opt-outs ---
+    # Not erased by erase_contact: the suppression list is what proves an opt-out is honoured.
+
+    @guarded
+    async def put_opt_out(self, opt_out: OptOut) -> bool:
+        # One statement: the primary key decides between racers, an existing opt-out stays as it is.
+        inserted = await self._execute(
+            "INSERT INTO opt_outs VALUES ($1, $2, $3, $4, $5::jsonb) ON CONFLICT (sender_id, contact) DO NOTHING",
+            opt_out.sender_id,
+            opt_out.contact,
+            opt_out.id,
+            opt_out.account_id,
+            opt_out.model_dump_json(),
+        )
+        return inserted > 0
+
+    @guarded
+    async def get_opt_out(self, sender_id: str, contact: str) -> OptOut | None:
+        raw = await self._fetchval(
+            "SELECT data::text FROM opt_outs WHERE sender_id = $1 AND contact = $2", sender_id, contact
+        )
+        return OptOut.model_validate_json(raw) if raw else None
+
+    @guarded
+    async def delete_opt_out(self, sender_id: str, contact: str) -> bool:
+        return await self._execute("DELETE FROM opt_outs WHERE sender_id = $1 AND contact = $2", sender_id, contact) > 0
+
+    @guarded
+    async def list_opt_outs(
+        self, account_id: str, *, sender_id: str | None = None, limit: int = 50, after: str | None = None
+    ) -> list[OptOut]:
+        sql = "SELECT data::text FROM opt_outs WHERE account_id = $1 AND id > $2"
+        args: list[object] = [account_id, after or ""]
+        if sender_id is not None:
+            args.append(sender_id)
+            sql += " AND sender_id = $3"
+        args.append(limit)
+        rows = await self._data(sql + f" ORDER BY id LIMIT ${len(args)}", *args)
+        return [OptOut.model_validate_json(r) for r in rows]
 
     # --- subscriptions ---
 

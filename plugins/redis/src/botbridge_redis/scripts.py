@@ -549,3 +549,48 @@ for _, member in ipairs(members) do
 end
 return {gone, #members}
 """
+
+# --- opt-outs ---
+#
+# `opt-out:{id}` is an opt-out's JSON, `opt-out-by-sender:{sender_id}:{contact}`
+# its id (one per sender and contact), `opt-outs:{account}` and
+# `opt-outs-by-sender:{sender_id}` zsets (score 0) of ids, read in id order.
+# None expires, and erasure leaves them: a suppression list must outlive the
+# contact's history.
+
+# ARGV: prefix, id, account, sender_id, contact, data. 0: the contact had
+# already opted out of the sender (that opt-out is left as it is).
+PUT_OPT_OUT = """
+local P = ARGV[1]
+local by = P .. 'opt-out-by-sender:' .. ARGV[4] .. ':' .. ARGV[5]
+if redis.call('EXISTS', by) == 1 then return 0 end
+redis.call('SET', by, ARGV[2])
+redis.call('SET', P .. 'opt-out:' .. ARGV[2], ARGV[6])
+redis.call('ZADD', P .. 'opt-outs:' .. ARGV[3], 0, ARGV[2])
+redis.call('ZADD', P .. 'opt-outs-by-sender:' .. ARGV[4], 0, ARGV[2])
+return 1
+"""
+
+# ARGV: prefix, sender_id, contact. The opt-out's JSON, or nil.
+GET_OPT_OUT = """
+local P = ARGV[1]
+local id = redis.call('GET', P .. 'opt-out-by-sender:' .. ARGV[2] .. ':' .. ARGV[3])
+if not id then return false end
+return redis.call('GET', P .. 'opt-out:' .. id)
+"""
+
+# ARGV: prefix, sender_id, contact. 0: the contact had not opted out.
+DELETE_OPT_OUT = """
+local P = ARGV[1]
+local by = P .. 'opt-out-by-sender:' .. ARGV[2] .. ':' .. ARGV[3]
+local id = redis.call('GET', by)
+if not id then return 0 end
+local rec = P .. 'opt-out:' .. id
+local raw = redis.call('GET', rec)
+if raw then
+  redis.call('ZREM', P .. 'opt-outs:' .. cjson.decode(raw)['account_id'], id)
+end
+redis.call('DEL', by, rec)
+redis.call('ZREM', P .. 'opt-outs-by-sender:' .. ARGV[2], id)
+return 1
+"""

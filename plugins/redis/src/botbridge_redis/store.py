@@ -39,6 +39,7 @@ from botbridge.models import (
     EventFailure,
     HistoryEntry,
     Job,
+    OptOut,
     OutboundMessage,
     SecretKind,
     Sender,
@@ -244,6 +245,9 @@ class RedisStore(Store):
                 "INDEX_CONTACT",
                 "ERASE_JOBS",
                 "TRIM_STREAM",
+                "PUT_OPT_OUT",
+                "GET_OPT_OUT",
+                "DELETE_OPT_OUT",
             ):
                 self._scripts[name] = self._redis.register_script(getattr(scripts, name))
         await self._check_persistence()
@@ -1182,6 +1186,47 @@ class RedisStore(Store):
                     if names_contact(event, contact):
                         found.append((key, job_id))
         return found
+
+    # --- opt-outs ---
+    # One script each (see `scripts.py`): the record, its per-sender-and-contact
+    # key and both listings change together. Not erased by erase_contact: the
+    # suppression list is what proves an opt-out is honoured.
+
+    @guarded
+    async def put_opt_out(self, opt_out: OptOut) -> bool:
+        return bool(
+            await self._script(
+                "PUT_OPT_OUT",
+                opt_out.id,
+                opt_out.account_id,
+                opt_out.sender_id,
+                opt_out.contact,
+                opt_out.model_dump_json(),
+            )
+        )
+
+    @guarded
+    async def get_opt_out(self, sender_id: str, contact: str) -> OptOut | None:
+        raw = await self._script("GET_OPT_OUT", sender_id, contact)
+        return OptOut.model_validate_json(raw) if raw else None
+
+    @guarded
+    async def delete_opt_out(self, sender_id: str, contact: str) -> bool:
+        return bool(await self._script("DELETE_OPT_OUT", sender_id, contact))
+
+    @guarded
+    async def list_opt_outs(
+        self, account_id: str, *, sender_id: str | None = None, limit: int = 50, after: str | None = None
+    ) -> list[OptOut]:
+        index = self.k("opt-outs", account_id) if sender_id is None else self.k("opt-outs-by-sender", sender_id)
+        return await self._list(
+            index,
+            "opt-out",
+            after,
+            limit,
+            OptOut.model_validate_json,
+            lambda o: o.account_id == account_id and (sender_id is None or o.sender_id == sender_id),
+        )
 
     # --- subscriptions ---
 

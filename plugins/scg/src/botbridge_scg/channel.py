@@ -376,6 +376,7 @@ class ScgChannel(Channel):
             media=kind != "sms",
             max_text_length=self._max_text(sender.config),
             sms=kind == "sms",
+            carrier_compliance=kind in ("sms", "mms", "rcs"),
         )
 
     def _max_text(self, config: dict[str, Any]) -> int:

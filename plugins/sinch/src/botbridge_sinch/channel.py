@@ -347,6 +347,7 @@ class SinchChannel(Channel):
             media=channel not in TEXT_ONLY_CHANNELS,
             max_text_length=MAX_TEXT_LENGTH.get(channel, DEFAULT_MAX_TEXT_LENGTH),
             sms=channel in ("SMS", "MMS"),
+            carrier_compliance=channel in ("SMS", "MMS", "RCS"),
         )
 
     # --- inbound ---
