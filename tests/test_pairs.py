@@ -214,3 +214,18 @@ async def test_stop_start_and_help_on_every_channel(world: World, channel_name: 
         assert "think about it" in seen and not {"Stop", "HELP", "start"} & set(seen)  # the bot never saw them
     finally:
         await api.aclose()
+
+
+async def test_a_bot_answering_after_four_seconds_sends_the_interim_text_first(world: World) -> None:
+    bot, _ = world.bots["AZURE_BOT_DIRECT_LINE"]
+    bot.fake.add_rule("ponder slowly", "Here it is, at last.", delay=4.0)
+    config = {"reply_wait": 6.0, "poll_interval": 0.2, "interim_text": "One moment please.", "interim_after": 2}
+    _, webhook_url, api = await _pair(world, "sinch", "AZURE_BOT_DIRECT_LINE", config=config)
+    channel, _ = world.channels["sinch"]
+    contact = "+15556040001"
+    try:
+        assert await channel.phone_says(webhook_url, "ponder slowly", contact) == 200
+        await eventually(lambda: len(channel.texts_to(contact)) == 2, "the interim text and the answer")
+        assert channel.texts_to(contact) == ["One moment please.", "Here it is, at last."]
+    finally:
+        await api.aclose()

@@ -49,6 +49,7 @@ class ScriptBot(BotBackend):
         self.down_calls = 0
         self.sessions: dict[str, BotSession] = {}
         self.delay = 0.0
+        self.gate: asyncio.Event | None = None
 
     def validate_credentials(self, credentials: str, config: dict[str, Any]) -> None:
         pass
@@ -71,6 +72,8 @@ class ScriptBot(BotBackend):
         if self.delay:
             await asyncio.sleep(self.delay)
         self.seen.append((session.conversation_id, message.text))
+        if self.gate is not None:  # a bot that answers when the test says so
+            await self.gate.wait()
         self.sessions[session.conversation_id] = session
         session.state["turns"] += 1
         if message.text == "cards":  # a carousel: one reply per card, each with its buttons

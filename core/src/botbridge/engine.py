@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from botbridge import optout, shaping
-from botbridge.bot import BotBackend
+from botbridge.bot import BotBackend, BotSession
 from botbridge.channel import Capabilities, Channel, WebhookResult
 from botbridge.clock import Clock
 from botbridge.errors import (
@@ -476,6 +476,7 @@ class Engine:
             last_mo_at=self.clock.now(),
         )
         started = time.perf_counter()
+        interim: list[Job] = []  # what sending the interim text made (its events)
         try:
             if connector.state == "credentials_invalid":
                 raise BotCredentialsInvalid(connector.state_reason or "the bot refused the connector's credentials")
@@ -493,12 +494,13 @@ class Engine:
                 bot_message = message.model_copy(update={"text": choice.value, "postback": choice.value})
             late = self._late_replies(sender, connector, conversation)
             session = self.rt.bot_session(connector, conversation, late)
-            replies = await asyncio.wait_for(bot.send(session, bot_message), self.settings.bot_timeout)
+            replies = await self._ask(bot, session, bot_message, sender, connector, conversation, writes, interim)
         except (BotError, ProviderError, TimeoutError) as exc:
             self.rt.metrics.bot_errors.labels(connector.type).inc()
             self._count_failure(connector, exc)
             again = bot.safe_to_retry(exc)
-            return events + await self._bot_failed(job, exc, again, sender, connector, conversation, message, writes)
+            failed = await self._bot_failed(job, exc, again, sender, connector, conversation, message, writes)
+            return events + interim + failed
         finally:
             self.rt.metrics.bot_latency.labels(connector.type).observe(time.perf_counter() - started)
         self._breakers.pop(connector.id, None)
@@ -507,7 +509,55 @@ class Engine:
         # A number answers the turn's options, numbered on across its replies (a carousel's cards)
         conversation.options = [option for reply in replies for option in reply.options]
         self._put_conversation(writes, conversation)
-        return events + await self._replies(sender, connector, conversation, replies, writes)
+        return events + interim + await self._replies(sender, connector, conversation, replies, writes)
+
+    async def _ask(
+        self,
+        bot: BotBackend,
+        session: BotSession,
+        message: InboundMessage,
+        sender: Sender,
+        connector: Connector,
+        conversation: Conversation,
+        writes: Writes,
+        interim: list[Job],
+    ) -> list[Reply]:
+        """The bot's answer to a turn; the connector's interim text goes out if it is slow to come."""
+        text, after = connector.settings.interim_text, connector.settings.interim_after
+        if not text:
+            return await asyncio.wait_for(bot.send(session, message), self.settings.bot_timeout)
+        call = asyncio.ensure_future(asyncio.wait_for(bot.send(session, message), self.settings.bot_timeout))
+        timer = asyncio.ensure_future(self.clock.sleep(after))
+        try:
+            await asyncio.wait({call, timer}, return_when=asyncio.FIRST_COMPLETED)
+            if not call.done():
+                interim += await self._send_interim(sender, connector, conversation, text, writes)
+            return await call
+        finally:
+            timer.cancel()
+            call.cancel()  # only if the turn itself was cancelled: otherwise it is done
+
+    async def _send_interim(
+        self, sender: Sender, connector: Connector, conversation: Conversation, text: str, writes: Writes
+    ) -> list[Job]:
+        """Send the interim text now, from the turn's job (a queued MT would wait for the turn to end)."""
+        message = OutboundMessage(
+            account_id=sender.account_id,
+            origin="interim",
+            sender_id=sender.id,
+            contact=conversation.contact,
+            text=text,
+            connector_id=connector.id,
+            conversation_id=conversation.id,
+        )
+        job = self._outbound(sender, message, writes)
+        try:
+            return await self._mt(job, writes, written=writes)
+        except Exception as exc:  # Retry included: the turn goes on, without its interim text
+            logger.warning("interim text of MT %s not sent: %s", message.id, tenant_reason(exc))
+            return await self._transition(
+                sender, message, "FAILED", "interim_not_sent", str(exc), writes=writes, request_level=True
+            )
 
     async def _opt_out_answered(
         self, sender: Sender, message: InboundMessage, outcome: optout.Outcome, writes: Writes

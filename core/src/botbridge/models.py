@@ -118,6 +118,9 @@ class ConnectorConfig(BaseModel):
     conversation_timeout: float = Field(default=DEFAULT_CONVERSATION_TIMEOUT, gt=0, le=30 * 86400)
     rate_limit: float = Field(default=DEFAULT_RATE_LIMIT, gt=0, le=10_000)
     fallback_text: str | None = Field(default=None, max_length=1600)
+    # Sent once when the bot has not answered a turn after `interim_after` seconds ("One moment…").
+    interim_text: str | None = Field(default=None, min_length=1, max_length=1600)
+    interim_after: float = Field(default=3.0, gt=0, le=60)
 
 
 class ConnectorCreate(_Model):
@@ -271,7 +274,8 @@ class OutboundMessage(BaseModel):
     reason_description: str | None = None
     # The provider's own error code of a failed send (e.g. SCG_ERROR_4046), bounded; reason_code is its status.
     provider_error_code: str | None = None
-    # Who made it: "bot" (a reply), "fallback" (the bot failed), "api" (POST /v1/messages).
+    # Who made it: "bot" (a reply), "fallback" (the bot failed), "interim" (the bot was slow),
+    # "opt_out" (the answer to STOP, START or HELP), "api" (POST /v1/messages).
     origin: str | None = None
     states: list[StateChange] = Field(default_factory=list)
     created_at: datetime = Field(default_factory=utcnow)
