@@ -69,6 +69,7 @@ T = TypeVar("T")
 
 DEDUPE_TTL = 7 * 86400.0  # providers retry for hours; remember ids for a week
 MESSAGE_KINDS = ("mo", "mt", "dr")
+DEFAULT_INTERIM_AFTER = 3.0  # seconds a bot may take before a connector's interim_text goes out
 EVENT_KINDS = ("event",)
 
 
@@ -523,7 +524,7 @@ class Engine:
         interim: list[Job],
     ) -> list[Reply]:
         """The bot's answer to a turn; the connector's interim text goes out if it is slow to come."""
-        text, after = connector.settings.interim_text, connector.settings.interim_after
+        text, after = connector.settings.interim_text, connector.settings.interim_after or DEFAULT_INTERIM_AFTER
         if not text:
             return await asyncio.wait_for(bot.send(session, message), self.settings.bot_timeout)
         call = asyncio.ensure_future(asyncio.wait_for(bot.send(session, message), self.settings.bot_timeout))

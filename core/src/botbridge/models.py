@@ -120,7 +120,7 @@ class ConnectorConfig(BaseModel):
     fallback_text: str | None = Field(default=None, max_length=1600)
     # Sent once when the bot has not answered a turn after `interim_after` seconds ("One moment…").
     interim_text: str | None = Field(default=None, min_length=1, max_length=1600)
-    interim_after: float = Field(default=3.0, gt=0, le=60)
+    interim_after: float | None = Field(default=None, gt=0, le=60, description="seconds; 3 when not set")
 
 
 class ConnectorCreate(_Model):
