@@ -141,6 +141,16 @@ def not_found(kind: str, item_id: str) -> NotFound:
     return NotFound(f"{kind} {item_id!r} not found")
 
 
+Owned = TypeVar("Owned", bound=BaseModel)
+
+
+def owned(record: Owned | None, account_id: str, kind: str, item_id: str) -> Owned:
+    """The record if it is the account's; another account's answers 404 like a missing one."""
+    if record is None or getattr(record, "account_id", None) != account_id:
+        raise not_found(kind, item_id)
+    return record
+
+
 def no_content() -> Response:
     return Response(status_code=204)
 

@@ -13,12 +13,13 @@ from botbridge.api.common import (
     check_credentials_text,
     json_body,
     no_content,
-    not_found,
+    owned,
     page,
     page_params,
     plugin_validation,
     runtime,
 )
+from botbridge.api.senders import named_sender
 from botbridge.errors import ConfigInvalid, Conflict, SenderTaken, VersionConflict
 from botbridge.models import Connector, ConnectorConfig, ConnectorCreate, ConnectorUpdate, utcnow
 from botbridge.runtime import Runtime, api_error_from_config
@@ -27,16 +28,7 @@ logger = logging.getLogger("botbridge.api")
 
 
 async def owned_connector(rt: Runtime, account_id: str, connector_id: str) -> Connector:
-    connector = await rt.store.get_connector(connector_id)
-    if connector is None or connector.account_id != account_id:
-        raise not_found("connector", connector_id)
-    return connector
-
-
-async def _check_sender(rt: Runtime, account_id: str, sender_id: str) -> None:
-    sender = await rt.store.get_sender(sender_id)
-    if sender is None or sender.account_id != account_id:
-        raise ConfigInvalid("sender_id", f"no sender {sender_id!r} in this account")
+    return owned(await rt.store.get_connector(connector_id), account_id, "connector", connector_id)
 
 
 def _check_credentials(rt: Runtime, type_name: str, credentials: str, config: dict[str, Any]) -> None:
@@ -59,7 +51,7 @@ async def create_connector(request: Request) -> Response:
     rt = runtime(request)
     body = await json_body(request, ConnectorCreate)
     rt.bot(body.type)  # unknown type: 422 naming the installed ones
-    await _check_sender(rt, account_id, body.sender_id)
+    await named_sender(rt, account_id, body.sender_id)
     config = body.config.model_dump(exclude_none=True)
     _check_credentials(rt, body.type, body.credentials, config)
     await rt.check_outbound(config, body.credentials)
@@ -116,7 +108,7 @@ async def update_connector(request: Request) -> Response:
         raise ConfigInvalid("type", "the type of a connector cannot change; create a new connector")
     updated = current.model_copy(deep=True)
     if body.sender_id is not None and body.sender_id != current.sender_id:
-        await _check_sender(rt, account_id, body.sender_id)
+        await named_sender(rt, account_id, body.sender_id)
         updated.sender_id = body.sender_id
     if body.external_id is not None:
         updated.external_id = body.external_id

@@ -12,7 +12,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from botbridge.api.common import account, not_found, page_params, runtime
+from botbridge.api.common import account, owned, page_params, runtime
 from botbridge.bot import default_session_id
 from botbridge.errors import APIError
 from botbridge.models import (
@@ -91,10 +91,7 @@ def message_view(message: OutboundMessage) -> dict[str, Any]:
 
 
 async def _owned_conversation(rt: Runtime, account_id: str, conversation_id: str) -> Conversation:
-    conversation = await rt.store.get_conversation_by_id(conversation_id)
-    if conversation is None or conversation.account_id != account_id:
-        raise not_found("conversation", conversation_id)
-    return conversation
+    return owned(await rt.store.get_conversation_by_id(conversation_id), account_id, "conversation", conversation_id)
 
 
 async def list_conversations(request: Request) -> Response:

@@ -13,7 +13,7 @@ from botbridge.api.common import (
     check_credentials_text,
     json_body,
     no_content,
-    not_found,
+    owned,
     page,
     page_params,
     plugin_validation,
@@ -36,10 +36,7 @@ logger = logging.getLogger("botbridge.api")
 
 
 async def owned_sender(rt: Runtime, account_id: str, sender_id: str) -> Sender:
-    sender = await rt.store.get_sender(sender_id)
-    if sender is None or sender.account_id != account_id:
-        raise not_found("sender", sender_id)
-    return sender
+    return owned(await rt.store.get_sender(sender_id), account_id, "sender", sender_id)
 
 
 async def named_sender(rt: Runtime, account_id: str, sender_id: str) -> Sender:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from botbridge.api.common import account, json_body, no_content, not_found, page, page_params, runtime
+from botbridge.api.common import account, json_body, no_content, not_found, owned, page, page_params, runtime
 from botbridge.errors import ConfigInvalid
 from botbridge.models import EventFailure, Job, Subscription, SubscriptionCreate
 from botbridge.outbound import UnsafeURL
@@ -13,10 +13,7 @@ from botbridge.runtime import Runtime
 
 
 async def owned_subscription(rt: Runtime, account_id: str, subscription_id: str) -> Subscription:
-    subscription = await rt.store.get_subscription(subscription_id)
-    if subscription is None or subscription.account_id != account_id:
-        raise not_found("subscription", subscription_id)
-    return subscription
+    return owned(await rt.store.get_subscription(subscription_id), account_id, "subscription", subscription_id)
 
 
 async def create_subscription(request: Request) -> Response:

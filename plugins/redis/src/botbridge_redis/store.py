@@ -311,47 +311,23 @@ class RedisStore(Store):
         limit: int,
         load: Callable[[str], T],
         keep: Callable[[T], bool],
+        *,
+        newest: bool = False,
     ) -> list[T]:
-        found: list[T] = []
-        cursor = f"({after}" if after else "-"
-        batch = max(limit, 50)
-        while len(found) < limit:
-            ids = await self.redis.zrangebylex(index, cursor, "+", start=0, num=batch)
-            if not ids:
-                break
-            for raw in await self.redis.mget([self.k(record, i) for i in ids]):
-                if raw is None:
-                    continue
-                item = load(raw)
-                if keep(item):
-                    found.append(item)
-                    if len(found) >= limit:
-                        break
-            if len(ids) < batch:
-                break
-            cursor = f"({ids[-1]}"
-        return found
-
-    async def _list_newest(
-        self,
-        index: str,
-        record: str,
-        before: str | None,
-        limit: int,
-        load: Callable[[str], T],
-        keep: Callable[[T], bool],
-    ) -> list[T]:
-        """Like `_list`, newest first, ids below `before`.
+        """Records of a lex-ordered id index past the id `after`, in id order (`newest`: reversed, ids below it).
 
         Filters are applied here, so a page reads on (in growing batches) until
         it has `limit` matches or the index ends; members whose record expired
         are skipped (`purge_history` removes them).
         """
         found: list[T] = []
-        cursor = f"({before}" if before else "+"
+        cursor = f"({after}" if after else ("+" if newest else "-")
         batch = max(limit, 50)
         while len(found) < limit:
-            ids = await self.redis.zrevrangebylex(index, cursor, "-", start=0, num=batch)
+            if newest:
+                ids = await self.redis.zrevrangebylex(index, cursor, "-", start=0, num=batch)
+            else:
+                ids = await self.redis.zrangebylex(index, cursor, "+", start=0, num=batch)
             if not ids:
                 break
             for raw in await self.redis.mget([self.k(record, i) for i in ids]):
@@ -863,13 +839,14 @@ class RedisStore(Store):
     async def list_conversations(
         self, account_id: str, where: ConversationFilter, *, limit: int = 50, before: str | None = None
     ) -> list[Conversation]:
-        return await self._list_newest(
+        return await self._list(
             self.k("conversations", account_id),
             "conversation",
             before,
             limit,
             Conversation.model_validate_json,
             lambda c: c.account_id == account_id and where.matches(c),
+            newest=True,
         )
 
     @guarded
@@ -890,13 +867,14 @@ class RedisStore(Store):
     ) -> list[OutboundMessage]:
         # A message without account_id was written before history was kept and
         # indexed under its sender's account when the store was first opened since.
-        return await self._list_newest(
+        return await self._list(
             self.k("outbounds", account_id),
             "outbound",
             before,
             limit,
             OutboundMessage.model_validate_json,
             lambda m: m.account_id in (account_id, None) and where.matches(m),
+            newest=True,
         )
 
     # --- the live stream ---
