@@ -15,8 +15,10 @@ class Broadcast:
 
     async def wait(self, seconds: float) -> None:
         """Return when `notify` is called, or after `seconds`."""
-        event = self._event
+        # asyncio.wait, not wait_for: on Python 3.11 wait_for can lose the cancel of
+        # a client that went away if it lands as the event is set.
+        waiter = asyncio.ensure_future(self._event.wait())
         try:
-            await asyncio.wait_for(event.wait(), seconds)
-        except TimeoutError:
-            pass
+            await asyncio.wait({waiter}, timeout=seconds)
+        finally:
+            waiter.cancel()

@@ -154,7 +154,6 @@ class Engine:
         self._tokens: dict[str, asyncio.Queue[None]] = {"message": asyncio.Queue(), "event": asyncio.Queue()}
         self._stopping = False
         self._breakers: dict[str, Breaker] = {}
-        self._shapings: dict[tuple[str, Any, bool, int], shaping.Shaping] = {}
         self.store_waits = StoreWaits()
         self.workers_restarted = 0
 
@@ -593,15 +592,6 @@ class Engine:
     def _capabilities(self, sender: Sender) -> Capabilities:
         return self.rt.channel(sender.channel).capabilities(self.rt.sender_context(sender))
 
-    def _shaping(self, sender: Sender, capabilities: Capabilities) -> shaping.Shaping:
-        key = (sender.id, sender.updated_at, capabilities.sms, capabilities.max_text_length)
-        found = self._shapings.get(key)
-        if found is None:
-            if len(self._shapings) > 10_000:
-                self._shapings.clear()
-            found = self._shapings[key] = shaping.shaping_for(sender.config, capabilities)
-        return found
-
     async def _resolve(
         self, sender: Sender, connector: Connector, message: InboundMessage, bot: BotBackend, writes: Writes
     ) -> Conversation:
@@ -763,7 +753,7 @@ class Engine:
     ) -> list[Job]:
         jobs = []
         capabilities = self._capabilities(sender)
-        shaped = shaping.shape_replies(replies, self._shaping(sender, capabilities), capabilities)
+        shaped = shaping.shape_replies(replies, shaping.for_sender(sender, capabilities), capabilities)
         for reply, option_start in shaped:
             message = OutboundMessage(
                 account_id=sender.account_id,

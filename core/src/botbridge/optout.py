@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from botbridge.cache import Derived
 from botbridge.channel import Capabilities, config_section
 from botbridge.models import InboundMessage, OptOut, Sender
 from botbridge.store import Store
@@ -104,17 +104,12 @@ def validate(sender_config: dict[str, Any]) -> dict[str, Any]:
     return config_section(sender_config, "opt_out", OptOutConfig, exclude_unset=True)
 
 
-_settings: dict[tuple[str, datetime], OptOutConfig] = {}
+_settings = Derived()
 
 
 def settings_for(sender: Sender, capabilities: Capabilities) -> OptOutConfig | None:
     """The sender's opt-out settings, or None when it handles no keywords."""
-    key = (sender.id, sender.updated_at)
-    settings = _settings.get(key)
-    if settings is None:
-        if len(_settings) > 10_000:
-            _settings.clear()
-        settings = _settings[key] = config_of(sender.config)
+    settings = _settings.get((sender.id, sender.updated_at), lambda: config_of(sender.config))
     return settings if settings.active(capabilities) else None
 
 

@@ -70,8 +70,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from botbridge.cache import Derived
 from botbridge.channel import Capabilities, config_section
-from botbridge.models import Reply
+from botbridge.models import Reply, Sender
 from botbridge.render import as_text
 from botbridge.sms import GSM7_PART, GSM7_SINGLE, Encoding, encoding, is_gsm7, segments
 
@@ -83,6 +84,7 @@ __all__ = [
     "Shaping",
     "ShapingConfig",
     "encoding",
+    "for_sender",
     "is_gsm7",
     "merge",
     "segments",
@@ -404,6 +406,15 @@ def shaping_for(sender_config: Mapping[str, object], capabilities: Capabilities)
             merge_replies=config.merge_replies is not False,
         )
     return Shaping.rich(capabilities.max_text_length, merge_replies=bool(config.merge_replies))
+
+
+_shapings = Derived()
+
+
+def for_sender(sender: Sender, capabilities: Capabilities) -> Shaping:
+    """`shaping_for` a sender's config, worked out once per version of the sender."""
+    key = (sender.id, sender.updated_at, capabilities.sms, capabilities.max_text_length)
+    return _shapings.get(key, lambda: shaping_for(sender.config, capabilities))
 
 
 def shape_replies(replies: Sequence[Reply], shaping: Shaping, capabilities: Capabilities) -> list[tuple[Reply, int]]:

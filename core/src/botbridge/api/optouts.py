@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from urllib.parse import unquote
-
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -51,7 +49,7 @@ async def delete_opt_out(request: Request) -> Response:
     account_id = await account(request)
     rt = runtime(request)
     sender = await owned_sender(rt, account_id, request.path_params["sender_id"])
-    contact = unquote(request.path_params["contact"])
+    contact = request.path_params["contact"]  # already decoded, as for DELETE /v1/contacts/{contact}
     if not await rt.store.delete_opt_out(sender.id, contact):
         raise not_found("opt-out of contact", contact)
     await _changed(rt, sender, contact, "contact_opted_in")
