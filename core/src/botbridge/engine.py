@@ -450,7 +450,7 @@ class Engine:
             "mo_message_received", mo_fields(message, sender), self.clock.now(), job.payload.get("event_id")
         )
         events = await self._event_jobs(sender.account_id, mo_event, writes, first_attempt=job.attempts == 0)
-        keywords = optout.settings_for(sender, self._capabilities(sender))
+        keywords = optout.settings_for(sender, self.rt.capabilities(sender))
         if keywords is not None:  # before the bot: STOP, START, HELP
             outcome = await optout.before_bot(self.store, sender, message, keywords)
             if outcome.stop_reason is not None:
@@ -588,9 +588,6 @@ class Engine:
             )
             jobs.append(self._outbound(sender, reply, writes))
         return jobs
-
-    def _capabilities(self, sender: Sender) -> Capabilities:
-        return self.rt.channel(sender.channel).capabilities(self.rt.sender_context(sender))
 
     async def _resolve(
         self, sender: Sender, connector: Connector, message: InboundMessage, bot: BotBackend, writes: Writes
@@ -752,7 +749,7 @@ class Engine:
         origin: str = "bot",
     ) -> list[Job]:
         jobs = []
-        capabilities = self._capabilities(sender)
+        capabilities = self.rt.capabilities(sender)
         shaped = shaping.shape_replies(replies, shaping.for_sender(sender, capabilities), capabilities)
         for reply, option_start in shaped:
             message = OutboundMessage(

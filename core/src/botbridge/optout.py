@@ -90,9 +90,6 @@ class OptOutConfig(BaseModel):
                 return kind  # type: ignore[return-value]
         return None
 
-    def answer(self, kind: Keyword) -> str:
-        return {"stop": self.stop_text, "start": self.start_text, "help": self.help_text}[kind]
-
 
 def config_of(sender_config: dict[str, Any]) -> OptOutConfig:
     """The opt-out settings stored on a sender (validated when it was saved)."""

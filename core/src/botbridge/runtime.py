@@ -17,7 +17,7 @@ import httpx
 from botbridge.bot import BotBackend, BotSession, LateReplies
 from botbridge.broadcast import Broadcast
 from botbridge.cache import ReadCache
-from botbridge.channel import WEBHOOK_VIA, Channel, SenderContext
+from botbridge.channel import WEBHOOK_VIA, Capabilities, Channel, SenderContext
 from botbridge.clock import Clock, SystemClock
 from botbridge.crypto import SecretBox, generate_secret, key_file_secret
 from botbridge.engine import Engine, EngineSettings
@@ -232,6 +232,10 @@ class Runtime:
     def webhook_url(self, sender: Sender) -> str:
         """BOTBRIDGE_PUBLIC_URL (the outer application's base URL), where the host is mounted, the path."""
         return (self.settings.public_url or "") + self.root_path + self.webhook_path(sender)
+
+    def capabilities(self, sender: Sender) -> Capabilities:
+        """What the sender's channel can show (buttons, media, length) and whether carriers' rules apply."""
+        return self.channel(sender.channel).capabilities(self.sender_context(sender))
 
     def sender_context(self, sender: Sender) -> SenderContext:
         self.require_secrets()

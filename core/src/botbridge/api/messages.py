@@ -26,8 +26,7 @@ async def queue_message(rt: Runtime, sender: Sender, body: MessageCreate) -> Out
     """Queue an MT that did not come from a bot (the REST API, or an application embedding botbridge)."""
     if not (body.text or body.media):
         raise ConfigInvalid("text", "a message needs text or media")
-    capabilities = rt.channel(sender.channel).capabilities(rt.sender_context(sender))
-    if optout.settings_for(sender, capabilities) and await rt.store.get_opt_out(sender.id, body.to):
+    if optout.settings_for(sender, rt.capabilities(sender)) and await rt.store.get_opt_out(sender.id, body.to):
         raise APIError(
             f"{body.to} opted out of this sender (STOP): nothing can be sent until they opt in with START "
             "or an operator removes the opt-out (DELETE /v1/opt-outs/{sender_id}/{contact})",

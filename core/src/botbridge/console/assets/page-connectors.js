@@ -1,31 +1,24 @@
 // Connectors: a sender's bot. Credentials are write-only; updates carry version_number.
 
 import { api, listAll, plugins, seg } from "./api.js";
-import { badge, clear, confirmButton, errorText, facts, field, Form, h, jsonObject, time } from "./dom.js";
+import { badge, facts, field, Form, h, jsonObject, time } from "./dom.js";
+import { deleteButton, recordsPage } from "./records.js";
 
 const REPLACE_HINT = "Write-only: leave empty to keep what is stored; anything typed here replaces it.";
 
 export function mount(main) {
-  const alive = { on: true };
-  const list = h("ul", { class: "records", "aria-label": "Connectors" });
-  const status = h("p", { role: "status", class: "notice" });
-  const failure = h("p", { role: "alert", class: "form-error" });
-  const formSlot = h("div");
-  const more = h("button", { type: "button", hidden: true }, "Load more");
-  const newButton = h("button", { type: "button", class: "primary", "aria-expanded": "false" }, "New connector");
-  let cursor = null;
   let senders = new Map();
-
-  main.append(
-    h("h1", {}, "Connectors"),
-    h("p", { class: "lead" }, "A connector ties a sender to a bot: every message the sender receives goes to that bot, and its answers go back through the sender."),
-    h("div", { class: "actions" }, newButton),
-    formSlot,
-    status,
-    failure,
-    list,
-    h("div", { class: "actions" }, more),
-  );
+  const { status, load, unmount } = recordsPage(main, {
+    title: "Connectors",
+    lead: "A connector ties a sender to a bot: every message the sender receives goes to that bot, and its answers go back through the sender.",
+    newLabel: "New connector",
+    path: "v1/connectors",
+    empty: "No connectors yet.",
+    failed: "Could not list connectors: ",
+    beforeReload: loadSenders,
+    card,
+    create: createForm,
+  });
 
   async function loadSenders() {
     try {
@@ -38,22 +31,6 @@ export function mount(main) {
   function senderName(id) {
     const sender = senders.get(id);
     return sender ? `${sender.channel} · ${sender.address}` : id;
-  }
-
-  async function load(reset = true) {
-    failure.textContent = "";
-    try {
-      if (reset) await loadSenders();
-      const page = await api("GET", "v1/connectors", { query: { limit: 50, cursor: reset ? undefined : cursor } });
-      if (!alive.on) return;
-      if (reset) clear(list);
-      for (const connector of page.items) list.append(card(connector));
-      if (reset && !page.items.length) list.append(h("li", { class: "empty" }, "No connectors yet."));
-      cursor = page.next_cursor;
-      more.hidden = !cursor;
-    } catch (error) {
-      failure.textContent = "Could not list connectors: " + errorText(error);
-    }
   }
 
   async function typeField(value) {
@@ -98,15 +75,9 @@ export function mount(main) {
           "div",
           { class: "actions" },
           h("button", { type: "button", onclick: edit, "aria-label": `Edit connector ${connector.type}` }, "Edit"),
-          confirmButton("Delete", "Delete for good", async () => {
-            error.textContent = "";
-            try {
-              await api("DELETE", "v1/connectors/" + seg(connector.id));
-              item.remove();
-              status.textContent = "Connector deleted.";
-            } catch (e) {
-              error.textContent = "Not deleted: " + errorText(e);
-            }
+          deleteButton("v1/connectors/" + seg(connector.id), error, () => {
+            item.remove();
+            status.textContent = "Connector deleted.";
           }),
         ),
       );
@@ -151,11 +122,7 @@ export function mount(main) {
     return item;
   }
 
-  async function openCreate() {
-    if (formSlot.firstChild) {
-      closeCreate();
-      return;
-    }
+  async function createForm() {
     await loadSenders();
     const fields = [
       await typeField(""),
@@ -164,34 +131,18 @@ export function mount(main) {
       field({ name: "external_id", label: "External id", hint: "Your own reference for this connector (optional)." }),
       field({ name: "config", label: "Config (JSON object)", textarea: true, value: "{}", hint: 'e.g. {"base_url": "…", "conversation_timeout": 1800, "rate_limit": 30, "fallback_text": "…"}' }),
     ];
-    const form = new Form(fields, {
-      title: "New connector",
+    return {
+      fields,
       submitLabel: "Create connector",
-      onCancel: closeCreate,
-      onSubmit: async (values) => {
+      submit: async (values, form) => {
         const body = { type: values.type, sender_id: values.sender_id, credentials: values.credentials, config: jsonObject(form, "config") };
         if (values.external_id.trim()) body.external_id = values.external_id.trim();
         const connector = await api("POST", "v1/connectors", { body });
-        closeCreate();
-        status.textContent = `Connector ${connector.type} created for ${senderName(connector.sender_id)}.`;
-        await load();
+        return `Connector ${connector.type} created for ${senderName(connector.sender_id)}.`;
       },
-    });
-    formSlot.replaceChildren(form.element);
-    newButton.setAttribute("aria-expanded", "true");
-    fields[0].input.focus();
+    };
   }
 
-  function closeCreate() {
-    clear(formSlot);
-    newButton.setAttribute("aria-expanded", "false");
-    newButton.focus();
-  }
-
-  newButton.addEventListener("click", openCreate);
-  more.addEventListener("click", () => load(false));
   load();
-  return () => {
-    alive.on = false;
-  };
+  return unmount;
 }

@@ -1,46 +1,23 @@
 // Senders: the account's addresses on a channel. Credentials and webhook secrets are write-only.
 
 import { api, plugins, seg } from "./api.js";
-import { badge, clear, confirmButton, errorText, facts, field, Form, h, jsonObject, time } from "./dom.js";
+import { badge, facts, field, Form, h, jsonObject, time } from "./dom.js";
+import { deleteButton, recordsPage } from "./records.js";
 
 const SECRET_HINT = "Write-only: stored encrypted, never shown again.";
 const REPLACE_HINT = "Write-only: leave empty to keep what is stored; anything typed here replaces it.";
 
 export function mount(main) {
-  const alive = { on: true };
-  const list = h("ul", { class: "records", "aria-label": "Senders" });
-  const status = h("p", { role: "status", class: "notice" });
-  const failure = h("p", { role: "alert", class: "form-error" });
-  const formSlot = h("div");
-  const more = h("button", { type: "button", hidden: true }, "Load more");
-  const newButton = h("button", { type: "button", class: "primary", "aria-expanded": "false" }, "New sender");
-  let cursor = null;
-
-  main.append(
-    h("h1", {}, "Senders"),
-    h("p", { class: "lead" }, "A sender is an address of this account on a channel (a short code, a WhatsApp number…). Providers deliver its messages to its webhook URL."),
-    h("div", { class: "actions" }, newButton),
-    formSlot,
-    status,
-    failure,
-    list,
-    h("div", { class: "actions" }, more),
-  );
-
-  async function load(reset = true) {
-    failure.textContent = "";
-    try {
-      const page = await api("GET", "v1/senders", { query: { limit: 50, cursor: reset ? undefined : cursor } });
-      if (!alive.on) return;
-      if (reset) clear(list);
-      for (const sender of page.items) list.append(card(sender));
-      if (reset && !page.items.length) list.append(h("li", { class: "empty" }, "No senders yet."));
-      cursor = page.next_cursor;
-      more.hidden = !cursor;
-    } catch (error) {
-      failure.textContent = "Could not list senders: " + errorText(error);
-    }
-  }
+  const { status, load, unmount } = recordsPage(main, {
+    title: "Senders",
+    lead: "A sender is an address of this account on a channel (a short code, a WhatsApp number…). Providers deliver its messages to its webhook URL.",
+    newLabel: "New sender",
+    path: "v1/senders",
+    empty: "No senders yet.",
+    failed: "Could not list senders: ",
+    card,
+    create: createForm,
+  });
 
   function card(sender) {
     const item = h("li", { class: "record", dataset: { id: sender.id } });
@@ -66,15 +43,9 @@ export function mount(main) {
           "div",
           { class: "actions" },
           h("button", { type: "button", onclick: edit, "aria-label": `Edit sender ${sender.address}` }, "Edit"),
-          confirmButton("Delete", "Delete for good", async () => {
-            error.textContent = "";
-            try {
-              await api("DELETE", "v1/senders/" + seg(sender.id));
-              item.remove();
-              status.textContent = `Sender ${sender.address} deleted.`;
-            } catch (e) {
-              error.textContent = "Not deleted: " + errorText(e);
-            }
+          deleteButton("v1/senders/" + seg(sender.id), error, () => {
+            item.remove();
+            status.textContent = `Sender ${sender.address} deleted.`;
           }),
         ),
       );
@@ -113,11 +84,7 @@ export function mount(main) {
     return item;
   }
 
-  async function openCreate() {
-    if (formSlot.firstChild) {
-      closeCreate();
-      return;
-    }
+  async function createForm() {
     let channels = [];
     try {
       channels = (await plugins()).plugins.flatMap((p) => p.channels || []).sort();
@@ -134,35 +101,19 @@ export function mount(main) {
       field({ name: "webhook_secret", label: "Webhook secret", type: "password", autocomplete: "new-password", hint: "What the provider signs its webhooks with. " + SECRET_HINT }),
       field({ name: "config", label: "Config (JSON object)", textarea: true, value: "{}", hint: 'Channel settings, e.g. {"base_url": "…"}.' }),
     ];
-    const form = new Form(fields, {
-      title: "New sender",
+    return {
+      fields,
       submitLabel: "Create sender",
-      onCancel: closeCreate,
-      onSubmit: async (values) => {
+      submit: async (values, form) => {
         const body = { channel: values.channel.trim(), address: values.address.trim(), config: jsonObject(form, "config") };
         if (values.credentials) body.credentials = values.credentials;
         if (values.webhook_secret) body.webhook_secret = values.webhook_secret;
         const sender = await api("POST", "v1/senders", { body });
-        closeCreate();
-        status.textContent = `Sender ${sender.address} created. Its webhook URL: ${sender.webhook_url}`;
-        await load();
+        return `Sender ${sender.address} created. Its webhook URL: ${sender.webhook_url}`;
       },
-    });
-    formSlot.replaceChildren(form.element);
-    newButton.setAttribute("aria-expanded", "true");
-    fields[0].input.focus();
+    };
   }
 
-  function closeCreate() {
-    clear(formSlot);
-    newButton.setAttribute("aria-expanded", "false");
-    newButton.focus();
-  }
-
-  newButton.addEventListener("click", openCreate);
-  more.addEventListener("click", () => load(false));
   load();
-  return () => {
-    alive.on = false;
-  };
+  return unmount;
 }

@@ -1,43 +1,20 @@
 // Subscriptions: event webhooks, their dead letters, and redelivering one.
 
 import { api, seg } from "./api.js";
-import { clear, confirmButton, errorText, facts, field, Form, h, time } from "./dom.js";
+import { errorText, facts, field, h, time } from "./dom.js";
+import { deleteButton, recordsPage } from "./records.js";
 
 export function mount(main) {
-  const alive = { on: true };
-  const list = h("ul", { class: "records", "aria-label": "Subscriptions" });
-  const status = h("p", { role: "status", class: "notice" });
-  const failure = h("p", { role: "alert", class: "form-error" });
-  const formSlot = h("div");
-  const more = h("button", { type: "button", hidden: true }, "Load more");
-  const newButton = h("button", { type: "button", class: "primary", "aria-expanded": "false" }, "New subscription");
-  let cursor = null;
-
-  main.append(
-    h("h1", {}, "Subscriptions"),
-    h("p", { class: "lead" }, "Webhooks that receive this account's events, signed with their secret. An event a subscriber never accepted, after every retry, is kept as a dead letter: redeliver it once the subscriber is fixed."),
-    h("div", { class: "actions" }, newButton),
-    formSlot,
-    status,
-    failure,
-    list,
-    h("div", { class: "actions" }, more),
-  );
-
-  async function load(reset = true) {
-    failure.textContent = "";
-    try {
-      const page = await api("GET", "v1/subscriptions", { query: { limit: 50, cursor: reset ? undefined : cursor } });
-      if (!alive.on) return;
-      if (reset) clear(list);
-      for (const subscription of page.items) list.append(card(subscription));
-      if (reset && !page.items.length) list.append(h("li", { class: "empty" }, "No subscriptions yet."));
-      cursor = page.next_cursor;
-      more.hidden = !cursor;
-    } catch (error) {
-      failure.textContent = "Could not list subscriptions: " + errorText(error);
-    }
-  }
+  const { status, load, alive, unmount } = recordsPage(main, {
+    title: "Subscriptions",
+    lead: "Webhooks that receive this account's events, signed with their secret. An event a subscriber never accepted, after every retry, is kept as a dead letter: redeliver it once the subscriber is fixed.",
+    newLabel: "New subscription",
+    path: "v1/subscriptions",
+    empty: "No subscriptions yet.",
+    failed: "Could not list subscriptions: ",
+    card,
+    create: createForm,
+  });
 
   function card(subscription) {
     const panelId = "dead-letters-" + subscription.id.replace(/[^a-z0-9_-]/gi, "-");
@@ -65,15 +42,9 @@ export function mount(main) {
         "div",
         { class: "actions" },
         toggle,
-        confirmButton("Delete", "Delete for good", async () => {
-          error.textContent = "";
-          try {
-            await api("DELETE", "v1/subscriptions/" + seg(subscription.id));
-            status.textContent = "Subscription deleted.";
-            await load();
-          } catch (e) {
-            error.textContent = "Not deleted: " + errorText(e);
-          }
+        deleteButton("v1/subscriptions/" + seg(subscription.id), error, async () => {
+          status.textContent = "Subscription deleted.";
+          await load();
         }),
       ),
       panel,
@@ -90,7 +61,7 @@ export function mount(main) {
       panel.replaceChildren(h("p", { class: "form-error", role: "alert" }, "Could not list dead letters: " + errorText(error)));
       return;
     }
-    if (!alive.on) return;
+    if (!alive()) return;
     const items = h("ul", { class: "records", "aria-label": `Dead letters of ${subscription.url}` });
     for (const failure of page.items) items.append(deadLetter(subscription, failure));
     if (!after) {
@@ -146,42 +117,22 @@ export function mount(main) {
     );
   }
 
-  async function openCreate() {
-    if (formSlot.firstChild) {
-      closeCreate();
-      return;
-    }
+  function createForm() {
     const fields = [
       field({ name: "url", label: "URL", type: "url", required: true, hint: "Where events are POSTed: an http(s) URL of your service." }),
       field({ name: "topic", label: "Topic", value: "SCG-Message", required: true }),
       field({ name: "secret", label: "Signing secret", type: "password", autocomplete: "new-password", required: true, hint: "8 characters or more. Write-only: stored encrypted, never shown again." }),
     ];
-    const form = new Form(fields, {
-      title: "New subscription",
+    return {
+      fields,
       submitLabel: "Create subscription",
-      onCancel: closeCreate,
-      onSubmit: async (values) => {
+      submit: async (values) => {
         await api("POST", "v1/subscriptions", { body: { url: values.url.trim(), topic: values.topic.trim(), secret: values.secret } });
-        closeCreate();
-        status.textContent = "Subscription created.";
-        await load();
+        return "Subscription created.";
       },
-    });
-    formSlot.replaceChildren(form.element);
-    newButton.setAttribute("aria-expanded", "true");
-    fields[0].input.focus();
+    };
   }
 
-  function closeCreate() {
-    clear(formSlot);
-    newButton.setAttribute("aria-expanded", "false");
-    newButton.focus();
-  }
-
-  newButton.addEventListener("click", openCreate);
-  more.addEventListener("click", () => load(false));
   load();
-  return () => {
-    alive.on = false;
-  };
+  return unmount;
 }
