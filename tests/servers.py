@@ -80,24 +80,39 @@ class HostProcess:
     """`botbridge serve` in its own process, as an operator runs it."""
 
     def __init__(self, env: dict[str, str], workdir: Path, port: int | None = None) -> None:
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "BOTBRIDGE_PUBLIC_URL": self.url, **env}
+        self.given_port = port is not None
+        self.env_given = env
         self.workdir = workdir
         self.process: subprocess.Popen[bytes] | None = None
-        self.log = workdir / f"host-{self.port}.log"
+        self._listen_on(port or free_port())
+
+    def _listen_on(self, port: int) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "BOTBRIDGE_PUBLIC_URL": self.url, **self.env_given}
+        self.log = self.workdir / f"host-{self.port}.log"
 
     def start(self) -> HostProcess:
-        with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "botbridge.cli", "serve", "--port", str(self.port)],
-                env=self.env,
-                cwd=self.workdir,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        wait_for(self.url + "/healthz", process=self.process)
-        return self
+        for attempt in range(3):
+            with open(self.log, "ab") as log:
+                self.process = subprocess.Popen(
+                    [sys.executable, "-m", "botbridge.cli", "serve", "--port", str(self.port)],
+                    env=self.env,
+                    cwd=self.workdir,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            try:
+                wait_for(self.url + "/healthz", process=self.process)
+                return self
+            except RuntimeError:
+                # A port free when chosen may be taken by another process before
+                # the host binds it (the host is a process of its own: it cannot be
+                # handed a bound socket): choose another, unless the test chose it.
+                if self.given_port or attempt == 2 or "address already in use" not in self.output():
+                    raise
+                self._listen_on(free_port())
+        raise AssertionError("unreachable")
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:

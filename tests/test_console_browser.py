@@ -39,7 +39,7 @@ from starlette.routing import Mount, Route
 
 from botbridge.fakes import BotFake, ChannelFake
 from botbridge.host import create_app
-from botbridge.loopback import free_port, serve_app
+from botbridge.loopback import listening_socket, serve_app
 from botbridge.plugins import Plugins
 from botbridge.settings import Settings
 
@@ -124,7 +124,8 @@ def world(tmp_path: Path) -> Iterator[World]:
         channel_url = stack.enter_context(serve_app(channel.app))
         bot_url = stack.enter_context(serve_app(bot.app))
         subscriber_url = stack.enter_context(serve_app(subscriber.app)) + "/events"
-        port = free_port()
+        host_socket = listening_socket()  # held until the host serves on it
+        port = host_socket.getsockname()[1]
         settings.public_url = f"http://127.0.0.1:{port}"  # the host adds the mount prefix (root_path)
         app = create_app(settings, plugins=plugins)
         # a refused event is dead-lettered at once (no backoff to wait through)
@@ -137,7 +138,7 @@ def world(tmp_path: Path) -> Iterator[World]:
 
         # behind a path prefix, as a reverse proxy or a bigger ASGI app would put it
         mounted = Starlette(routes=[Mount(PREFIX, app=app)], lifespan=lifespan)
-        url = stack.enter_context(serve_app(mounted, port=port, lifespan="on")) + PREFIX
+        url = stack.enter_context(serve_app(mounted, sock=host_socket, lifespan="on")) + PREFIX
         yield World(url, app, channel, channel_url, bot, bot_url, subscriber, subscriber_url)
 
 

@@ -80,13 +80,14 @@ class serve_app_on_free_port:
     """A free port known before the app exists (the example reads BOTBRIDGE_PUBLIC_URL when it is built)."""
 
     def __enter__(self) -> tuple[int, Any]:
-        from botbridge.loopback import free_port
+        from botbridge.loopback import listening_socket
 
-        self.port = free_port()
-        return self.port, lambda app: serve_app(app, port=self.port, lifespan="on")
+        self.sock = listening_socket()  # held: no other process can take the port meanwhile
+        self.port = int(self.sock.getsockname()[1])
+        return self.port, lambda app: serve_app(app, sock=self.sock, lifespan="on")
 
     def __exit__(self, *exc: object) -> None:
-        return None
+        self.sock.close()
 
 
 def plain_plugin_bot() -> Any:

@@ -29,7 +29,7 @@ from botbridge.outbound import OutboundPolicy
 from botbridge.plugins import Plugins
 from botbridge.settings import Settings
 from botbridge.testing.canary import Canary
-from botbridge.testing.servers import free_port, serve_app
+from botbridge.testing.servers import listening_socket, serve_app
 
 from .providers import BOTS, CHANNELS
 
@@ -90,7 +90,8 @@ def targets(port: int) -> list[str]:
 
 @asynccontextmanager
 async def host(names: Names) -> AsyncIterator[httpx.AsyncClient]:
-    port = free_port()
+    sock = listening_socket()  # held until the host serves on it: no other process can take the port
+    port = sock.getsockname()[1]
     settings = Settings(
         store="memory://",
         api_keys=f"acct:{KEY}",  # type: ignore[arg-type]
@@ -103,7 +104,7 @@ async def host(names: Names) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(settings, plugins=Plugins.discover(settings), http=create_http_client(settings, policy))
     app.state.runtime.outbound = policy
     with ExitStack() as stack:
-        url = stack.enter_context(serve_app(app, port=port, lifespan="on"))
+        url = stack.enter_context(serve_app(app, sock=sock, lifespan="on"))
         async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {KEY}"}, timeout=30) as api:
             yield api
 

@@ -161,11 +161,17 @@ def test_from_wheels_alone_the_demo_works_for_every_channel_and_bot(runtime: Pat
         )
         for pair in pairs
     }
-    for pair, demo in demos.items():
-        output, _ = demo.communicate(timeout=180)
-        assert demo.returncode == 0, f"{pair}\n{output}"
-        assert "🤖 bot → echo: Hi there!" in output and "🤖 bot → echo: sales" in output, f"{pair}\n{output}"
-        assert "→ DELIVERED" in output, f"{pair}\n{output}"
+    try:
+        for pair, demo in demos.items():
+            output, _ = demo.communicate(timeout=180)
+            assert demo.returncode == 0, f"{pair}\n{output}"
+            assert "🤖 bot → echo: Hi there!" in output and "🤖 bot → echo: sales" in output, f"{pair}\n{output}"
+            assert "→ DELIVERED" in output, f"{pair}\n{output}"
+    finally:  # one failing must not leave the others running into later tests
+        for demo in demos.values():
+            if demo.poll() is None:
+                demo.kill()
+                demo.communicate(timeout=10)
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from botbridge.host import create_app
-from botbridge.loopback import free_port, serve_app
+from botbridge.loopback import listening_socket, serve_app
 from botbridge.plugins import Plugins
 from botbridge.settings import Settings
 from botbridge.signing import verify_standard_webhook
@@ -115,7 +115,8 @@ class Demo:
             channel_url = stack.enter_context(serve_app(self.channel.app))
             bot_url = stack.enter_context(serve_app(self.bot.app))
             subscriber_url = stack.enter_context(serve_app(self.subscriber.app)) + "/events"
-            port = free_port()
+            host_socket = listening_socket()  # its port is in the settings before the host serves
+            port = host_socket.getsockname()[1]
             settings = Settings(
                 store=f"sqlite:///{workdir}/demo.db",
                 api_keys=f"demo:{API_KEY}",  # type: ignore[arg-type]
@@ -126,7 +127,7 @@ class Demo:
                 console=True,
             )
             host_url = stack.enter_context(
-                serve_app(create_app(settings, plugins=self.plugins), port=port, lifespan="on")
+                serve_app(create_app(settings, plugins=self.plugins), sock=host_socket, lifespan="on")
             )
             self.say(f"botbridge is serving on {host_url} (SQLite in a temporary directory)")
             # the key is shown beside the URL, never in it: the console keeps it in the tab's session only
