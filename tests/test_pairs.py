@@ -229,3 +229,56 @@ async def test_a_bot_answering_after_four_seconds_sends_the_interim_text_first(w
         assert channel.texts_to(contact) == ["One moment please.", "Here it is, at last."]
     finally:
         await api.aclose()
+
+
+@pytest.mark.parametrize("channel_name", list(CHANNELS))
+async def test_a_bot_framework_handoff_goes_to_an_agent_and_back(world: World, channel_name: str) -> None:
+    """A handoff.initiate event from the bot: the next MO is the agent's, the agent's reply arrives, resume."""
+    bot, _ = world.bots["AZURE_BOT_DIRECT_LINE"]
+    bot.fake.add_rule("a human please", "Let me find someone.", {"type": "event", "name": "handoff.initiate"})
+    _, webhook_url, api = await _pair(world, channel_name, "AZURE_BOT_DIRECT_LINE")
+    channel, _ = world.channels[channel_name]
+    contact = f"+1555605{list(CHANNELS).index(channel_name):04d}"
+    try:
+        assert await channel.phone_says(webhook_url, "a human please", contact) == 200
+        await eventually(lambda: channel.texts_to(contact) == ["Let me find someone."], "the bot's last words")
+        conversations = (await api.get("/v1/conversations")).json()["items"]
+        [handed] = [c for c in conversations if c["contact"].lstrip("+") == contact.lstrip("+")]
+        for _ in range(100):
+            handed = (await api.get(f"/v1/conversations/{handed['id']}")).json()
+            if handed["handoff_at"]:
+                break
+            await anyio.sleep(0.05)
+        assert handed["handoff_by"] == "bot"
+
+        assert await channel.phone_says(webhook_url, "my card was charged twice", contact) == 200
+        await eventually(
+            lambda: any(
+                e["event"]["fld-val-list"].get("conversation_id") == handed["id"]
+                for e in world.subscriber.of("mo_waiting_for_agent")
+            ),
+            "the MO published for an agent",
+        )
+        body = {
+            "sender_id": handed["sender_id"],
+            "to": handed["contact"],
+            "text": "Agent Ana here.",
+            "conversation_id": handed["id"],
+        }
+        assert (await api.post("/v1/messages", json=body)).status_code == 202
+        await eventually(lambda: channel.texts_to(contact)[-1:] == ["Agent Ana here."], "the agent's reply")
+
+        assert (await api.post(f"/v1/conversations/{handed['id']}/resume")).status_code == 202
+        await eventually(
+            lambda: any(
+                e["event"]["fld-val-list"].get("conversation_id") == handed["id"]
+                for e in world.subscriber.of("conversation_resumed")
+            ),
+            "the conversation back with the bot",
+        )
+        assert await channel.phone_says(webhook_url, "thanks bot", contact) == 200
+        await eventually(lambda: bot.echo("thanks bot") in channel.texts_to(contact), "the bot again")
+        seen = [text for c in bot.fake.conversations.values() for text in c.user_texts()]
+        assert "my card was charged twice" not in seen  # the bot never saw what the agent handled
+    finally:
+        await api.aclose()

@@ -90,6 +90,8 @@ class ScriptBot(BotBackend):
                     options=[Option(label="Billing", value="billing"), Option(label="Sales", value="sales")],
                 )
             ]
+        if message.text == "agent":  # the bot hands the conversation to a person
+            return [Reply(text="Connecting you to a person."), Reply(signals=["handoff"])]
         if message.text.startswith("say:"):  # several messages in one turn: "say:one|two|three"
             return [Reply(text=part) for part in message.text[4:].split("|")]
         return [Reply(text=f"echo: {message.text}")]

@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from botbridge import optout, shaping
+from botbridge import handoff, optout, shaping
 from botbridge.bot import BotBackend, BotSession
 from botbridge.channel import Capabilities, Channel, WebhookResult
 from botbridge.clock import Clock
@@ -35,7 +35,14 @@ from botbridge.errors import (
     tenant_reason,
     tenant_text,
 )
-from botbridge.events import contact_fields, delivery_body, make_event, mo_fields, state_fields
+from botbridge.events import (
+    contact_fields,
+    conversation_fields,
+    delivery_body,
+    make_event,
+    mo_fields,
+    state_fields,
+)
 from botbridge.http import OutboundRefused
 from botbridge.ids import new_id
 from botbridge.logs import correlation_id, mask
@@ -68,7 +75,8 @@ logger = logging.getLogger("botbridge.engine")
 T = TypeVar("T")
 
 DEDUPE_TTL = 7 * 86400.0  # providers retry for hours; remember ids for a week
-MESSAGE_KINDS = ("mo", "mt", "dr")
+# "conversation": an operator's change to a conversation (hand-off, resume), in line with its turns
+MESSAGE_KINDS = ("mo", "mt", "dr", "conversation")
 DEFAULT_INTERIM_AFTER = 3.0  # seconds a bot may take before a connector's interim_text goes out
 EVENT_KINDS = ("event",)
 
@@ -357,6 +365,7 @@ class Engine:
             "mt": functools.partial(self._mt, written=written),
             "dr": self._dr,
             "event": self._event,
+            "conversation": self._conversation_action,
         }
         handler = handlers[job.kind]
         token = correlation_id.set(job.payload.get("correlation_id") or job.id)
@@ -475,7 +484,7 @@ class Engine:
             opened_at=self.clock.now(),
             last_mo_at=self.clock.now(),
         )
-        started = time.perf_counter()
+        started: float | None = time.perf_counter()  # None: the turn went to an agent, not the bot
         interim: list[Job] = []  # what sending the interim text made (its events)
         try:
             if connector.state == "credentials_invalid":
@@ -486,6 +495,15 @@ class Engine:
             conversation = await self._resolve(sender, connector, message, bot, writes)
             # keyed by the MO's id: a turn run again (a retry) is in the timeline once
             writes.add_history(self._entry(conversation, "mo", mo_history(message), entry_id=message.id))
+            if conversation.handoff_at is not None:
+                turn = handoff.route(conversation, connector, message, self.clock.now())
+                if turn.resumed is None:
+                    started = None
+                    return events + await self._for_agent(sender, connector, conversation, message, writes)
+                events += await self._resumed(sender, connector, conversation, turn.resumed, writes)
+                if turn.resumed == "keyword":
+                    started = None
+                    return events
             choice = match_option(message.text, conversation.options) if not message.postback else None
             bot_message = message
             if message.postback:
@@ -502,14 +520,86 @@ class Engine:
             failed = await self._bot_failed(job, exc, again, sender, connector, conversation, message, writes)
             return events + interim + failed
         finally:
-            self.rt.metrics.bot_latency.labels(connector.type).observe(time.perf_counter() - started)
+            if started is not None:
+                self.rt.metrics.bot_latency.labels(connector.type).observe(time.perf_counter() - started)
         self._breakers.pop(connector.id, None)
         conversation.last_mo_at = self.clock.now()
         conversation.timeout = connector.settings.conversation_timeout
         # A number answers the turn's options, numbered on across its replies (a carousel's cards)
         conversation.options = [option for reply in replies for option in reply.options]
+        if handoff.asked_by_bot(replies) and handoff.hand_off(conversation, self.clock.now(), "bot"):
+            events += await self._handed_off(sender, conversation, "bot", writes)
         self._put_conversation(writes, conversation)
         return events + interim + await self._replies(sender, connector, conversation, replies, writes)
+
+    # --- hand-off to a person ---
+
+    async def _for_agent(
+        self, sender: Sender, connector: Connector, conversation: Conversation, message: InboundMessage, writes: Writes
+    ) -> list[Job]:
+        """An MO of a handed-off conversation: published for the agent, the bot not called."""
+        conversation.last_mo_at = self.clock.now()
+        conversation.timeout = connector.settings.conversation_timeout
+        self._put_conversation(writes, conversation)
+        fields = {**mo_fields(message, sender), "conversation_id": conversation.id, "connector_id": connector.id}
+        event = make_event("mo_waiting_for_agent", fields, self.clock.now())
+        return await self._event_jobs(sender.account_id, event, writes)
+
+    async def _handed_off(self, sender: Sender, conversation: Conversation, by: str, writes: Writes) -> list[Job]:
+        writes.add_history(self._entry(conversation, "handoff", {"reason": by}))
+        logger.info("conversation %s handed to a person (by %s)", conversation.id, by)
+        event = make_event("conversation_handoff", conversation_fields(sender, conversation, by), self.clock.now())
+        return await self._event_jobs(sender.account_id, event, writes)
+
+    async def _resumed(
+        self, sender: Sender, connector: Connector | None, conversation: Conversation, why: str, writes: Writes
+    ) -> list[Job]:
+        """Give a conversation back to the bot; after a timeout, tell the contact (the connector's text)."""
+        handoff.resume(conversation)
+        writes.add_history(self._entry(conversation, "resumed", {"reason": why}))
+        self._put_conversation(writes, conversation)
+        event = make_event("conversation_resumed", conversation_fields(sender, conversation, why), self.clock.now())
+        jobs = await self._event_jobs(sender.account_id, event, writes)
+        text = connector.settings.handoff_timeout_text if connector is not None else None
+        if why == "timeout" and text and connector is not None:
+            jobs += await self._replies(sender, connector, conversation, [Reply(text=text)], writes, origin="handoff")
+        return jobs
+
+    async def change_conversation(self, conversation: Conversation, action: str) -> None:
+        """Queue an operator's hand-off or resume behind the conversation's turns (so no turn writes over it)."""
+        job = Job(
+            kind="conversation",
+            key=conversation_key(conversation.sender_id, conversation.contact),
+            payload={"conversation_id": conversation.id, "action": action, "correlation_id": conversation.id},
+        )
+        await self.store.enqueue([job])
+        self.wake()
+
+    async def _conversation_action(self, job: Job, writes: Writes) -> list[Job]:
+        stored = await self.store.get_conversation_by_id(job.payload["conversation_id"])
+        current = await self.store.get_conversation(stored.sender_id, stored.contact) if stored else None
+        sender = await self.rt.cache.sender(current.sender_id) if current else None
+        if current is None or sender is None or current.id != job.payload["conversation_id"]:
+            return []  # ended meanwhile: a new conversation starts with the bot
+        if current.state != "open":
+            return []
+        if job.payload["action"] == "handoff":
+            if not handoff.hand_off(current, self.clock.now(), "api"):
+                return []
+            self._put_conversation(writes, current)
+            return await self._handed_off(sender, current, "api", writes)
+        if current.handoff_at is None:
+            return []
+        connector = await self.rt.cache.connector(current.connector_id)
+        return await self._resumed(sender, connector, current, "api", writes)
+
+    async def _agent_answered(self, message: OutboundMessage, writes: Writes) -> None:
+        """An agent's message in a handed-off conversation restarts its hand-off timeout."""
+        conversation = await self.store.get_conversation(message.sender_id, message.contact)
+        if conversation is None or conversation.id != message.conversation_id or conversation.handoff_at is None:
+            return
+        conversation.agent_at = self.clock.now()
+        self._put_conversation(writes, conversation)
 
     async def _ask(
         self,
@@ -840,6 +930,8 @@ class Engine:
             self.rt.metrics.send_latency.labels(sender.channel).observe(time.perf_counter() - started)
             if connector is not None and ticket is not None:
                 await self._finish_send(connector, ticket)
+        if message.origin == "api" and message.conversation_id:
+            await self._agent_answered(message, writes)
         return await self._sent(sender, message, result, writes)
 
     async def _opted_out(self, sender: Sender, message: OutboundMessage, capabilities: Capabilities) -> bool:

@@ -4,7 +4,9 @@ Field names follow `seeds/001`: `mo_message_received` for every MO,
 `message_request_state_change` when a channel accepts or refuses an MT,
 `message_state_change` for every delivery report after that. botbridge adds
 `mo_message_dropped` (no connector, or a contact who opted out), `bot_error`
-(the bot failed), and `contact_opted_out` / `contact_opted_in`.
+(the bot failed), `contact_opted_out` / `contact_opted_in`, and for
+hand-offs `conversation_handoff`, `mo_waiting_for_agent` and
+`conversation_resumed`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 from botbridge.models import (
     EVENT_BODY_LIMIT,
+    Conversation,
     Event,
     EventBody,
     InboundMessage,
@@ -57,6 +60,17 @@ def mo_fields(message: InboundMessage, sender: Sender) -> dict[str, Any]:
 def contact_fields(sender: Sender, contact: str, keyword: str, message_id: str | None) -> dict[str, Any]:
     """An opt-out or opt-in: who, of which sender, how (the keyword they sent, or "api")."""
     return {**_common(sender), "from_address": contact, "keyword": keyword, "message_id": message_id or ""}
+
+
+def conversation_fields(sender: Sender, conversation: Conversation, reason: str) -> dict[str, Any]:
+    """A conversation handed to a person or back to the bot: which, and why (bot, api, keyword, timeout)."""
+    return {
+        **_common(sender),
+        "conversation_id": conversation.id,
+        "connector_id": conversation.connector_id,
+        "from_address": conversation.contact,
+        "reason": reason,
+    }
 
 
 def state_fields(

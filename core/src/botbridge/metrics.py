@@ -60,7 +60,7 @@ class Metrics:
         self.store_durable.set(-1)
 
     def render(self, depth: dict[str, int], durability: Durability | None = None) -> bytes:
-        for kind in ("mo", "mt", "dr", "event"):
+        for kind in ("mo", "mt", "dr", "conversation", "event"):
             self.queue_depth.labels(kind).set(depth.get(kind, 0))
         durable = None if durability is None else durability.durable
         self.store_durable.set(-1 if durable is None else int(durable))

@@ -121,6 +121,10 @@ class ConnectorConfig(BaseModel):
     # Sent once when the bot has not answered a turn after `interim_after` seconds ("One moment…").
     interim_text: str | None = Field(default=None, min_length=1, max_length=1600)
     interim_after: float | None = Field(default=None, gt=0, le=60, description="seconds; 3 when not set")
+    # Handing off to a person (botbridge.handoff).
+    handoff_timeout: float | None = Field(default=None, gt=0, le=7 * 86400, description="seconds; 1800 when not set")
+    handoff_timeout_text: str | None = Field(default=None, min_length=1, max_length=1600)
+    resume_keywords: list[str] | None = Field(default=None, max_length=20)
 
 
 class ConnectorCreate(_Model):
@@ -275,7 +279,8 @@ class OutboundMessage(BaseModel):
     # The provider's own error code of a failed send (e.g. SCG_ERROR_4046), bounded; reason_code is its status.
     provider_error_code: str | None = None
     # Who made it: "bot" (a reply), "fallback" (the bot failed), "interim" (the bot was slow),
-    # "opt_out" (the answer to STOP, START or HELP), "api" (POST /v1/messages).
+    # "handoff" (the text when a hand-off times out), "opt_out" (the answer to STOP, START or HELP),
+    # "api" (POST /v1/messages).
     origin: str | None = None
     states: list[StateChange] = Field(default_factory=list)
     created_at: datetime = Field(default_factory=utcnow)
@@ -328,12 +333,17 @@ class Conversation(BaseModel):
     # The connector's conversation_timeout when the conversation last moved:
     # a store may expire the record some time after last_mo_at + timeout.
     timeout: float | None = None
+    # Handed to a person (see botbridge.handoff): since when, by whom ("bot", "api"),
+    # and when an agent last answered; None while the bot has the conversation.
+    handoff_at: float | None = None
+    handoff_by: str | None = None
+    agent_at: float | None = None
 
     def expired(self, now: float, timeout: float) -> bool:
         return self.state == "closed" or now - self.last_mo_at >= timeout
 
 
-HistoryKind = Literal["mo", "bot_error", "conversation_opened", "conversation_closed"]
+HistoryKind = Literal["mo", "bot_error", "conversation_opened", "conversation_closed", "handoff", "resumed"]
 
 
 class HistoryEntry(BaseModel):
@@ -482,6 +492,9 @@ class ConversationView(BaseModel):
     closed_at: datetime | None
     # the bot backend's own id of the session (a Direct Line conversation, a Lex or Dialogflow session)
     backend_session_id: str | None
+    # set while a person has the conversation instead of the bot (by "bot" or "api")
+    handoff_at: datetime | None = None
+    handoff_by: str | None = None
 
 
 class TimelineItem(BaseModel):
@@ -489,10 +502,11 @@ class TimelineItem(BaseModel):
 
     `type` mo: `text`, `media`, `postback`, `provider_message_id`, `message_id`;
     mt: `message` (the outbound message and its states); bot_error: `reason`;
-    conversation_opened / conversation_closed (`reason`).
+    conversation_opened / conversation_closed (`reason`); handoff (`reason`: who
+    handed it to a person) / resumed (`reason`: api, keyword, timeout).
     """
 
-    type: Literal["mo", "mt", "bot_error", "conversation_opened", "conversation_closed"]
+    type: Literal["mo", "mt", "bot_error", "conversation_opened", "conversation_closed", "handoff", "resumed"]
     id: str
     at: datetime
     text: str | None = None
@@ -572,7 +586,7 @@ class Job(BaseModel):
     """
 
     id: str = Field(default_factory=new_id)
-    kind: Literal["mo", "mt", "dr", "event"]
+    kind: Literal["mo", "mt", "dr", "event", "conversation"]
     key: str
     payload: dict[str, Any] = Field(default_factory=dict)
     attempts: int = 0

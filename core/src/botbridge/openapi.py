@@ -247,6 +247,17 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         response=TIMELINE,
         errors=(404,),
     ),
+    ("/v1/conversations/{conversation_id}/handoff", "post"): _op(
+        "Hand the conversation to a person: MOs go to subscribers as mo_waiting_for_agent, not to the bot "
+        "(202: queued behind the conversation's turns; 409: the conversation has ended)",
+        status=202,
+        errors=(404, 409),
+    ),
+    ("/v1/conversations/{conversation_id}/resume", "post"): _op(
+        "Give a handed-off conversation back to the bot (202: queued; 409: the conversation has ended)",
+        status=202,
+        errors=(404, 409),
+    ),
     ("/v1/events/stream", "get"): {
         **_op(
             "The account's events as Server-Sent Events (event: event, the bodies subscribers get; event: "

@@ -469,3 +469,10 @@ def test_any_adaptive_card_shows_its_first_text_block_and_never_json(
     submits = [x for x in card_actions if x["type"] == "Action.Submit"]
     labels = [x["title"].strip() or (x["data"].strip() if isinstance(x["data"], str) else "") for x in submits]
     assert [o.label for o in reply.options] == [label for label in labels if label]
+
+
+def test_the_bot_frameworks_handoff_activities_are_a_signal() -> None:
+    for activity in ({"type": "handoff"}, {"type": "event", "name": "handoff.initiate", "value": {"skill": "billing"}}):
+        assert activity_replies(activity) == [Reply(signals=["handoff"])]
+    assert activity_replies({"type": "event", "name": "handoff.status"}) == []  # the status events are ours to send
+    assert activity_replies({"type": "typing"}) == []

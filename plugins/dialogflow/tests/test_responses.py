@@ -128,6 +128,17 @@ def test_cx_handoff_and_end_are_signals_on_the_reply() -> None:
     assert cx_replies({"queryResult": {"responseMessages": [{"endInteraction": {}}]}})[0].signals == ["end"]
 
 
+def test_an_es_payload_asks_for_a_hand_off_with_a_key() -> None:
+    def body(payload: dict[str, object]) -> dict[str, object]:
+        text = {"text": {"text": ["Let me get someone."]}}
+        return {"queryResult": {"fulfillmentMessages": [text, {"payload": payload}]}}
+
+    for key in ("liveAgentHandoff", "handoff"):
+        assert es_replies(body({key: True})) == [Reply(text="Let me get someone."), Reply(signals=["handoff"])]
+    assert es_replies(body({"handoff": "yes"})) == [Reply(text="Let me get someone.")]  # true, not truthy
+    assert es_replies(body({"other": True})) == [Reply(text="Let me get someone.")]
+
+
 def test_cx_messenger_links_are_anchor_href_not_es_link() -> None:
     payload = {
         "richContent": [

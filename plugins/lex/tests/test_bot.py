@@ -505,3 +505,38 @@ def test_confirm_intent_offers_yes_and_no_and_close_ends_the_conversation() -> N
     assert replies_from_v2({"sessionState": {"dialogAction": {"type": "Close"}}}) == [Reply(signals=["end"])]
     elicit = {"messages": question, "sessionState": {"dialogAction": {"type": "ElicitSlot"}}}
     assert replies_from_v2(elicit) == [Reply(text="Book it for Friday?")]
+
+
+# --- hand-off to a person -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("api", ["v1", "v2"])
+async def test_a_configured_intent_hands_the_conversation_off(bot: LexBot, fake: FakeLex, api: str) -> None:
+    session = make_session(api=api, handoff_intents=["BookTable"])
+    await bot.open(session)
+    replies = await bot.send(session, mo("confirm"))  # the fake's BookTable intent
+    assert replies[0].text == "Book it for Friday?" and replies[-1].signals == ["handoff"]
+    assert all("handoff" not in r.signals for r in await bot.send(session, mo("hello")))  # Echo does not
+
+
+def test_a_session_attribute_hands_off_when_true() -> None:
+    from botbridge_lex.bot import asks_handoff
+
+    config = {"handoff_attribute": "agent"}
+    v2 = {"sessionState": {"intent": {"name": "Help"}, "sessionAttributes": {"agent": "True"}}}
+    assert asks_handoff(v2, config)
+    assert not asks_handoff({"sessionState": {"sessionAttributes": {"agent": "no"}}}, config)
+    assert asks_handoff({"intentName": "Help", "sessionAttributes": {"agent": "true"}}, config)  # V1
+    assert not asks_handoff({"intentName": "Help", "sessionAttributes": {"agent": "true"}}, {})
+    assert asks_handoff({"intentName": "Human"}, {"handoff_intents": ["Human"]})
+    assert not asks_handoff("not an answer", config)
+
+
+@pytest.mark.parametrize(
+    "config, field",
+    [({"handoff_intents": "Human"}, "config.handoff_intents"), ({"handoff_attribute": 3}, "config.handoff_attribute")],
+)
+async def test_hand_off_settings_are_checked(bot: LexBot, config: dict[str, Any], field: str) -> None:
+    with pytest.raises(ConfigInvalid) as caught:
+        bot.validate_credentials(fake_credentials("v2"), config)
+    assert caught.value.field == field

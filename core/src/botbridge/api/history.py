@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse, Response
 
 from botbridge.api.common import account, owned, page_params, runtime
 from botbridge.bot import default_session_id
-from botbridge.errors import APIError
+from botbridge.errors import APIError, Conflict
 from botbridge.models import (
     Conversation,
     ConversationView,
@@ -83,6 +83,8 @@ async def conversation_view(rt: Runtime, conversation: Conversation) -> dict[str
         last_mo_at=from_epoch(conversation.last_mo_at),
         closed_at=from_epoch(conversation.closed_at) if conversation.closed_at is not None else None,
         backend_session_id=await _session_id(rt, conversation),
+        handoff_at=from_epoch(conversation.handoff_at) if conversation.handoff_at is not None else None,
+        handoff_by=conversation.handoff_by,
     ).model_dump(mode="json")
 
 
@@ -124,6 +126,27 @@ async def conversation_timeline(request: Request) -> Response:
     conversation = await _owned_conversation(rt, account_id, request.path_params["conversation_id"])
     items = await timeline(rt.store, conversation)
     return JSONResponse({"items": [i.model_dump(mode="json", exclude_none=True) for i in items]})
+
+
+async def _change(request: Request, action: str) -> Response:
+    account_id = await account(request)
+    rt = runtime(request)
+    conversation = await _owned_conversation(rt, account_id, request.path_params["conversation_id"])
+    current = await rt.store.get_conversation(conversation.sender_id, conversation.contact)
+    if conversation.state != "open" or current is None or current.id != conversation.id:
+        raise Conflict("the conversation has ended: a new one starts with the bot")
+    await rt.engine.change_conversation(conversation, action)
+    return JSONResponse({"conversation_id": conversation.id, "action": action, "state": "queued"}, status_code=202)
+
+
+async def hand_off(request: Request) -> Response:
+    """Hand a conversation to a person: the bot is not called until it is resumed (queued behind its turns)."""
+    return await _change(request, "handoff")
+
+
+async def resume(request: Request) -> Response:
+    """Give a handed-off conversation back to the bot."""
+    return await _change(request, "resume")
 
 
 async def list_messages(request: Request) -> Response:

@@ -375,8 +375,25 @@ def _attachment(attachment: dict[str, Any], draft: Draft) -> None:
             render(_mapping(attachment.get("content")), draft)
 
 
+# The Bot Framework's hand-off to a person: a `handoff` activity (ActivityTypes.handoff in
+# botbuilder-schema) or the `handoff.initiate` event of the hand-off protocol.
+HANDOFF_EVENT = "handoff.initiate"
+
+
+def asks_handoff(activity: Any) -> bool:
+    if not isinstance(activity, dict):
+        return False
+    kind = activity.get("type")
+    return kind == "handoff" or (kind == "event" and activity.get("name") == HANDOFF_EVENT)
+
+
 def activity_replies(activity: Any) -> list[Reply]:
-    """One bot `message` activity as replies: one, or one per card of a carousel (after its text)."""
+    """One bot `message` activity as replies: one, or one per card of a carousel (after its text).
+
+    A hand-off activity is a reply with nothing to show and the signal `handoff`.
+    """
+    if asks_handoff(activity):
+        return [Reply(signals=["handoff"])]
     if not isinstance(activity, dict) or activity.get("type") != "message":
         return []
     attachments = _items(activity.get("attachments"))

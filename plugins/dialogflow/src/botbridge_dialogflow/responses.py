@@ -275,8 +275,17 @@ def rich_content(payload: Any, *, cx: bool = False) -> list[Reply]:
     return replies
 
 
+# ES has no hand-off message: a custom payload with one of these keys set to true asks for
+# one (the name CX uses for its own hand-off message, or plainly "handoff").
+HANDOFF_KEYS = ("liveAgentHandoff", "handoff")
+
+
 def _payload(message: dict[str, Any]) -> list[Reply]:
-    return rich_content(message.get("payload"))
+    payload = _dict(message.get("payload"))
+    replies = rich_content(payload)
+    if any(payload.get(key) is True for key in HANDOFF_KEYS):
+        replies.append(Reply(signals=["handoff"]))
+    return replies
 
 
 Renderer = Callable[[dict[str, Any]], Reply | None]

@@ -138,6 +138,26 @@ def parse_credentials(raw: str) -> LexCredentials:
     return LexCredentials(access_key_id=access_key_id, secret_key=secret_key, region=region, bot=parsed)
 
 
+def asks_handoff(data: Any, config: dict[str, Any]) -> bool:
+    """Whether Lex's answer hands the conversation to a person, as the connector's config says.
+
+    `handoff_intents`: intent names (V2 `sessionState.intent.name`, V1 `intentName`);
+    `handoff_attribute`: a session attribute whose value "true" (any case) hands off.
+    """
+    if not isinstance(data, dict):
+        return False
+    state = data.get("sessionState") if isinstance(data.get("sessionState"), dict) else {}
+    intent = state.get("intent") if isinstance(state.get("intent"), dict) else {}
+    name = intent.get("name") if "sessionState" in data else data.get("intentName")
+    if isinstance(name, str) and name in (config.get("handoff_intents") or ()):
+        return True
+    attribute = config.get("handoff_attribute")
+    attributes = state.get("sessionAttributes") if "sessionState" in data else data.get("sessionAttributes")
+    if attribute and isinstance(attributes, dict):
+        return str(attributes.get(attribute, "")).strip().lower() == "true"
+    return False
+
+
 def _check_config(config: dict[str, Any]) -> None:
     base_url = config.get("base_url")
     if base_url is not None:
@@ -152,6 +172,12 @@ def _check_config(config: dict[str, Any]) -> None:
     if attributes and "" in attributes:
         # RecognizeText's model: requestAttributes keys are NonEmptyString (1+ characters).
         raise ConfigInvalid("config.request_attributes", "keys must not be empty")
+    intents = config.get("handoff_intents")
+    if intents is not None and not (isinstance(intents, list) and all(isinstance(i, str) and i for i in intents)):
+        raise ConfigInvalid("config.handoff_intents", "must be a list of intent names")
+    attribute = config.get("handoff_attribute")
+    if attribute is not None and not (isinstance(attribute, str) and attribute):
+        raise ConfigInvalid("config.handoff_attribute", "must be a session attribute name")
 
 
 # --- ids -----------------------------------------------------------------------
@@ -428,6 +454,8 @@ class LexBot(BotBackend):
             replies = replies_from_v1(data)
         if returned is not None:
             session.state["session_attributes"] = _string_map(returned)
+        if asks_handoff(data, session.config):
+            replies.append(Reply(signals=["handoff"]))
         return replies
 
     async def _post(self, credentials: LexCredentials, url: str, body: bytes) -> dict[str, Any]:

@@ -75,7 +75,7 @@ PURGE_BATCH = 200
 # the host trims the buffer hourly, this only collects it if trimming stops.
 STREAM_TTL = 6 * 3600.0
 LIST_BATCH = 1000  # the most records a filtered listing reads per round trip
-MESSAGE_KINDS = ("mo", "mt", "dr")
+MESSAGE_KINDS = ("mo", "mt", "dr", "conversation")
 LANES = ("message", "event")
 # Set once the keys of the first schema (`apikey:{hash}` -> account) are converted.
 API_KEYS_SCHEMA = "2"
