@@ -19,12 +19,17 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
+
+import httpx
 
 from botbridge import handoff, optout, shaping
-from botbridge.bot import BotBackend, BotSession
-from botbridge.channel import Capabilities, Channel, WebhookResult
+from botbridge.bot import BotBackend, BotSession, LateReplies
+from botbridge.broadcast import Broadcast
+from botbridge.cache import ReadCache
+from botbridge.channel import Capabilities, Channel, SenderContext, WebhookResult
 from botbridge.clock import Clock
+from botbridge.crypto import SecretBox
 from botbridge.errors import (
     BotCredentialsInvalid,
     BotError,
@@ -46,6 +51,7 @@ from botbridge.events import (
 from botbridge.http import OutboundRefused
 from botbridge.ids import new_id
 from botbridge.logs import correlation_id, mask
+from botbridge.metrics import Metrics
 from botbridge.models import (
     STATE_RANK,
     Connector,
@@ -65,7 +71,7 @@ from botbridge.models import (
     from_epoch,
     utcnow,
 )
-from botbridge.outbound import UnsafeURL
+from botbridge.outbound import OutboundPolicy, UnsafeURL
 from botbridge.render import as_text, match_option
 from botbridge.signing import standard_webhook_headers
 from botbridge.store import Store, Take, Writes, conversation_key
@@ -151,11 +157,35 @@ class Retry(Exception):
         self.delay = delay
 
 
-class Engine:
-    def __init__(self, runtime: Any, settings: EngineSettings | None = None) -> None:
-        from botbridge.runtime import Runtime
+class Host(Protocol):
+    """What the engine uses of the host it runs in (`botbridge.runtime.Runtime`).
 
-        self.rt: Runtime = runtime
+    Named here so the engine depends on these, not on the runtime that builds it.
+    """
+
+    store: Store
+    clock: Clock
+    cache: ReadCache
+    metrics: Metrics
+    http: httpx.AsyncClient
+    outbound: OutboundPolicy
+    box: SecretBox
+    stream_broadcast: Broadcast
+
+    def channel(self, name: str) -> Channel: ...
+    def bot(self, type_name: str) -> BotBackend: ...
+    def capabilities(self, sender: Sender) -> Capabilities: ...
+    def sender_context(self, sender: Sender) -> SenderContext: ...
+    def bot_session(
+        self, connector: Connector, conversation: Conversation, deliver_late: LateReplies | None = None
+    ) -> BotSession: ...
+    async def webhook_siblings(self, sender: Sender) -> list[Sender]: ...
+    def notify(self, hook: str, **kwargs: Any) -> None: ...
+
+
+class Engine:
+    def __init__(self, runtime: Host, settings: EngineSettings | None = None) -> None:
+        self.rt = runtime
         self.settings = settings or EngineSettings()
         self._tasks: list[asyncio.Task[None]] = []
         # One token per runnable job, so a new job wakes one idle worker, not all of them.
