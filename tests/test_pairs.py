@@ -282,3 +282,25 @@ async def test_a_bot_framework_handoff_goes_to_an_agent_and_back(world: World, c
         assert "my card was charged twice" not in seen  # the bot never saw what the agent handled
     finally:
         await api.aclose()
+
+
+@pytest.mark.parametrize("bot_type", list(BOTS))
+async def test_a_photo_reaches_each_bot_as_it_can_take_it(world: World, bot_type: str) -> None:
+    """Direct Line gets an attachment with the URL; the text-only backends get "[image]" in the text."""
+    bot, _ = world.bots[bot_type]
+    _, webhook_url, api = await _pair(world, "sinch", bot_type)
+    channel, _ = world.channels["sinch"]
+    contact = f"+1555606{list(BOTS).index(bot_type):04d}"
+    url = "https://cdn.example.com/meter.jpg"
+    try:
+        body = channel.fake.inbound_body(contact=contact.lstrip("+"), content={"media_message": {"url": url}})
+        assert (await channel.fake.deliver(webhook_url, body))[-1].status_code == 200
+        await eventually(lambda: bool(channel.texts_to(contact)), f"{bot_type}'s answer")
+        if bot_type == "AZURE_BOT_DIRECT_LINE":
+            posted = [a for c in bot.fake.conversations.values() for a in c.user_activities()]
+            urls = [att.get("contentUrl") for a in posted for att in a.get("attachments", [])]
+            assert url in urls and "[image]" not in channel.texts_to(contact)[0]
+        else:
+            assert channel.texts_to(contact) == [bot.echo("[image]")]
+    finally:
+        await api.aclose()

@@ -24,7 +24,7 @@ from botbridge import (
 from botbridge.channel import parse_payload
 from botbridge.clock import FakeClock
 from botbridge.host import create_app
-from botbridge.models import OutboundMessage
+from botbridge.models import Media, OutboundMessage
 from botbridge.plugins import Plugins
 from botbridge.settings import Settings
 from botbridge.signing import hmac_digest, verify_digest
@@ -39,6 +39,7 @@ class LoopPayload(BaseModel):
     id: str
     from_: str = Field(alias="from")
     text: str = ""
+    media: list[Media] = Field(default_factory=list)
 
 
 class LoopChannel(Channel):
@@ -65,6 +66,7 @@ class LoopChannel(Channel):
                     provider_message_id=data.id,
                     contact=data.from_,
                     text=data.text,
+                    media=data.media,
                 )
             ]
         )

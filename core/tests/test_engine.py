@@ -171,10 +171,11 @@ class World:
     def channel(self) -> SendingLoop:
         return self.rt.channel("loop")  # type: ignore[no-any-return]
 
-    async def mo(self, text: str, contact: str = "+15550100", message_id: str | None = None) -> httpx.Response:
-        body, headers = sign_loop(
-            "loop-secret", {"id": message_id or f"mo-{time.monotonic_ns()}", "from": contact, "text": text}
-        )
+    async def mo(
+        self, text: str, contact: str = "+15550100", message_id: str | None = None, media: list[Any] | None = None
+    ) -> httpx.Response:
+        payload = {"id": message_id or f"mo-{time.monotonic_ns()}", "from": contact, "text": text}
+        body, headers = sign_loop("loop-secret", {**payload, "media": media} if media else payload)
         return await self.client.post(f"/v1/webhooks/loop/{self.sender_id}", content=body, headers=headers)
 
     async def report(self, provider_id: str, status: str) -> httpx.Response:

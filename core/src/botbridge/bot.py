@@ -60,6 +60,10 @@ class BotBackend:
 
     type: ClassVar[str]
     description: ClassVar[str] = ""
+    # Whether `send` passes an MO's media to the bot (Direct Line attachments). A
+    # text-only backend gets a description of them in the text instead ("[image]",
+    # or the connector's `media_text`).
+    accepts_media: ClassVar[bool] = False
 
     def __init__(self, http: httpx.AsyncClient, clock: Clock) -> None:
         self.http = http

@@ -72,7 +72,7 @@ from botbridge.models import (
     utcnow,
 )
 from botbridge.outbound import OutboundPolicy, UnsafeURL
-from botbridge.render import as_text, match_option
+from botbridge.render import as_text, describe_media, match_option
 from botbridge.signing import standard_webhook_headers
 from botbridge.store import Store, Take, Writes, conversation_key
 from botbridge.store_waits import StoreWaits
@@ -535,7 +535,7 @@ class Engine:
                     started = None
                     return events
             choice = match_option(message.text, conversation.options) if not message.postback else None
-            bot_message = message
+            bot_message = message if bot.accepts_media else describe_media(message, connector.settings.media_text)
             if message.postback:
                 bot_message = message.model_copy(update={"text": message.postback})
             elif choice is not None:

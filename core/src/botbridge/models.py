@@ -121,6 +121,8 @@ class ConnectorConfig(BaseModel):
     # Sent once when the bot has not answered a turn after `interim_after` seconds ("One moment…").
     interim_text: str | None = Field(default=None, min_length=1, max_length=1600)
     interim_after: float | None = Field(default=None, gt=0, le=60, description="seconds; 3 when not set")
+    # What a text-only bot gets for an MO's media ("[image]" etc. when not set; "" sends nothing).
+    media_text: str | None = Field(default=None, max_length=200)
     # Handing off to a person (botbridge.handoff).
     handoff_timeout: float | None = Field(default=None, gt=0, le=7 * 86400, description="seconds; 1800 when not set")
     handoff_timeout_text: str | None = Field(default=None, min_length=1, max_length=1600)

@@ -7,9 +7,11 @@ is mapped back to the second option's value.
 
 from __future__ import annotations
 
+import mimetypes
 import re
+from urllib.parse import urlsplit
 
-from botbridge.models import Option, Reply
+from botbridge.models import InboundMessage, Media, Option, Reply
 
 _NUMBER = re.compile(r"^\s*#?\s*(\d{1,3})\s*[.)]?\s*$")
 
@@ -42,3 +44,23 @@ def match_option(text: str, options: list[Option]) -> Option | None:
         if option.label.strip().casefold() == folded:
             return option
     return None
+
+
+def media_kind(media: Media) -> str:
+    """The kind of a medium (image, video, audio or file): from its content type, else its URL's extension."""
+    content_type = media.content_type or mimetypes.guess_type(urlsplit(media.url).path)[0] or ""
+    major = content_type.split("/", 1)[0].lower()
+    return major if major in ("image", "video", "audio") else "file"
+
+
+def describe_media(message: InboundMessage, text: str | None = None) -> InboundMessage:
+    """The MO as a text-only bot gets it: its media described after its text.
+
+    `text` is the connector's description for every item; by default each is
+    named by its kind ("[image] [file]").
+    """
+    if not message.media:
+        return message
+    described = text if text is not None else " ".join(f"[{media_kind(m)}]" for m in message.media)
+    joined = " ".join(part for part in (message.text.strip(), described) if part)
+    return message.model_copy(update={"text": joined})

@@ -154,6 +154,7 @@ class DirectLineBot(BotBackend):
     """Connector type `AZURE_BOT_DIRECT_LINE`: credentials are the Direct Line secret."""
 
     type = CONNECTOR_TYPE
+    accepts_media = True  # MO media go to the bot as attachments with their URL
     description = "Azure Bot Service through Direct Line 3.0"
 
     retry_policy: ClassVar[RetryPolicy] = RetryPolicy()
