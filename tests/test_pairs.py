@@ -304,3 +304,19 @@ async def test_a_photo_reaches_each_bot_as_it_can_take_it(world: World, bot_type
             assert channel.texts_to(contact) == [bot.echo("[image]")]
     finally:
         await api.aclose()
+
+
+async def test_two_mos_half_a_second_apart_make_one_bot_turn(world: World) -> None:
+    bot, _ = world.bots["AZURE_BOT_DIRECT_LINE"]
+    _, webhook_url, api = await _pair(world, "scg", "AZURE_BOT_DIRECT_LINE", config={"coalesce_window": 1.5})
+    channel, _ = world.channels["scg"]
+    contact = "+15556070001"
+    try:
+        assert await channel.phone_says(webhook_url, "I would like", contact) == 200
+        await anyio.sleep(0.5)
+        assert await channel.phone_says(webhook_url, "to change my plan", contact) == 200
+        await eventually(lambda: bool(channel.texts_to(contact)), "the one answer")
+        await anyio.sleep(0.5)  # nothing else comes
+        assert channel.texts_to(contact) == [bot.echo("I would like to change my plan")]
+    finally:
+        await api.aclose()

@@ -23,7 +23,7 @@ from typing import Any, Protocol, TypeVar
 
 import httpx
 
-from botbridge import handoff, optout, shaping
+from botbridge import coalescing, handoff, optout, shaping
 from botbridge.bot import BotBackend, BotSession, LateReplies
 from botbridge.broadcast import Broadcast
 from botbridge.cache import ReadCache
@@ -505,7 +505,7 @@ class Engine:
             return events + await self._event_jobs(sender.account_id, dropped, writes)
         bot = self.rt.bot(connector.type)
         # Until a backend session exists, a failure is answered on a conversation that is never stored.
-        conversation = Conversation(
+        placeholder = Conversation(
             account_id=sender.account_id,
             sender_id=sender.id,
             contact=message.contact,
@@ -514,53 +514,100 @@ class Engine:
             opened_at=self.clock.now(),
             last_mo_at=self.clock.now(),
         )
-        started: float | None = time.perf_counter()  # None: the turn went to an agent, not the bot
-        interim: list[Job] = []  # what sending the interim text made (its events)
         try:
-            if connector.state == "credentials_invalid":
-                raise BotCredentialsInvalid(connector.state_reason or "the bot refused the connector's credentials")
-            breaker = self._breakers.get(connector.id)
-            if breaker is not None and breaker.open_until > self.clock.now():
-                raise CircuitOpen(f"bot unavailable ({breaker.reason}); not called for a few seconds")
+            self._check_bot(connector)
             conversation = await self._resolve(sender, connector, message, bot, writes)
-            # keyed by the MO's id: a turn run again (a retry) is in the timeline once
-            writes.add_history(self._entry(conversation, "mo", mo_history(message), entry_id=message.id))
-            if conversation.handoff_at is not None:
-                turn = handoff.route(conversation, connector, message, self.clock.now())
-                if turn.resumed is None:
-                    started = None
-                    return events + await self._for_agent(sender, connector, conversation, message, writes)
-                events += await self._resumed(sender, connector, conversation, turn.resumed, writes)
-                if turn.resumed == "keyword":
-                    started = None
-                    return events
-            choice = match_option(message.text, conversation.options) if not message.postback else None
-            bot_message = message if bot.accepts_media else describe_media(message, connector.settings.media_text)
-            if message.postback:
-                bot_message = message.model_copy(update={"text": message.postback})
-            elif choice is not None:
-                bot_message = message.model_copy(update={"text": choice.value, "postback": choice.value})
+        except (BotError, ProviderError, TimeoutError) as exc:
+            return events + await self._bot_error(job, exc, bot, sender, connector, placeholder, message, writes)
+        # keyed by the MO's id: a turn run again (a retry) is in the timeline once
+        writes.add_history(self._entry(conversation, "mo", mo_history(message), entry_id=message.id))
+        if conversation.handoff_at is not None:
+            turn = handoff.route(conversation, connector, message, self.clock.now())
+            if turn.resumed is None:
+                return events + await self._for_agent(sender, connector, conversation, message, writes)
+            events += await self._resumed(sender, connector, conversation, turn.resumed, writes)
+            if turn.resumed == "keyword":
+                return events
+        window = connector.settings.coalesce_window
+        if window and coalescing.joins(message, conversation):
+            timer = coalescing.hold(conversation, message, self.clock.now(), window)
+            self._put_conversation(writes, conversation)
+            return [*events, timer]
+        return events + await self._answer(job, sender, connector, bot, conversation, message, writes)
+
+    def _check_bot(self, connector: Connector) -> None:
+        """Raise what the bot would, without calling it, when it is known to fail now."""
+        if connector.state == "credentials_invalid":
+            raise BotCredentialsInvalid(connector.state_reason or "the bot refused the connector's credentials")
+        breaker = self._breakers.get(connector.id)
+        if breaker is not None and breaker.open_until > self.clock.now():
+            raise CircuitOpen(f"bot unavailable ({breaker.reason}); not called for a few seconds")
+
+    async def _answer(
+        self,
+        job: Job,
+        sender: Sender,
+        connector: Connector,
+        bot: BotBackend,
+        conversation: Conversation,
+        message: InboundMessage,
+        writes: Writes,
+    ) -> list[Job]:
+        """The bot's turn: ask it (the option chosen, media described for a text-only bot), queue its replies."""
+        choice = match_option(message.text, conversation.options) if not message.postback else None
+        bot_message = message if bot.accepts_media else describe_media(message, connector.settings.media_text)
+        if message.postback:
+            bot_message = message.model_copy(update={"text": message.postback})
+        elif choice is not None:
+            bot_message = message.model_copy(update={"text": choice.value, "postback": choice.value})
+        interim: list[Job] = []  # what sending the interim text made (its events)
+        started = time.perf_counter()
+        try:
             late = self._late_replies(sender, connector, conversation)
             session = self.rt.bot_session(connector, conversation, late)
             replies = await self._ask(bot, session, bot_message, sender, connector, conversation, writes, interim)
         except (BotError, ProviderError, TimeoutError) as exc:
-            self.rt.metrics.bot_errors.labels(connector.type).inc()
-            self._count_failure(connector, exc)
-            again = bot.safe_to_retry(exc)
-            failed = await self._bot_failed(job, exc, again, sender, connector, conversation, message, writes)
-            return events + interim + failed
+            return interim + await self._bot_error(job, exc, bot, sender, connector, conversation, message, writes)
         finally:
-            if started is not None:
-                self.rt.metrics.bot_latency.labels(connector.type).observe(time.perf_counter() - started)
+            self.rt.metrics.bot_latency.labels(connector.type).observe(time.perf_counter() - started)
         self._breakers.pop(connector.id, None)
         conversation.last_mo_at = self.clock.now()
         conversation.timeout = connector.settings.conversation_timeout
         # A number answers the turn's options, numbered on across its replies (a carousel's cards)
         conversation.options = [option for reply in replies for option in reply.options]
         if handoff.asked_by_bot(replies) and handoff.hand_off(conversation, self.clock.now(), "bot"):
-            events += await self._handed_off(sender, conversation, "bot", writes)
+            interim += await self._handed_off(sender, conversation, "bot", writes)
         self._put_conversation(writes, conversation)
-        return events + interim + await self._replies(sender, connector, conversation, replies, writes)
+        return interim + await self._replies(sender, connector, conversation, replies, writes)
+
+    async def _bot_error(
+        self,
+        job: Job,
+        exc: BaseException,
+        bot: BotBackend,
+        sender: Sender,
+        connector: Connector,
+        conversation: Conversation,
+        message: InboundMessage,
+        writes: Writes,
+    ) -> list[Job]:
+        self.rt.metrics.bot_errors.labels(connector.type).inc()
+        self._count_failure(connector, exc)
+        again = bot.safe_to_retry(exc)
+        return await self._bot_failed(job, exc, again, sender, connector, conversation, message, writes)
+
+    async def _flush(self, job: Job, sender: Sender, conversation: Conversation, writes: Writes) -> list[Job]:
+        """The held MOs of a conversation whose window has closed: one bot turn."""
+        connector = await self.rt.cache.connector(conversation.connector_id)
+        if connector is None:
+            return []
+        message = coalescing.take(conversation)
+        bot = self.rt.bot(connector.type)
+        try:
+            self._check_bot(connector)
+        except BotError as exc:
+            return await self._bot_error(job, exc, bot, sender, connector, conversation, message, writes)
+        return await self._answer(job, sender, connector, bot, conversation, message, writes)
 
     # --- hand-off to a person ---
 
@@ -606,6 +653,8 @@ class Engine:
         self.wake()
 
     async def _conversation_action(self, job: Job, writes: Writes) -> list[Job]:
+        if job.payload["action"] == "timer":  # a coalescing window closed: flush behind the conversation's turns
+            return [coalescing.flush_job(job)]
         stored = await self.store.get_conversation_by_id(job.payload["conversation_id"])
         current = await self.store.get_conversation(stored.sender_id, stored.contact) if stored else None
         sender = await self.rt.cache.sender(current.sender_id) if current else None
@@ -613,6 +662,8 @@ class Engine:
             return []  # ended meanwhile: a new conversation starts with the bot
         if current.state != "open":
             return []
+        if job.payload["action"] == "flush":
+            return await self._flush(job, sender, current, writes) if coalescing.due(current, self.clock.now()) else []
         if job.payload["action"] == "handoff":
             if not handoff.hand_off(current, self.clock.now(), "api"):
                 return []

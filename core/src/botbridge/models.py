@@ -121,6 +121,8 @@ class ConnectorConfig(BaseModel):
     # Sent once when the bot has not answered a turn after `interim_after` seconds ("One moment…").
     interim_text: str | None = Field(default=None, min_length=1, max_length=1600)
     interim_after: float | None = Field(default=None, gt=0, le=60, description="seconds; 3 when not set")
+    # Consecutive MOs of a contact within this many seconds are one bot turn (botbridge.coalescing).
+    coalesce_window: float | None = Field(default=None, gt=0, le=30)
     # What a text-only bot gets for an MO's media ("[image]" etc. when not set; "" sends nothing).
     media_text: str | None = Field(default=None, max_length=200)
     # Handing off to a person (botbridge.handoff).
@@ -340,6 +342,9 @@ class Conversation(BaseModel):
     handoff_at: float | None = None
     handoff_by: str | None = None
     agent_at: float | None = None
+    # MOs held for one turn until `pending_until` (the connector's coalesce_window, botbridge.coalescing).
+    pending: list[dict[str, Any]] = Field(default_factory=list)
+    pending_until: float | None = None
 
     def expired(self, now: float, timeout: float) -> bool:
         return self.state == "closed" or now - self.last_mo_at >= timeout
