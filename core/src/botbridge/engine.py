@@ -580,22 +580,6 @@ class Engine:
         self._put_conversation(writes, conversation)
         return interim + await self._replies(sender, connector, conversation, replies, writes)
 
-    async def _bot_error(
-        self,
-        job: Job,
-        exc: BaseException,
-        bot: BotBackend,
-        sender: Sender,
-        connector: Connector,
-        conversation: Conversation,
-        message: InboundMessage,
-        writes: Writes,
-    ) -> list[Job]:
-        self.rt.metrics.bot_errors.labels(connector.type).inc()
-        self._count_failure(connector, exc)
-        again = bot.safe_to_retry(exc)
-        return await self._bot_failed(job, exc, again, sender, connector, conversation, message, writes)
-
     async def _flush(self, job: Job, sender: Sender, conversation: Conversation, writes: Writes) -> list[Job]:
         """The held MOs of a conversation whose window has closed: one bot turn."""
         connector = await self.rt.cache.connector(conversation.connector_id)
@@ -816,17 +800,21 @@ class Engine:
                 pause,
             )
 
-    async def _bot_failed(
+    async def _bot_error(
         self,
         job: Job,
         exc: BaseException,
-        safe_to_retry: bool,
+        bot: BotBackend,
         sender: Sender,
         connector: Connector,
         conversation: Conversation,
         message: InboundMessage,
         writes: Writes,
     ) -> list[Job]:
+        """A turn the bot failed: retried when the backend says that is safe, else the fallback text."""
+        self.rt.metrics.bot_errors.labels(connector.type).inc()
+        self._count_failure(connector, exc)
+        safe_to_retry = bot.safe_to_retry(exc)
         reason = tenant_reason(exc)
         if isinstance(exc, BotCredentialsInvalid):
             await self._mark_connector(connector, "credentials_invalid", reason)
