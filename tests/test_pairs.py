@@ -320,3 +320,33 @@ async def test_two_mos_half_a_second_apart_make_one_bot_turn(world: World) -> No
         assert channel.texts_to(contact) == [bot.echo("I would like to change my plan")]
     finally:
         await api.aclose()
+
+
+@pytest.mark.parametrize("channel_name", list(CHANNELS))
+async def test_replies_are_shaped_for_sms_on_every_channel(world: World, channel_name: str) -> None:
+    """A long typographic reply goes as GSM-7 parts cut between words; a turn's three messages as one SMS."""
+    from botbridge.shaping import is_gsm7, segments
+
+    bot, _ = world.bots["AZURE_BOT_DIRECT_LINE"]
+    bot.fake.add_rule("three things", "First.", "Second.", "Third.")
+    connector, webhook_url, api = await _pair(world, channel_name, "AZURE_BOT_DIRECT_LINE")
+    channel, _ = world.channels[channel_name]
+    contact = f"+1555608{list(CHANNELS).index(channel_name):04d}"
+    try:
+        sender = (await api.get(f"/v1/senders/{connector['sender_id']}")).json()
+        config = {**sender["config"], "shaping": {"max_segments": 2}}
+        patched = await api.patch(f"/v1/senders/{sender['id']}", json={"config": config})
+        assert patched.status_code == 200, patched.text
+        long_text = "It’s " + " ".join(f"word{i}" for i in range(115))  # about 700 characters
+        assert await channel.phone_says(webhook_url, long_text, contact) == 200
+        expected = bot.echo(long_text).replace("’", "'")
+        await eventually(lambda: " ".join(channel.texts_to(contact)) == expected, "every part, in order")
+        parts = channel.texts_to(contact)
+        assert len(parts) >= 3 and all(is_gsm7(p) and segments(p) <= 2 for p in parts)
+
+        assert await channel.phone_says(webhook_url, "three things", contact) == 200
+        await eventually(lambda: len(channel.texts_to(contact)) == len(parts) + 1, "one merged SMS")
+        await anyio.sleep(0.3)
+        assert channel.texts_to(contact)[len(parts) :] == ["First.\n\nSecond.\n\nThird."]
+    finally:
+        await api.aclose()

@@ -47,13 +47,20 @@ async def named_sender(rt: Runtime, account_id: str, sender_id: str) -> Sender:
         raise ConfigInvalid("sender_id", f"no sender {sender_id!r} in this account") from None
 
 
+# Keys of a sender's config that core reads (opt-out, shaping), whatever the channel.
+CORE_SENDER_KEYS = ("opt_out", "shaping")
+
+
 def _validated_config(rt: Runtime, channel: str, address: str, credentials: str, secret: str, config: dict) -> dict:  # type: ignore[type-arg]
     plugin = rt.channel(channel)
     check_credentials_text(credentials)
-    config = shaping.validate(optout.validate(config))  # core's own keys
+    # Core's own keys are core's to check; the plugin sees the rest (some refuse keys they do not know).
+    checked = shaping.validate(optout.validate(config))
+    own = {key: checked[key] for key in CORE_SENDER_KEYS if key in checked}
     try:
         with plugin_validation(channel):
-            return plugin.validate_sender(address, credentials, secret, dict(config))
+            rest = {key: value for key, value in checked.items() if key not in CORE_SENDER_KEYS}
+            return {**plugin.validate_sender(address, credentials, secret, rest), **own}
     except ConfigInvalid as exc:
         field = exc.field.split(".", 1)[0]
         raise (
