@@ -305,6 +305,30 @@ async def test_the_console_in_a_browser(world: World, page: Page, tmp_path: Path
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         SCREENSHOT.write_bytes((shots / "console-transcript.png").read_bytes())
 
+    # --- hand the conversation to an agent, answer as one, give it back to the bot
+    await page.get_by_role("button", name="Hand to an agent").click()
+    await expect(page.locator(".handoff-state")).to_contain_text("With an agent since")
+    await expect(page.locator(".handoff-state")).to_contain_text("handed off by an operator")
+    await expect(transcript.locator("li[data-type='handoff']")).to_contain_text("Handed to an agent by an operator")
+    reply = page.get_by_role("form", name="Reply as an agent")
+    message = reply.get_by_label("Message")
+    await reply.get_by_role("button", name="Send as agent").click()  # empty: refused next to the field
+    await expect(message).to_have_attribute("aria-invalid", "true")
+    agent_text = "Hello, this is Dana from support."
+    await message.fill(agent_text)
+    await reply.get_by_role("button", name="Send as agent").click()
+    await wait_until(lambda: agent_text in world.channel.texts_to(CONTACT), "the agent's reply at the phone")
+    await expect(message).to_have_value("")
+    await expect(message).not_to_have_attribute("aria-invalid", "true")
+    await expect(transcript.locator("li.turn.bot .bubble").filter(has_text=agent_text)).to_have_count(1)
+    await shot("transcript-handoff")
+    await page.get_by_role("button", name="Give back to the bot").click()
+    await expect(page.get_by_role("button", name="Hand to an agent")).to_be_visible()
+    await expect(page.locator(".handoff-state")).to_have_count(0)
+    resumed = transcript.locator("li[data-type='resumed']")
+    await expect(resumed).to_contain_text("Given back to the bot (by an operator)")
+    assert await page.evaluate("() => window.notReloaded") is True
+
     # at 375 px: nothing wider than the screen
     await page.set_viewport_size({"width": 375, "height": 800})
     await expect(transcript.locator("li.turn.user").first).to_be_visible()

@@ -12,7 +12,7 @@ import asyncio
 import re
 from collections.abc import AsyncIterator
 from html.parser import HTMLParser
-from typing import Any
+from typing import Any, get_args
 from urllib.parse import urljoin
 
 import httpx
@@ -22,6 +22,7 @@ from starlette.routing import Mount
 
 from botbridge import console
 from botbridge.host import create_app
+from botbridge.models import TimelineItem
 from botbridge.openapi import OPERATIONS
 from botbridge.settings import Settings
 from botbridge.testing import api_client
@@ -245,6 +246,15 @@ def test_every_input_has_a_label() -> None:
     for name, text in scripts().items():
         if name != "assets/dom.js":
             assert not re.search(r"""h\(\s*["'](input|select|textarea)["']""", text), name
+
+
+def test_the_transcript_reads_every_timeline_type_and_uses_the_hand_off_endpoints() -> None:
+    page = scripts()["assets/page-conversations.js"]
+    for kind in get_args(TimelineItem.model_fields["type"].annotation):
+        assert f'case "{kind}":' in page, kind
+    for action in ("handoff", "resume"):
+        assert f'"{action}"' in page and (f"/v1/conversations/{{conversation_id}}/{action}", "post") in OPERATIONS
+    assert 'api("POST", "v1/messages"' in page
 
 
 def test_the_console_routes_are_documented_as_pages_without_a_key() -> None:

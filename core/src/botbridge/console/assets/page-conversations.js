@@ -1,7 +1,7 @@
 // Conversations: a live list (search by contact) and one conversation as a chat transcript.
 
 import { api, listAll, seg } from "./api.js";
-import { badge, clear, debounce, errorText, facts, field, h, safeUrl, time } from "./dom.js";
+import { badge, clear, debounce, errorText, facts, field, Form, h, safeUrl, time } from "./dom.js";
 
 export function mount(main, ctx) {
   if (ctx.params[0]) return mountTranscript(main, ctx, ctx.params[0]);
@@ -202,6 +202,23 @@ function deliveryLine(message) {
   );
 }
 
+// Who made an MT (message.origin); anything else reads as the bot's.
+const ORIGINS = {
+  fallback: "Fallback",
+  api: "Agent or API",
+  interim: "Bot (still working)",
+  handoff: "Hand-off timed out",
+  opt_out: "Opt-out answer",
+};
+
+// Who handed a conversation off (handoff_by, a "handoff" item's reason), and why it came back ("resumed").
+const HANDED_BY = { bot: "the bot", api: "an operator" };
+const RESUMED_BY = { api: "by an operator", keyword: "the contact asked for the bot", timeout: "no agent answered in time" };
+
+function systemLine(item, ...text) {
+  return h("li", { class: "turn system", dataset: { id: item.id, type: String(item.type) } }, h("span", { class: "note" }, text));
+}
+
 function itemElement(item, conversation) {
   switch (item.type) {
     case "mo": {
@@ -217,7 +234,7 @@ function itemElement(item, conversation) {
       const message = item.message || {};
       const options = message.options || [];
       const text = message.text || "";
-      const origin = message.origin === "fallback" ? "Fallback" : message.origin === "api" ? "Sent through the API" : "Bot";
+      const origin = ORIGINS[message.origin] || "Bot";
       return h(
         "li",
         { class: "turn bot", dataset: { id: item.id, type: "mt", state: message.state } },
@@ -244,15 +261,15 @@ function itemElement(item, conversation) {
         h("div", { class: "bubble", role: "note" }, "The bot failed: ", item.reason || "no reason given"),
       );
     case "conversation_opened":
-      return h("li", { class: "turn system", dataset: { id: item.id, type: item.type } }, h("span", { class: "note" }, "Conversation opened · ", time(item.at)));
+      return systemLine(item, "Conversation opened · ", time(item.at));
     case "conversation_closed":
-      return h(
-        "li",
-        { class: "turn system", dataset: { id: item.id, type: item.type } },
-        h("span", { class: "note" }, "Conversation closed", item.reason ? ` (${item.reason})` : "", " · ", time(item.at)),
-      );
+      return systemLine(item, "Conversation closed", item.reason ? ` (${item.reason})` : "", " · ", time(item.at));
+    case "handoff":
+      return systemLine(item, "Handed to an agent by ", HANDED_BY[item.reason] || item.reason || "—", " · ", time(item.at));
+    case "resumed":
+      return systemLine(item, "Given back to the bot (", RESUMED_BY[item.reason] || item.reason || "no reason given", ") · ", time(item.at));
     default:
-      return h("li", { class: "turn system", dataset: { id: item.id, type: String(item.type) } }, h("span", { class: "note" }, String(item.type)));
+      return systemLine(item, String(item.type));
   }
 }
 
@@ -260,6 +277,7 @@ function mountTranscript(main, ctx, id) {
   const alive = { on: true };
   const heading = h("h1", {}, "Conversation");
   const details = h("div");
+  const agent = agentControls(id, () => conversation, load, (text) => (live.textContent = text));
   const transcript = h("ol", { class: "transcript", "aria-label": "Transcript" });
   const failure = h("p", { role: "alert", class: "form-error" });
   const live = h("p", { role: "status", class: "meta" });
@@ -270,6 +288,7 @@ function mountTranscript(main, ctx, id) {
     h("p", {}, h("a", { href: "#/conversations" }, "← All conversations")),
     heading,
     details,
+    agent.element,
     failure,
     transcript,
     live,
@@ -298,6 +317,7 @@ function mountTranscript(main, ctx, id) {
           ["Closed", conversation.closed_at ? time(conversation.closed_at) : undefined],
         ]),
       );
+      agent.update(conversation);
       render(timeline.items || []);
       if (!first) live.textContent = `Updated ${new Date().toLocaleTimeString()}.`;
     } catch (error) {
@@ -355,4 +375,80 @@ function mountTranscript(main, ctx, id) {
     refresh.cancel();
     unsubscribe();
   };
+}
+
+// Hand-off to a person: who has the conversation now, the button that moves it, and an agent's reply form.
+// `load` reads the conversation again (the change itself is queued, and the live stream tells when it is done).
+function agentControls(id, current, load, announce) {
+  const state = h("div", { class: "handoff" });
+  const failure = h("p", { role: "alert", class: "form-error" });
+  const text = field({ name: "text", label: "Message", textarea: true, required: true, hint: "Sent to the contact in this conversation, as an agent." });
+  const reply = new Form([text], {
+    title: "Reply as an agent",
+    submitLabel: "Send as agent",
+    onSubmit: async (values) => {
+      const conversation = current();
+      await api("POST", "v1/messages", {
+        body: { sender_id: conversation.sender_id, to: conversation.contact, text: values.text, conversation_id: conversation.id },
+      });
+      text.input.value = "";
+      announce("Sent as agent.");
+      load();
+    },
+  });
+  const element = h("div", {}, state, failure, reply.element);
+  let shownKey = null;
+
+  async function change(button, action, queued) {
+    failure.textContent = "";
+    button.disabled = true;
+    button.setAttribute("aria-busy", "true");
+    try {
+      await api("POST", `v1/conversations/${seg(id)}/${action}`);
+      announce(queued);
+      await load();
+    } catch (error) {
+      button.disabled = false;
+      button.removeAttribute("aria-busy");
+      failure.textContent = (error.status === 409 ? "" : "Could not change who answers: ") + errorText(error);
+    }
+  }
+
+  function update(conversation) {
+    const open = conversation.state === "open";
+    reply.element.hidden = !open;
+    const key = [conversation.state, conversation.handoff_at, conversation.handoff_by].join("|");
+    if (key === shownKey) return; // unchanged: the button keeps its focus
+    const hadFocus = state.contains(document.activeElement);
+    shownKey = key;
+    failure.textContent = "";
+    let button = null;
+    if (conversation.handoff_at) {
+      if (open) button = h("button", { type: "button" }, "Give back to the bot");
+      button?.addEventListener("click", () => change(button, "resume", "Giving the conversation back to the bot…"));
+      state.replaceChildren(
+        h(
+          "p",
+          { class: "handoff-state" },
+          badge("agent", "warn"),
+          " With an agent since ",
+          time(conversation.handoff_at),
+          ", handed off by ",
+          HANDED_BY[conversation.handoff_by] || conversation.handoff_by || "—",
+          ".",
+        ),
+        button ? h("div", { class: "actions" }, button) : null,
+      );
+    } else {
+      if (open) button = h("button", { type: "button", class: "primary" }, "Hand to an agent");
+      button?.addEventListener("click", () => change(button, "handoff", "Handing the conversation to an agent…"));
+      state.replaceChildren(
+        h("p", { class: "meta" }, open ? "The bot answers this conversation." : "The conversation has ended."),
+        button ? h("div", { class: "actions" }, button) : null,
+      );
+    }
+    if (hadFocus && button) button.focus();
+  }
+
+  return { element, update };
 }
