@@ -9,7 +9,7 @@ cleared whenever this host changes one of them.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -55,28 +55,6 @@ class ReadCache:
             ("subscriptions", account_id, topic),
             lambda: self.store.list_subscriptions(account_id, topic=topic, limit=1000),
         )
-
-
-class Derived:
-    """Values worked out from a record's settings, kept while the record is the same.
-
-    Key them by what they depend on (a sender's id and `updated_at`, say): a
-    changed record has a new key, so nothing needs clearing; the table is
-    emptied when it grows past `limit`.
-    """
-
-    def __init__(self, limit: int = 10_000) -> None:
-        self.limit = limit
-        self._values: dict[Hashable, Any] = {}
-
-    def get(self, key: Hashable, make: Callable[[], T]) -> T:
-        try:
-            return self._values[key]  # type: ignore[no-any-return]
-        except KeyError:
-            if len(self._values) >= self.limit:
-                self._values.clear()
-            value = self._values[key] = make()
-            return value
 
 
 def _copy(value: Any) -> Any:

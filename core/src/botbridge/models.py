@@ -20,6 +20,7 @@ from pydantic import (
     field_validator,
 )
 
+from botbridge.derived import Derived
 from botbridge.ids import new_id
 
 DEFAULT_CONVERSATION_TIMEOUT = 1800.0
@@ -148,6 +149,9 @@ class ConnectorUpdate(_Model):
     config: ConnectorConfig | None = None
 
 
+_CONNECTOR_SETTINGS = Derived()
+
+
 class Connector(BaseModel):
     id: str = Field(default_factory=new_id)
     account_id: str
@@ -164,7 +168,11 @@ class Connector(BaseModel):
 
     @property
     def settings(self) -> ConnectorConfig:
-        return ConnectorConfig.model_validate(self.config)
+        """`config` as core reads it: validated once per distinct config (a turn reads it several times).
+
+        Kept outside the record, so that records compare by what they hold. Do not change the result.
+        """
+        return _CONNECTOR_SETTINGS.get(repr(self.config), lambda: ConnectorConfig.model_validate(self.config))
 
     def public(self) -> dict[str, Any]:
         return ConnectorView.model_validate(self.model_dump()).model_dump(mode="json")

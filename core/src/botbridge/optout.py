@@ -20,8 +20,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from botbridge.cache import Derived
 from botbridge.channel import Capabilities, config_section
+from botbridge.derived import Derived
 from botbridge.models import InboundMessage, OptOut, Sender
 from botbridge.store import Store
 

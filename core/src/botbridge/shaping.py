@@ -70,8 +70,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from botbridge.cache import Derived
 from botbridge.channel import Capabilities, config_section
+from botbridge.derived import Derived
 from botbridge.models import Reply, Sender
 from botbridge.render import as_text
 from botbridge.sms import GSM7_PART, GSM7_SINGLE, Encoding, encoding, is_gsm7, segments
