@@ -350,3 +350,56 @@ async def test_replies_are_shaped_for_sms_on_every_channel(world: World, channel
         assert channel.texts_to(contact)[len(parts) :] == ["First.\n\nSecond.\n\nThird."]
     finally:
         await api.aclose()
+
+
+async def test_a_dialogflow_cx_live_agent_handoff_and_its_timeout(world: World) -> None:
+    """CX liveAgentHandoff: the handoff event, the next MO not sent to the bot, an agent's reply, the timeout."""
+    bot, _ = world.bots["GOOGLE_DIALOG_FLOW"]
+    bot.fake.add_cx_agent(bot.info["project_id"], "global", "care-agent-1")
+    bot.fake.rule(
+        "speak to a human",
+        messages=[{"text": {"text": ["Transferring you."]}}, {"liveAgentHandoff": {"metadata": {"queue": "care"}}}],
+    )
+    config = {"agent": "care-agent-1", "location": "global", "handoff_timeout": 2, "handoff_timeout_text": "Bot here."}
+    _, webhook_url, api = await _pair(world, "bird", "GOOGLE_DIALOG_FLOW", config=config)
+    channel, _ = world.channels["bird"]
+    contact = "+15556090001"
+    try:
+        assert await channel.phone_says(webhook_url, "speak to a human", contact) == 200
+        await eventually(lambda: channel.texts_to(contact) == ["Transferring you."], "the bot's last words")
+
+        def handed() -> list[dict[str, Any]]:
+            return [
+                e["event"]["fld-val-list"]
+                for e in world.subscriber.of("conversation_handoff")
+                if e["event"]["fld-val-list"]["from_address"].lstrip("+") == contact.lstrip("+")
+            ]
+
+        await eventually(lambda: len(handed()) == 1, "the handoff event")
+        assert handed()[0]["reason"] == "bot"
+        calls = len(bot.fake.calls)
+        assert await channel.phone_says(webhook_url, "hello, human?", contact) == 200
+        await eventually(
+            lambda: any(
+                e["event"]["fld-val-list"]["message_body"] == "hello, human?"
+                for e in world.subscriber.of("mo_waiting_for_agent")
+            ),
+            "the MO for the agent",
+        )
+        assert len(bot.fake.calls) == calls  # the bot was not asked
+        conversation_id = handed()[0]["conversation_id"]
+        conversation = (await api.get(f"/v1/conversations/{conversation_id}")).json()
+        body = {
+            "sender_id": conversation["sender_id"],
+            "to": conversation["contact"],
+            "text": "Hi, it's Kim.",
+            "conversation_id": conversation_id,
+        }
+        assert (await api.post("/v1/messages", json=body)).status_code == 202
+        await eventually(lambda: channel.texts_to(contact)[-1:] == ["Hi, it's Kim."], "the agent's reply")
+        await anyio.sleep(2.2)  # no agent message for handoff_timeout
+        assert await channel.phone_says(webhook_url, "anyone?", contact) == 200
+        await eventually(lambda: channel.texts_to(contact)[-2:-1] == ["Bot here."], "the timeout text")
+        assert len(bot.fake.calls) == calls + 1  # the bot has the conversation again
+    finally:
+        await api.aclose()
