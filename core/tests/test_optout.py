@@ -159,7 +159,7 @@ async def test_a_reply_made_after_the_stop_is_suppressed_with_a_reason(world: Wo
     connector = await world.rt.store.get_connector(world.connector_id)
     from botbridge.models import Reply
 
-    deliver = world.rt.engine._late_replies(sender, connector, stored)
+    deliver = world.rt.engine.turns.late_replies(sender, connector, stored)
     await deliver([Reply(text="one more thing")])
     await settled(world)
     assert len(texts_to(world, CONTACT)) == 2  # nothing went out

@@ -16,11 +16,17 @@ Opt-out comes first: STOP from a handed-off contact is an opt-out like any other
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Literal
 
-from botbridge.models import Connector, Conversation, InboundMessage, Reply
+from botbridge.events import conversation_fields, make_event, mo_fields
+from botbridge.models import Connector, Conversation, InboundMessage, Job, OutboundMessage, Reply, Sender
 from botbridge.optout import normalize
+from botbridge.steps import Records
+from botbridge.store import Writes
+
+logger = logging.getLogger("botbridge.handoff")
 
 DEFAULT_TIMEOUT = 1800.0
 
@@ -67,4 +73,89 @@ def route(conversation: Conversation, connector: Connector, message: InboundMess
     return Turn(to_agent=True)
 
 
-__all__ = ["DEFAULT_TIMEOUT", "Turn", "asked_by_bot", "hand_off", "resume", "route"]
+# --- the engine's steps ---
+
+
+async def for_agent(
+    records: Records,
+    sender: Sender,
+    connector: Connector,
+    conversation: Conversation,
+    message: InboundMessage,
+    writes: Writes,
+) -> list[Job]:
+    """An MO of a handed-off conversation: published for the agent, the bot not called."""
+    conversation.last_mo_at = records.now()
+    conversation.timeout = connector.settings.conversation_timeout
+    records.conversation(writes, conversation)
+    fields = {**mo_fields(message, sender), "conversation_id": conversation.id, "connector_id": connector.id}
+    return await records.event(sender.account_id, make_event("mo_waiting_for_agent", fields, records.now()), writes)
+
+
+async def handed_off(
+    records: Records, sender: Sender, conversation: Conversation, by: str, writes: Writes
+) -> list[Job]:
+    """Record a hand-off `hand_off` made: the timeline line and `conversation_handoff`."""
+    writes.add_history(records.entry(conversation, "handoff", {"reason": by}))
+    logger.info("conversation %s handed to a person (by %s)", conversation.id, by)
+    event = make_event("conversation_handoff", conversation_fields(sender, conversation, by), records.now())
+    return await records.event(sender.account_id, event, writes)
+
+
+async def resumed(
+    records: Records,
+    sender: Sender,
+    connector: Connector | None,
+    conversation: Conversation,
+    why: str,
+    writes: Writes,
+) -> list[Job]:
+    """Give a conversation back to the bot; after a timeout, tell the contact (the connector's text)."""
+    resume(conversation)
+    writes.add_history(records.entry(conversation, "resumed", {"reason": why}))
+    records.conversation(writes, conversation)
+    event = make_event("conversation_resumed", conversation_fields(sender, conversation, why), records.now())
+    jobs = await records.event(sender.account_id, event, writes)
+    text = connector.settings.handoff_timeout_text if connector is not None else None
+    if why == "timeout" and text and connector is not None:
+        jobs += records.replies(sender, connector, conversation, [Reply(text=text)], writes, origin="handoff")
+    return jobs
+
+
+async def operator_action(
+    records: Records, sender: Sender, conversation: Conversation, action: str, writes: Writes
+) -> list[Job]:
+    """An operator's `handoff` or `resume` of an open conversation, run in line with its turns."""
+    if action == "handoff":
+        if not hand_off(conversation, records.now(), "api"):
+            return []
+        records.conversation(writes, conversation)
+        return await handed_off(records, sender, conversation, "api", writes)
+    if conversation.handoff_at is None:
+        return []
+    connector = await records.host.cache.connector(conversation.connector_id)
+    return await resumed(records, sender, connector, conversation, "api", writes)
+
+
+async def agent_answered(records: Records, message: OutboundMessage, writes: Writes) -> None:
+    """An agent's message in a handed-off conversation restarts its hand-off timeout."""
+    conversation = await records.host.store.get_conversation(message.sender_id, message.contact)
+    if conversation is None or conversation.id != message.conversation_id or conversation.handoff_at is None:
+        return
+    conversation.agent_at = records.now()
+    records.conversation(writes, conversation)
+
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "Turn",
+    "agent_answered",
+    "asked_by_bot",
+    "for_agent",
+    "hand_off",
+    "handed_off",
+    "operator_action",
+    "resume",
+    "resumed",
+    "route",
+]

@@ -14,6 +14,7 @@ keywords itself.
 
 from __future__ import annotations
 
+import logging
 import unicodedata
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -22,8 +23,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from botbridge.channel import Capabilities, config_section
 from botbridge.derived import Derived
-from botbridge.models import InboundMessage, OptOut, Sender
-from botbridge.store import Store
+from botbridge.events import contact_fields, make_event, mo_fields
+from botbridge.logs import mask
+from botbridge.models import InboundMessage, Job, OptOut, OutboundMessage, Sender
+from botbridge.steps import Records
+from botbridge.store import Store, Writes
+
+logger = logging.getLogger("botbridge.optout")
 
 Keyword = Literal["stop", "start", "help"]
 
@@ -148,6 +154,42 @@ async def before_bot(store: Store, sender: Sender, message: InboundMessage, sett
     return Outcome()
 
 
+async def answered(
+    records: Records, sender: Sender, message: InboundMessage, outcome: Outcome, writes: Writes
+) -> list[Job]:
+    """An MO `before_bot` kept from the bot: its events, its answer, its place in the timeline."""
+    jobs: list[Job] = []
+    if outcome.changed:
+        kind = "contact_opted_out" if outcome.keyword == "stop" else "contact_opted_in"
+        fields = contact_fields(sender, message.contact, normalize(message.text), message.id)
+        jobs += await records.event(sender.account_id, make_event(kind, fields, records.now()), writes)
+        logger.info("%s %s of sender %s", mask(message.contact), kind.removeprefix("contact_"), sender.id)
+    if outcome.keyword is None:
+        dropped = {**mo_fields(message, sender), "reason_description": outcome.stop_reason}
+        jobs += await records.event(sender.account_id, make_event("mo_message_dropped", dropped, records.now()), writes)
+    conversation = await records.host.store.get_conversation(sender.id, message.contact)
+    if conversation is not None and conversation.account_id:
+        writes.add_history(records.mo_entry(conversation, message))
+    if outcome.answer:
+        reply = OutboundMessage(
+            account_id=sender.account_id,
+            origin="opt_out",
+            sender_id=sender.id,
+            contact=message.contact,
+            text=outcome.answer,
+            conversation_id=conversation.id if conversation is not None else None,
+        )
+        jobs.append(records.outbound(sender, reply, writes))
+    return jobs
+
+
+async def suppressed(store: Store, sender: Sender, message: OutboundMessage, capabilities: Capabilities) -> bool:
+    """Whether an MT must not go out: its contact opted out of its sender (confirmations excepted)."""
+    if message.origin in EXEMPT_ORIGINS or settings_for(sender, capabilities) is None:
+        return False
+    return await store.get_opt_out(sender.id, message.contact) is not None
+
+
 __all__ = [
     "DEFAULT_HELP",
     "DEFAULT_START",
@@ -158,9 +200,11 @@ __all__ = [
     "Keyword",
     "OptOutConfig",
     "Outcome",
+    "answered",
     "before_bot",
     "config_of",
     "normalize",
     "settings_for",
+    "suppressed",
     "validate",
 ]

@@ -11,7 +11,8 @@ import mimetypes
 import re
 from urllib.parse import urlsplit
 
-from botbridge.models import InboundMessage, Media, Option, Reply
+from botbridge.channel import Capabilities
+from botbridge.models import InboundMessage, Media, Option, OutboundMessage, Reply
 
 _NUMBER = re.compile(r"^\s*#?\s*(\d{1,3})\s*[.)]?\s*$")
 
@@ -29,6 +30,19 @@ def as_text(reply: Reply, *, media_as_links: bool = True, option_start: int = 1)
     if media_as_links:
         parts.extend(m.url if not m.caption else f"{m.caption}: {m.url}" for m in reply.media)
     return "\n".join(parts)
+
+
+def fitted(message: OutboundMessage, capabilities: Capabilities) -> OutboundMessage:
+    """An MT as its channel can show it: options numbered in the text, media as links, where it has none."""
+    if not (message.options and not capabilities.options) and not (message.media and not capabilities.media):
+        return message
+    text = as_text(
+        Reply(text=message.text, options=message.options, media=message.media),
+        media_as_links=not capabilities.media,
+        option_start=message.option_start,
+    )
+    media = message.media if capabilities.media else []
+    return message.model_copy(update={"text": text, "options": [], "media": media})
 
 
 def match_option(text: str, options: list[Option]) -> Option | None:
