@@ -96,6 +96,56 @@ async def test_a_failing_write_among_concurrent_ones_rolls_back_alone(tmp_path: 
 
 
 @pytest.mark.anyio
+async def test_calls_that_queue_up_share_one_commit_and_each_hears_after_it(tmp_path: Path) -> None:
+    import asyncio
+
+    store = SQLiteStore(str(tmp_path / "group.db"), FakeClock())
+    await store.open()
+    statements: list[str] = []
+    try:
+        assert store._db is not None
+        store._db.set_trace_callback(statements.append)
+        jobs = [Job(kind="mo", key=f"k{i}", payload={"n": i}) for i in range(40)]
+        assert all(await asyncio.gather(*(store.enqueue([job], dedupe_key=job.id, dedupe_ttl=60) for job in jobs)))
+        store._db.set_trace_callback(None)
+        commits = statements.count("COMMIT")
+        # 40 transactions of their own before; queued behind each other they share a few
+        assert 1 <= commits < 20
+        assert statements.count("SAVEPOINT call") >= 40 - commits
+        # a duplicate among them is refused alone, the rest of its batch stays
+        again = await asyncio.gather(
+            store.enqueue([jobs[0]], dedupe_key=jobs[0].id, dedupe_ttl=60),
+            store.enqueue([Job(kind="mo", key="new", payload={})]),
+        )
+        assert again == [False, True]
+    finally:
+        await store.close()
+    reopened = SQLiteStore(str(tmp_path / "group.db"), FakeClock())
+    await reopened.open()
+    try:
+        assert (await reopened.queue_depth())["mo"] == 41  # every answer came after its commit
+    finally:
+        await reopened.close()
+
+
+@pytest.mark.anyio
+async def test_a_caller_cancelled_while_its_call_waits_does_not_stop_the_others(tmp_path: Path) -> None:
+    import asyncio
+
+    store = SQLiteStore(str(tmp_path / "cancel.db"), FakeClock())
+    await store.open()
+    try:
+        first = asyncio.ensure_future(store.enqueue([Job(kind="mo", key="a", payload={})]))
+        second = asyncio.ensure_future(store.enqueue([Job(kind="mo", key="b", payload={})]))
+        first.cancel()
+        assert await second is True
+        assert (await store.queue_depth())["mo"] in (1, 2)  # the cancelled call may have run: its caller left
+        assert await store.ping()
+    finally:
+        await store.close()
+
+
+@pytest.mark.anyio
 async def test_sqlite_database_from_before_per_sender_provider_ids_is_migrated(tmp_path: Path) -> None:
     # The outbound table as it was when provider ids were indexed per channel.
     path = tmp_path / "old.db"

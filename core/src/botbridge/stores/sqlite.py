@@ -4,14 +4,22 @@ Every call runs in one dedicated thread that owns the sqlite3 connection:
 a whole transaction is one hop off the event loop, and calls never
 interleave. WAL mode keeps reads cheap; `synchronous=NORMAL` under WAL loses
 no committed transaction on a process crash (only, at worst, on power loss).
+
+Group commit: calls that queued up while the thread was busy run together in
+one transaction, each inside a savepoint of its own (a call that fails is
+undone alone, as its own transaction would have been), and each caller hears
+its answer only after the shared COMMIT. Under load a commit's cost (its
+WAL frames: every page the calls dirtied, many of them the same pages) is
+shared by several jobs instead of paid by each.
 """
 
 from __future__ import annotations
 
 import asyncio
+import queue
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -261,24 +269,110 @@ def path_from_url(url: str) -> str:
 
 T = TypeVar("T")
 Row = tuple[Any, ...]
+# A call and the future its caller awaits; None tells the thread to end.
+Call = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]"]
+MAX_BATCH = 64  # calls sharing one commit at most: a bound on how long the first of them waits
+ALONE = frozenset({"_connect", "_disconnect"})  # calls that open or close the connection run by themselves
+
+
+def _settle(outcomes: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    for future, ok, value in outcomes:
+        if future.done():  # its caller was cancelled; the call ran all the same
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
 
 
 class SQLiteStore(Store):
     def __init__(self, path: str, clock: Clock) -> None:
         self.path = path
         self.clock = clock
-        self._executor: ThreadPoolExecutor | None = None
-        self._db: sqlite3.Connection | None = None  # touched only in the executor's thread
+        self._calls: queue.SimpleQueue[Call | None] | None = None
+        self._thread: threading.Thread | None = None
+        self._db: sqlite3.Connection | None = None  # touched only in the store's thread
+        self._batched = False  # a group commit's transaction is open (the thread's own state)
 
     # --- the thread ---
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        if self._executor is None:
+        if self._calls is None:
             raise StoreUnavailable("store is not open")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._calls.put((fn, args, future))
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+            return await future
         except sqlite3.OperationalError as exc:
             raise StoreUnavailable(f"sqlite: {exc}") from exc
+
+    def _serve(self, calls: queue.SimpleQueue[Call | None]) -> None:
+        """The thread: take what is queued, run it, answer each caller on its loop."""
+        ending = False
+        while not ending:
+            first = calls.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < MAX_BATCH and first[0].__name__ not in ALONE:
+                try:
+                    call = calls.get_nowait()
+                except queue.Empty:
+                    break
+                if call is None:
+                    ending = True
+                    break
+                if call[0].__name__ in ALONE:
+                    calls.put(call)  # after this batch (only close queues this, behind everything else)
+                    break
+                batch.append(call)
+            outcomes = self._one_call(batch[0]) if len(batch) == 1 else self._group(batch)
+            loops: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
+            for outcome in outcomes:
+                loops.setdefault(outcome[0].get_loop(), []).append(outcome)
+            for loop, settled in loops.items():
+                try:
+                    loop.call_soon_threadsafe(_settle, settled)
+                except RuntimeError:  # the caller's loop has closed: nobody is waiting
+                    pass
+
+    @staticmethod
+    def _one_call(call: Call) -> list[tuple[asyncio.Future[Any], bool, Any]]:
+        fn, args, future = call
+        try:
+            return [(future, True, fn(*args))]
+        except BaseException as exc:  # the caller's to handle, on its loop
+            return [(future, False, exc)]
+
+    def _group(self, batch: list[Call]) -> list[tuple[asyncio.Future[Any], bool, Any]]:
+        """Run several calls in one transaction, each in its own savepoint; commit once."""
+        db = self._db
+        if db is None:
+            return [(future, False, StoreUnavailable("store is not open")) for _, _, future in batch]
+        try:
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            return [(future, False, exc) for _, _, future in batch]
+        outcomes: list[tuple[asyncio.Future[Any], bool, Any]] = []
+        self._batched = True
+        try:
+            for fn, args, future in batch:
+                db.execute("SAVEPOINT call")
+                try:
+                    outcomes.append((future, True, fn(*args)))
+                except BaseException as exc:
+                    db.execute("ROLLBACK TO call")
+                    outcomes.append((future, False, exc))
+                db.execute("RELEASE call")
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            # Nothing of the batch is committed: every caller hears so, even one whose call had succeeded.
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            return [(future, False, exc) for _, _, future in batch]
+        finally:
+            self._batched = False
+        return outcomes
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -289,6 +383,9 @@ class SQLiteStore(Store):
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         db = self.db
+        if self._batched:  # inside a group commit: the call's savepoint is its transaction
+            yield db
+            return
         db.execute("BEGIN IMMEDIATE")
         try:
             yield db
@@ -354,14 +451,17 @@ class SQLiteStore(Store):
             self._db = None
 
     async def open(self) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="botbridge-sqlite")
+        self._calls = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, args=(self._calls,), name="botbridge-sqlite", daemon=True)
+        self._thread.start()
         await self._run(self._connect)
 
     async def close(self) -> None:
-        if self._executor is not None:
+        if self._calls is not None and self._thread is not None:
             await self._run(self._disconnect)
-            self._executor.shutdown(wait=True)
-            self._executor = None
+            self._calls.put(None)
+            await asyncio.to_thread(self._thread.join)
+            self._calls = self._thread = None
 
     def durability(self) -> Durability:
         # The database is a file of this process: what committed survives a crash of it.
