@@ -214,6 +214,17 @@ class RedisStore(Store):
     async def _script(self, name: str, *args: object) -> Any:
         return await self._scripts[name](keys=[], args=[self.prefix, *args])
 
+    @staticmethod
+    def _queue_script(pipe: Pipeline, name: str, args: list[Any]) -> None:
+        """Queue a script in a MULTI by its text (EVAL), not its digest.
+
+        redis-py asks SCRIPT EXISTS before every pipeline holding a registered
+        script (a round trip each time), and an EVALSHA that Redis no longer
+        knows (it restarted) fails inside EXEC after the commands queued
+        before it took effect. Redis caches the compiled script either way.
+        """
+        pipe.eval(getattr(scripts, name), 0, *args)
+
     @guarded
     async def open(self) -> None:
         if self._redis is None:
@@ -391,7 +402,7 @@ class RedisStore(Store):
         async with self.redis.pipeline(transaction=False) as pipe:
             for message in messages:
                 self._index_outbound(pipe, message, message.account_id or accounts[message.sender_id], now, contacts)
-            await self._index_contacts(pipe, contacts, now)
+            self._index_contacts(pipe, contacts, now)
             await pipe.execute()
 
     @guarded
@@ -675,7 +686,7 @@ class RedisStore(Store):
         if writes:
             async with self.redis.pipeline(transaction=True) as pipe:
                 await self._queue_writes(pipe, writes)
-                await self._scripts["COMPLETE"](keys=[], args=args, client=pipe)
+                self._queue_script(pipe, "COMPLETE", args)
                 answer = (await pipe.execute())[-1]
         else:
             answer = await self._scripts["COMPLETE"](keys=[], args=args)
@@ -754,7 +765,7 @@ class RedisStore(Store):
             pipe.zadd(self.k("history", entry.conversation_id), {entry.id: 0})
             pipe.zadd(self.k("aging", "history"), {f"{entry.id}:{entry.conversation_id}": min(entry.at, expiry)})
             contacts.setdefault((entry.sender_id, entry.contact), {})[f"entry:{entry.id}"] = expiry
-        await self._index_contacts(pipe, contacts, now)
+        self._index_contacts(pipe, contacts, now)
         self._queue_stream(pipe, writes.stream)
 
     def _queue_stream(self, pipe: Pipeline, items: Sequence[StreamItem]) -> None:
@@ -792,15 +803,13 @@ class RedisStore(Store):
         pipe.zadd(self.k("aging", "outbound"), {f"{message.id}:{account}": min(updated, expiry)})
         contacts.setdefault((message.sender_id, message.contact), {})[f"outbound:{message.id}"] = expiry
 
-    async def _index_contacts(
+    def _index_contacts(
         self, pipe: Pipeline, contacts: dict[tuple[str, str], dict[str, float]], now: float
     ) -> None:
         for (sender_id, contact), members in contacts.items():
             pairs = [part for member, expiry in members.items() for part in (member, repr(expiry))]
-            await self._scripts["INDEX_CONTACT"](
-                keys=[],
-                args=[self.prefix, repr(now), repr(CONTACT_MARGIN), sender_id, contact, *pairs],
-                client=pipe,
+            self._queue_script(
+                pipe, "INDEX_CONTACT", [self.prefix, repr(now), repr(CONTACT_MARGIN), sender_id, contact, *pairs]
             )
 
     @guarded
