@@ -562,14 +562,16 @@ class Store(ABC):
         """
         count, seconds = send_window(rate)
         sends = self._sends_of(key)
-        counting = sorted(until for until in sends.values() if until > now)
-        if len(counting) < len(sends):
+        # Fewer records than the limit cannot fill the window: only a full
+        # one is cleared of sends that stopped counting and then looked at.
+        if len(sends) >= count:
             for old in [t for t, until in sends.items() if until <= now]:
                 del sends[old]
-        if len(counting) < count:
-            sends[ticket] = now + hold
-            return 0.0
-        return admission_wait(counting[len(counting) - count], now, count, seconds)
+            if len(sends) >= count:
+                counting = sorted(sends.values())
+                return admission_wait(counting[len(counting) - count], now, count, seconds)
+        sends[ticket] = now + hold
+        return 0.0
 
     async def finish_send(self, key: str, ticket: str, rate: float, now: float) -> None:
         """Record that the send admitted as `ticket` had its answer at `now`.
