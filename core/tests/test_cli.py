@@ -108,3 +108,27 @@ def test_a_reader_that_leaves_early_ends_no_traceback() -> None:
     stderr = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 1
     assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr
+
+
+def test_serve_hands_uvicorn_an_app_whose_startup_objects_the_collector_no_longer_walks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import gc
+
+    import uvicorn
+
+    from botbridge import cli
+
+    seen: dict[str, int] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: seen.update(frozen=gc.get_freeze_count()))
+    monkeypatch.setattr(cli.logs, "configure", lambda *args: None)  # the test session's logging stays as it is
+    monkeypatch.setenv("BOTBRIDGE_STORE", "memory://")
+    monkeypatch.setenv("BOTBRIDGE_API_KEYS", "acct:" + "k" * 32)
+    monkeypatch.setenv("BOTBRIDGE_SECRET_KEY", "s" * 32)
+    gc.unfreeze()
+    try:
+        assert cli.main(["serve", "--port", "0"]) == 0
+        # the imports, the plugins and the app are in the permanent generation
+        assert seen["frozen"] > 10_000
+    finally:
+        gc.unfreeze()

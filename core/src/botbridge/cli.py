@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import sys
@@ -46,6 +47,12 @@ def _serve(args: argparse.Namespace) -> int:
     settings = Settings()
     logs.configure(settings.log_level, settings.log_format)
     app = create_app(settings)
+    # What is alive now (modules, plugins, models' schemas, the app) lives as
+    # long as the process: out of the cyclic collector's sight, a full
+    # collection no longer walks ~100k objects (tens of ms, a pause every
+    # message in flight waits out) to find nothing.
+    gc.collect()
+    gc.freeze()
     uvicorn.run(
         app,
         host=args.host,
