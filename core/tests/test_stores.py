@@ -264,3 +264,48 @@ async def test_after_an_erasure_no_row_of_the_sqlite_file_names_the_contact(tmp_
         rows = [(t, repr(row)) for t in tables for row in db.execute(f'SELECT * FROM "{t}"')]  # noqa: S608
     assert [t for t, row in rows if "+1555" in row] == []
     assert any("+1666" in row for _, row in rows)  # the other contact's records are there to be found
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.exists() else 0
+
+
+@pytest.mark.anyio
+async def test_wal_checkpoints_happen_in_their_own_thread_not_in_a_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    from botbridge.stores import sqlite as sqlite_module
+
+    async def fill(store: SQLiteStore) -> None:
+        payload = {"text": "x" * 2000}
+        for n in range(300):  # ~2,000 pages of WAL: past SQLite's 1,000-page mark for checkpointing in a commit
+            await store.enqueue([Job(kind="mo", key=f"k{n}", payload=payload) for _ in range(5)])
+
+    quiet = tmp_path / "quiet.db"
+    monkeypatch.setattr(sqlite_module, "CHECKPOINT_EVERY", 3600.0)  # no checkpoint round while it is open
+    store = SQLiteStore(str(quiet), FakeClock())
+    await store.open()
+    try:
+        empty = _size(quiet)
+        await fill(store)
+        assert _size(quiet) == empty  # no commit copied its pages into the database file
+        assert _size(tmp_path / "quiet.db-wal") > 4_000_000
+    finally:
+        await store.close()
+
+    busy = tmp_path / "busy.db"
+    monkeypatch.setattr(sqlite_module, "CHECKPOINT_EVERY", 0.05)
+    store = SQLiteStore(str(busy), FakeClock())
+    await store.open()
+    try:
+        await fill(store)
+        for _ in range(200):  # the checkpoint thread copies the WAL into the file while the store is open
+            if _size(busy) > 4_000_000:
+                break
+            await asyncio.sleep(0.05)
+        assert _size(busy) > 4_000_000
+        assert (await store.queue_depth())["mo"] == 1500
+    finally:
+        await store.close()

@@ -11,16 +11,22 @@ undone alone, as its own transaction would have been), and each caller hears
 its answer only after the shared COMMIT. Under load a commit's cost (its
 WAL frames: every page the calls dirtied, many of them the same pages) is
 shared by several jobs instead of paid by each.
+
+WAL checkpoints (copying committed pages into the database file, with its
+fsync) run in a thread of their own every second, on a connection of their
+own, instead of inside whichever commit crossed SQLite's 1,000-page mark:
+that commit, and every call queued behind it, waited for the copy.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import queue
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -267,10 +273,13 @@ def path_from_url(url: str) -> str:
     return parts.path[1:] if parts.path.startswith("/") else parts.path
 
 
+logger = logging.getLogger("botbridge.sqlite")
+
 T = TypeVar("T")
 Row = tuple[Any, ...]
 # A call and the future its caller awaits; None tells the thread to end.
 Call = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]"]
+CHECKPOINT_EVERY = 1.0  # seconds between the background thread's WAL checkpoints
 MAX_BATCH = 64  # calls sharing one commit at most: a bound on how long the first of them waits
 ALONE = frozenset({"_connect", "_disconnect"})  # calls that open or close the connection run by themselves
 
@@ -293,6 +302,8 @@ class SQLiteStore(Store):
         self._thread: threading.Thread | None = None
         self._db: sqlite3.Connection | None = None  # touched only in the store's thread
         self._batched = False  # a group commit's transaction is open (the thread's own state)
+        self._checkpoints: threading.Thread | None = None
+        self._stop_checkpoints = threading.Event()
 
     # --- the thread ---
 
@@ -411,6 +422,8 @@ class SQLiteStore(Store):
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA busy_timeout=5000")
+        if self.path != ":memory:":
+            db.execute("PRAGMA wal_autocheckpoint=0")  # the checkpoint thread's work (see the module's docstring)
         self._db = db
         self._migrate_api_keys()
         db.executescript(SCHEMA)
@@ -455,8 +468,25 @@ class SQLiteStore(Store):
         self._thread = threading.Thread(target=self._serve, args=(self._calls,), name="botbridge-sqlite", daemon=True)
         self._thread.start()
         await self._run(self._connect)
+        if self.path != ":memory:":
+            self._stop_checkpoints.clear()
+            self._checkpoints = threading.Thread(target=self._checkpoint, name="botbridge-sqlite-wal", daemon=True)
+            self._checkpoints.start()
+
+    def _checkpoint(self) -> None:
+        """The checkpoint thread: a passive checkpoint every `CHECKPOINT_EVERY`; it never blocks a writer."""
+        with closing(sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)) as db:
+            while not self._stop_checkpoints.wait(CHECKPOINT_EVERY):
+                try:
+                    db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error as exc:  # busy or failing disk: the next round tries again
+                    logger.warning("sqlite WAL checkpoint failed: %s", exc)
 
     async def close(self) -> None:
+        if self._checkpoints is not None:
+            self._stop_checkpoints.set()
+            await asyncio.to_thread(self._checkpoints.join)
+            self._checkpoints = None
         if self._calls is not None and self._thread is not None:
             await self._run(self._disconnect)
             self._calls.put(None)
