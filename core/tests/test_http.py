@@ -112,6 +112,35 @@ async def test_shared_client_transports(transport: str) -> None:
         await client.aclose()
 
 
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+async def test_the_shared_client_keeps_no_cookie_a_provider_set_for_the_next_tenants_call(transport: str) -> None:
+    # One client serves every tenant: a cookie one tenant's provider call
+    # received (a load balancer's affinity, a session) must not ride along on
+    # another tenant's call to the same host.
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from botbridge.loopback import serve_app
+
+    async def endpoint(request: Request) -> JSONResponse:
+        response = JSONResponse({"cookie": request.headers.get("cookie")})
+        response.set_cookie("ARRAffinity", "tenant-a-session", path="/")
+        return response
+
+    client = create_http_client(Settings(http_transport=transport))  # type: ignore[arg-type]
+    try:
+        with serve_app(Starlette(routes=[Route("/", endpoint, methods=["POST"])])) as url:
+            first = await client.post(url + "/", headers={"authorization": "Bearer tenant-a"})
+            assert first.headers["set-cookie"].startswith("ARRAffinity=")
+            second = await client.post(url + "/", headers={"authorization": "Bearer tenant-b"})
+            assert second.json() == {"cookie": None}
+            assert not client.cookies
+    finally:
+        await client.aclose()
+
+
 # --- calls that are not idempotent -------------------------------------------
 
 ONCE = RetryPolicy(attempts=3, base=0.0, idempotent=False)

@@ -20,6 +20,7 @@ import socket
 import ssl
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 
 import httpcore
@@ -119,9 +120,21 @@ def _aiohttp_session(policy: OutboundPolicy, limits: httpx.Limits, ssl_context: 
             limit=limits.max_connections or 0,
             resolver=GuardedResolver(),
         )
-        return aiohttp.ClientSession(connector=connector)
+        # No cookie jar: the session serves every tenant (see `_no_cookies`).
+        return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
 
     return make
+
+
+def _no_cookies() -> CookieJar:
+    """A jar that refuses every cookie.
+
+    The shared client serves every tenant: a cookie one tenant's provider
+    call received (a load balancer's affinity, a session) would otherwise go
+    out with the next tenant's call to the same host. Providers' APIs here
+    authenticate each request by its headers; none needs a cookie back.
+    """
+    return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
 
 
 def create_http_client(settings: Settings | None = None, policy: OutboundPolicy | None = None) -> httpx.AsyncClient:
@@ -158,6 +171,7 @@ def create_http_client(settings: Settings | None = None, policy: OutboundPolicy 
         headers={"user-agent": USER_AGENT},
         trust_env=False,
         follow_redirects=False,
+        cookies=_no_cookies(),
     )
 
 
