@@ -803,9 +803,7 @@ class RedisStore(Store):
         pipe.zadd(self.k("aging", "outbound"), {f"{message.id}:{account}": min(updated, expiry)})
         contacts.setdefault((message.sender_id, message.contact), {})[f"outbound:{message.id}"] = expiry
 
-    def _index_contacts(
-        self, pipe: Pipeline, contacts: dict[tuple[str, str], dict[str, float]], now: float
-    ) -> None:
+    def _index_contacts(self, pipe: Pipeline, contacts: dict[tuple[str, str], dict[str, float]], now: float) -> None:
         for (sender_id, contact), members in contacts.items():
             pairs = [part for member, expiry in members.items() for part in (member, repr(expiry))]
             self._queue_script(
