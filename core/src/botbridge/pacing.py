@@ -35,9 +35,12 @@ async def wait_for_slot(store: Store, clock: Clock, lease: float, job: Job, conn
     now = clock.now()
     deadline = now + lease / 3
     slot = job.payload.get("slot_at")
-    if slot is None:
-        slot = now + await store.reserve_send_slot(connector.id, rate, now)
     ticket = new_id()
+    if slot is None:
+        wait, admitted = await store.reserve_and_admit(connector.id, rate, now, ticket, lease)
+        if admitted is not None and admitted <= 0:
+            return ticket
+        slot = now + (wait if admitted is None else admitted)
     while True:
         if slot <= now:
             wait = await store.admit_send(connector.id, rate, now, ticket, lease)

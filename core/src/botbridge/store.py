@@ -573,6 +573,21 @@ class Store(ABC):
         sends[ticket] = now + hold
         return 0.0
 
+    async def reserve_and_admit(
+        self, key: str, rate: float, now: float, ticket: str, hold: float
+    ) -> tuple[float, float | None]:
+        """`reserve_send_slot`, then, only if the slot is due now, `admit_send`: one step.
+
+        Returns the slot's wait and the admission's (None: the slot is
+        later, nothing was admitted). The common case of a send — its slot
+        free, the window not full — is one call. This default makes the two
+        calls; a store where a call is a round trip overrides it.
+        """
+        wait = await self.reserve_send_slot(key, rate, now)
+        if wait > 0:
+            return wait, None
+        return 0.0, await self.admit_send(key, rate, now, ticket, hold)
+
     async def finish_send(self, key: str, ticket: str, rate: float, now: float) -> None:
         """Record that the send admitted as `ticket` had its answer at `now`.
 

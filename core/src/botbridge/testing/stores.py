@@ -788,6 +788,17 @@ class StoreContract:
         assert max(sum(1 for s in slots if t <= s < t + 1) for t in slots) <= 10
         assert await store.reserve_send_slot("other", 10, now=100.0) == 0
 
+    async def test_reserve_and_admit_admits_only_a_send_whose_slot_is_due(self, store: Store) -> None:
+        # rate 2: slots 0.55 s apart, at most 2 sends counting at once
+        assert await store.reserve_and_admit("conn", 2, 100.0, "a", 60.0) == (0.0, 0.0)
+        wait, admitted = await store.reserve_and_admit("conn", 2, 100.0, "b", 60.0)
+        assert admitted is None and 0.54 <= wait <= 0.56  # its slot is later: nothing admitted for it
+        assert await store.admit_send("conn", 2, 100.0, "c", 60.0) == 0.0  # so a place was still free
+        # the slots moved on; at 101.2 the next one is due, but "a" and "c" still fly
+        wait, admitted = await store.reserve_and_admit("conn", 2, 101.2, "d", 60.0)
+        assert wait == 0.0 and admitted is not None and admitted > 0
+        assert await store.reserve_and_admit("other", 2, 100.0, "a", 60.0) == (0.0, 0.0)
+
     async def test_sends_are_admitted_only_within_the_rate(self, store: Store) -> None:
         # rate 10: at most 10 sends counting at once; each answered at once counts one second more
         for i in range(10):

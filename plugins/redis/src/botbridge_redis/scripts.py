@@ -332,6 +332,22 @@ local blocking = redis.call('ZRANGE', k, n - count, n - count, 'WITHSCORES')
 return blocking[2]
 """
 
+# ARGV: prefix, key, now, interval, count, hold, ticket. SEND_SLOT, then
+# ADMIT_SEND only when the slot is due now (`Store.reserve_and_admit`):
+# returns {slot wait, false} or {0, ADMIT_SEND's answer}.
+SLOT_AND_ADMIT = (
+    "local function slot_wait(ARGV)\n"
+    + SEND_SLOT.strip()
+    + "\nend\nlocal function admit(ARGV)\n"
+    + ADMIT_SEND.strip()
+    + """
+end
+local wait = slot_wait({ARGV[1], ARGV[2], ARGV[3], ARGV[4]})
+if tonumber(wait) > 0 then return {wait, false} end
+return {wait, admit({ARGV[1], ARGV[2], ARGV[3], ARGV[5], ARGV[6], ARGV[7]})}
+"""
+)
+
 # ARGV: prefix, key, ticket, until, seconds to keep the key. The send has its
 # answer: it counts until `until` instead of its hold.
 FINISH_SEND = """

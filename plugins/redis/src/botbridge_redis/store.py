@@ -247,6 +247,7 @@ class RedisStore(Store):
                 "RELEASE_LEASES",
                 "SEND_SLOT",
                 "ADMIT_SEND",
+                "SLOT_AND_ADMIT",
                 "FINISH_SEND",
                 "CREATE_CONNECTOR",
                 "UPDATE_CONNECTOR",
@@ -1286,6 +1287,20 @@ class RedisStore(Store):
         count, seconds = send_window(rate)
         answer = await self._script("ADMIT_SEND", key, repr(float(now)), count, repr(float(hold)), ticket)
         return 0.0 if answer == "admitted" else admission_wait(float(answer), now, count, seconds)
+
+    @guarded
+    async def reserve_and_admit(
+        self, key: str, rate: float, now: float, ticket: str, hold: float
+    ) -> tuple[float, float | None]:
+        """Both steps of a send's pacing in one script: one round trip in the common case."""
+        count, seconds = send_window(rate)
+        interval = repr(SLOT_MARGIN / rate)
+        wait, answer = await self._script(
+            "SLOT_AND_ADMIT", key, repr(float(now)), interval, count, repr(float(hold)), ticket
+        )
+        if answer is None:
+            return max(0.0, float(wait)), None
+        return 0.0, 0.0 if answer == "admitted" else admission_wait(float(answer), now, count, seconds)
 
     @guarded
     async def finish_send(self, key: str, ticket: str, rate: float, now: float) -> None:
