@@ -1106,19 +1106,41 @@ class PostgresStore(Store):
         """`Store.admit_send` on the rows of `send_times`; a transaction lock per key makes it atomic."""
         count, seconds = send_window(rate)
         async with self._tx() as conn:
+            blocking = await self._admit(conn, key, count, now, ticket, hold)
+        return 0.0 if blocking is None else admission_wait(blocking, now, count, seconds)
+
+    @guarded
+    async def reserve_and_admit(
+        self, key: str, rate: float, now: float, ticket: str, hold: float
+    ) -> tuple[float, float | None]:
+        """Both steps of a send's pacing in one transaction: one commit to wait for in the common case."""
+        count, seconds = send_window(rate)
+        async with self._tx() as conn:
+            slot = await conn.fetchval(SEND_SLOT, key, float(now), SLOT_MARGIN / rate, timeout=5.0)
+            wait = max(0.0, float(slot) - now)
+            if wait > 0:
+                return wait, None
+            blocking = await self._admit(conn, key, count, now, ticket, hold)
+        return 0.0, 0.0 if blocking is None else admission_wait(blocking, now, count, seconds)
+
+    @staticmethod
+    async def _admit(
+        conn: asyncpg.Connection, key: str, count: int, now: float, ticket: str, hold: float
+    ) -> float | None:
+        """Admit the send in the caller's transaction (None), or return when the one blocking it stops counting."""
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended('send:' || current_schema() || ':' || $1, 0))",
+            key,
+            timeout=5.0,
+        )
+        await conn.execute("DELETE FROM send_times WHERE key = $1 AND until <= $2", key, now, timeout=5.0)
+        held, blocking = await conn.fetchrow(SENDS_COUNTING, key, count, timeout=5.0)
+        if held < count:
             await conn.execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended('send:' || current_schema() || ':' || $1, 0))",
-                key,
-                timeout=5.0,
+                "INSERT INTO send_times VALUES ($1, $2, $3)", key, ticket, float(now + hold), timeout=5.0
             )
-            await conn.execute("DELETE FROM send_times WHERE key = $1 AND until <= $2", key, now, timeout=5.0)
-            held, blocking = await conn.fetchrow(SENDS_COUNTING, key, count, timeout=5.0)
-            if held < count:
-                await conn.execute(
-                    "INSERT INTO send_times VALUES ($1, $2, $3)", key, ticket, float(now + hold), timeout=5.0
-                )
-                return 0.0
-        return admission_wait(float(blocking), now, count, seconds)
+            return None
+        return float(blocking)
 
     @guarded
     async def finish_send(self, key: str, ticket: str, rate: float, now: float) -> None:
