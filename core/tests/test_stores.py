@@ -309,3 +309,31 @@ async def test_wal_checkpoints_happen_in_their_own_thread_not_in_a_commit(
         assert (await store.queue_depth())["mo"] == 1500
     finally:
         await store.close()
+
+
+@pytest.mark.anyio
+async def test_calls_racing_close_run_before_it_or_fail_never_hang(tmp_path: Path) -> None:
+    import asyncio
+
+    from botbridge.errors import StoreUnavailable
+
+    store = SQLiteStore(str(tmp_path / "closing.db"), FakeClock())
+    await store.open()
+    before = asyncio.ensure_future(store.enqueue([Job(kind="mo", key="a", payload={})]))
+    closing = asyncio.ensure_future(store.close())
+
+    async def reader() -> list[object]:
+        answers: list[object] = []
+        while not closing.done():
+            try:
+                answers.append(await store.queue_depth())
+            except StoreUnavailable as exc:
+                answers.append(exc)
+                await asyncio.sleep(0)  # refused without waiting: let close go on
+        return answers
+
+    answers = await asyncio.wait_for(asyncio.gather(reader(), reader()), 10)  # every call was answered
+    assert await before is True
+    assert any(isinstance(a, StoreUnavailable) for group in answers for a in group)  # some came too late
+    with pytest.raises(StoreUnavailable):
+        await store.queue_depth()

@@ -318,12 +318,14 @@ class SQLiteStore(Store):
             raise StoreUnavailable(f"sqlite: {exc}") from exc
 
     def _serve(self, calls: queue.SimpleQueue[Call | None]) -> None:
-        """The thread: take what is queued, run it, answer each caller on its loop."""
+        """The thread: take what is queued, run it in order, answer each caller on its loop."""
+        carried: Call | None = None  # a call that must run alone, taken while filling a batch: it runs next
         ending = False
         while not ending:
-            first = calls.get()
+            first = carried or calls.get()
+            carried = None
             if first is None:
-                return
+                break
             batch = [first]
             while len(batch) < MAX_BATCH and first[0].__name__ not in ALONE:
                 try:
@@ -334,18 +336,29 @@ class SQLiteStore(Store):
                     ending = True
                     break
                 if call[0].__name__ in ALONE:
-                    calls.put(call)  # after this batch (only close queues this, behind everything else)
+                    carried = call
                     break
                 batch.append(call)
-            outcomes = self._one_call(batch[0]) if len(batch) == 1 else self._group(batch)
-            loops: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
-            for outcome in outcomes:
-                loops.setdefault(outcome[0].get_loop(), []).append(outcome)
-            for loop, settled in loops.items():
-                try:
-                    loop.call_soon_threadsafe(_settle, settled)
-                except RuntimeError:  # the caller's loop has closed: nobody is waiting
-                    pass
+            self._answer(self._one_call(batch[0]) if len(batch) == 1 else self._group(batch))
+        # A caller that raced close() is told the store is closed, not left waiting.
+        while True:
+            try:
+                late = calls.get_nowait()
+            except queue.Empty:
+                return
+            if late is not None:
+                self._answer([(late[2], False, StoreUnavailable("store is not open"))])
+
+    @staticmethod
+    def _answer(outcomes: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+        loops: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
+        for outcome in outcomes:
+            loops.setdefault(outcome[0].get_loop(), []).append(outcome)
+        for loop, settled in loops.items():
+            try:
+                loop.call_soon_threadsafe(_settle, settled)
+            except RuntimeError:  # the caller's loop has closed: nobody is waiting
+                pass
 
     @staticmethod
     def _one_call(call: Call) -> list[tuple[asyncio.Future[Any], bool, Any]]:
@@ -489,9 +502,10 @@ class SQLiteStore(Store):
             self._checkpoints = None
         if self._calls is not None and self._thread is not None:
             await self._run(self._disconnect)
-            self._calls.put(None)
-            await asyncio.to_thread(self._thread.join)
-            self._calls = self._thread = None
+            calls, thread = self._calls, self._thread
+            self._calls = self._thread = None  # a call from now on fails at once (StoreUnavailable)
+            calls.put(None)
+            await asyncio.to_thread(thread.join)
 
     def durability(self) -> Durability:
         # The database is a file of this process: what committed survives a crash of it.
